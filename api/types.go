@@ -1,0 +1,91 @@
+package api
+
+import "time"
+
+// Version is the API version every route is prefixed with.
+const Version = "v1"
+
+// Limits are a session's kernel-enforced resource limits. On create, zero
+// fields take the daemon's defaults; values above the daemon's maximums are
+// refused.
+type Limits struct {
+	// CPUs is the CPU bandwidth in cores (0.5 = half a core).
+	CPUs float64 `json:"cpus,omitempty"`
+	// MemoryMB is the memory limit in MiB; swap is disabled.
+	MemoryMB int64 `json:"memory_mb,omitempty"`
+	// Pids caps the number of processes and threads.
+	Pids int64 `json:"pids,omitempty"`
+	// TmpMB is the size of the session's /tmp (it counts against MemoryMB).
+	TmpMB int64 `json:"tmp_mb,omitempty"`
+}
+
+// Info is the answer of GET /v1.
+type Info struct {
+	Version       string   `json:"version"`
+	APIVersion    string   `json:"api_version"`
+	CgroupMode    string   `json:"cgroup_mode"`
+	CgroupParent  string   `json:"cgroup_parent"`
+	Controllers   []string `json:"controllers"`
+	DefaultLimits Limits   `json:"default_limits"`
+	MaxLimits     Limits   `json:"max_limits"`
+	Sessions      int      `json:"sessions"`
+}
+
+// CreateSessionRequest is the body of POST /v1/sessions.
+type CreateSessionRequest struct {
+	UserID    string  `json:"user_id"`
+	SessionID string  `json:"session_id,omitempty"`
+	Limits    *Limits `json:"limits,omitempty"`
+}
+
+// Session describes one live session.
+type Session struct {
+	ID        string    `json:"id"`
+	UserID    string    `json:"user_id"`
+	CreatedAt time.Time `json:"created_at"`
+	Limits    Limits    `json:"limits"`
+	// Status is "running" or "stopped".
+	Status string `json:"status"`
+	// Workspace is where the session's files live inside the sandbox.
+	Workspace string `json:"workspace"`
+}
+
+// SessionList is the answer of GET /v1/sessions.
+type SessionList struct {
+	Sessions []Session `json:"sessions"`
+}
+
+// ExecRequest is the body of POST /v1/sessions/{id}/exec. Exactly one of
+// Argv and Command is set; Command runs under /bin/sh -c.
+type ExecRequest struct {
+	Argv    []string          `json:"argv,omitempty"`
+	Command string            `json:"command,omitempty"`
+	Cwd     string            `json:"cwd,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	Stdin   string            `json:"stdin,omitempty"`
+	// TimeoutSec defaults to the daemon's default (30 s) and is capped by its
+	// maximum.
+	TimeoutSec float64 `json:"timeout,omitempty"`
+}
+
+// ExecResult is the outcome of one command.
+type ExecResult struct {
+	// ExitCode is the command's exit status, or 128+n when signal n ended it.
+	ExitCode int `json:"exit_code"`
+	// Signal names the signal that ended the command ("SIGKILL"), if any.
+	Signal          string `json:"signal,omitempty"`
+	TimedOut        bool   `json:"timed_out"`
+	OOMKilled       bool   `json:"oom_killed"`
+	DurationMS      int64  `json:"duration_ms"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+}
+
+// DeleteSessionResult is the answer of DELETE /v1/sessions/{id}.
+type DeleteSessionResult struct {
+	ID string `json:"id"`
+	// KeptFiles are the names the kept files got in shared_files/outputs/.
+	KeptFiles []string `json:"kept_files"`
+}
