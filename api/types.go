@@ -10,13 +10,13 @@ const Version = "v1"
 // refused.
 type Limits struct {
 	// CPUs is the CPU bandwidth in cores (0.5 = half a core).
-	CPUs float64 `json:"cpus,omitempty"`
+	CPUs float64 `json:"cpus,omitempty" yaml:"cpus"`
 	// MemoryMB is the memory limit in MiB; swap is disabled.
-	MemoryMB int64 `json:"memory_mb,omitempty"`
+	MemoryMB int64 `json:"memory_mb,omitempty" yaml:"memory_mb"`
 	// Pids caps the number of processes and threads.
-	Pids int64 `json:"pids,omitempty"`
+	Pids int64 `json:"pids,omitempty" yaml:"pids"`
 	// TmpMB is the size of the session's /tmp (it counts against MemoryMB).
-	TmpMB int64 `json:"tmp_mb,omitempty"`
+	TmpMB int64 `json:"tmp_mb,omitempty" yaml:"tmp_mb"`
 }
 
 // Info is the answer of GET /v1.

@@ -1,0 +1,152 @@
+// Package config is sandboxd's configuration: the compiled-in defaults, the
+// YAML file that overrides them, and their translation into what the
+// sandbox manager and the API server take.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/sandbox"
+)
+
+// Config mirrors the YAML file; every field has a default.
+type Config struct {
+	StateDir     string `yaml:"state_dir"`
+	Socket       string `yaml:"socket"`
+	SocketMode   string `yaml:"socket_mode"`
+	SocketGroup  string `yaml:"socket_group"`
+	CgroupParent string `yaml:"cgroup_parent"`
+	SandboxUID   int    `yaml:"sandbox_uid"`
+	SandboxGID   int    `yaml:"sandbox_gid"`
+	Python       string `yaml:"python"`
+	LogLevel     string `yaml:"log_level"`
+	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+
+	Limits struct {
+		Default api.Limits `yaml:"default"`
+		Max     api.Limits `yaml:"max"`
+	} `yaml:"limits"`
+
+	Quota struct {
+		MaxSessions        int   `yaml:"max_sessions"`
+		MaxWorkspaceSizeMB int64 `yaml:"max_workspace_size_mb"`
+	} `yaml:"quota"`
+
+	Exec struct {
+		TimeoutSec       float64 `yaml:"timeout_sec"`
+		MaxTimeoutSec    float64 `yaml:"max_timeout_sec"`
+		OutputLimitBytes int64   `yaml:"output_limit_bytes"`
+	} `yaml:"exec"`
+
+	KeepExtensions []string `yaml:"keep_extensions"`
+}
+
+// Default is the configuration of an installed daemon; the design's
+// container limits (0.5 CPU, 512 MiB, 50 pids, 100 MiB /tmp, 30 s) are the
+// per-session defaults.
+func Default() Config {
+	var c Config
+	c.StateDir = "/var/lib/sandboxd"
+	c.Socket = "/run/sandboxd.sock"
+	c.SocketMode = "0660"
+	c.CgroupParent = "/sandboxd"
+	c.SandboxUID, c.SandboxGID = 10000, 10000
+	c.Python = "/usr/bin/python3"
+	c.LogLevel = "info"
+	c.MaxBodyBytes = 8 << 20
+	c.Limits.Default = api.Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}
+	c.Limits.Max = api.Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}
+	c.Quota.MaxSessions = 10
+	c.Quota.MaxWorkspaceSizeMB = 1024
+	c.Exec.TimeoutSec = 30
+	c.Exec.MaxTimeoutSec = 600
+	c.Exec.OutputLimitBytes = 1 << 20
+	c.KeepExtensions = []string{".pdf", ".xlsx", ".pptx", ".docx"}
+	return c
+}
+
+// Load overlays the YAML file at path on c. Unknown keys are errors, so a
+// misspelt setting is not silently ignored.
+func (c *Config) Load(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate checks the values that cannot be caught later with a clear
+// message, and makes the paths absolute.
+func (c *Config) Validate() error {
+	var err error
+	if c.StateDir, err = filepath.Abs(c.StateDir); err != nil {
+		return err
+	}
+	if c.Socket, err = filepath.Abs(c.Socket); err != nil {
+		return err
+	}
+	if _, err := c.SocketFileMode(); err != nil {
+		return err
+	}
+	d, m := c.Limits.Default, c.Limits.Max
+	switch {
+	case d.CPUs <= 0 || d.MemoryMB <= 0 || d.Pids <= 0 || d.TmpMB <= 0:
+		return errors.New("config: limits.default must all be positive")
+	case d.CPUs > m.CPUs || d.MemoryMB > m.MemoryMB || d.Pids > m.Pids || d.TmpMB > m.TmpMB:
+		return errors.New("config: limits.default must not exceed limits.max")
+	case c.Exec.TimeoutSec <= 0 || c.Exec.MaxTimeoutSec < c.Exec.TimeoutSec:
+		return errors.New("config: exec.timeout_sec must be positive and at most exec.max_timeout_sec")
+	case c.Exec.OutputLimitBytes <= 0:
+		return errors.New("config: exec.output_limit_bytes must be positive")
+	case c.SandboxUID <= 0 || c.SandboxGID <= 0:
+		return errors.New("config: sandbox_uid and sandbox_gid must not be root")
+	}
+	return nil
+}
+
+// SocketFileMode parses socket_mode ("0660").
+func (c *Config) SocketFileMode() (os.FileMode, error) {
+	v, err := strconv.ParseUint(c.SocketMode, 8, 32)
+	if err != nil || v > 0o777 {
+		return 0, fmt.Errorf("config: socket_mode %q is not an octal file mode", c.SocketMode)
+	}
+	return os.FileMode(v), nil
+}
+
+// Sandbox is the manager's part of the configuration.
+func (c *Config) Sandbox(helper, version string) sandbox.Config {
+	return sandbox.Config{
+		StateDir:           c.StateDir,
+		CgroupParent:       c.CgroupParent,
+		Helper:             helper,
+		SandboxUID:         c.SandboxUID,
+		SandboxGID:         c.SandboxGID,
+		Python:             c.Python,
+		DefaultLimits:      c.Limits.Default,
+		MaxLimits:          c.Limits.Max,
+		MaxSessionsPerUser: c.Quota.MaxSessions,
+		MaxWorkspaceMB:     c.Quota.MaxWorkspaceSizeMB,
+		ExecTimeout:        seconds(c.Exec.TimeoutSec),
+		MaxExecTimeout:     seconds(c.Exec.MaxTimeoutSec),
+		OutputLimit:        c.Exec.OutputLimitBytes,
+		KeepExtensions:     c.KeepExtensions,
+		Version:            version,
+	}
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api/server"
+	"github.com/sandboxd/sandboxd/cmd/sandboxd/internal/config"
+	"github.com/sandboxd/sandboxd/sandbox"
+)
+
+// version is set by the build (-ldflags "-X main.version=…").
+var version = "dev"
+
+const usage = `Usage: sandboxd [flags]              serve the API (the default)
+       sandboxd env build [--force]  build the shared base venv
+       sandboxd version
+
+Flags:
+`
+
+// shutdownGrace bounds how long in-flight requests may take on SIGTERM.
+const shutdownGrace = 30 * time.Second
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("sandboxd", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	cfg := config.Default()
+	configPath := fs.String("config", "", "YAML configuration file overriding the defaults")
+	stateDir := fs.String("state-dir", "", "state root (default "+cfg.StateDir+")")
+	socket := fs.String("socket", "", "API socket path (default "+cfg.Socket+")")
+	socketGroup := fs.String("socket-group", "", "group owning the API socket")
+	cgroupParent := fs.String("cgroup-parent", "", "absolute cgroup the sessions live under (default "+cfg.CgroupParent+")")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (default "+cfg.LogLevel+")")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *configPath != "" {
+		if err := cfg.Load(*configPath); err != nil {
+			fmt.Fprintln(os.Stderr, "sandboxd:", err)
+			return 2
+		}
+	}
+	for flagValue, field := range map[*string]*string{
+		stateDir: &cfg.StateDir, socket: &cfg.Socket, socketGroup: &cfg.SocketGroup,
+		cgroupParent: &cfg.CgroupParent, logLevel: &cfg.LogLevel,
+	} {
+		if *flagValue != "" {
+			*field = *flagValue
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "sandboxd:", err)
+		return 2
+	}
+	log, err := newLogger(os.Stderr, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sandboxd:", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	switch rest := fs.Args(); {
+	case len(rest) == 0:
+		err = serve(ctx, cfg, log)
+	case rest[0] == "version":
+		fmt.Println(version)
+	case len(rest) >= 2 && rest[0] == "env" && rest[1] == "build":
+		err = buildEnv(ctx, cfg, log, rest[2:])
+	default:
+		fmt.Fprintf(os.Stderr, "sandboxd: unknown command %q\n", rest)
+		fs.Usage()
+		return 2
+	}
+	if err != nil {
+		log.Error("sandboxd failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func newManager(ctx context.Context, cfg config.Config, log *slog.Logger) (*sandbox.Manager, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("sandboxd must run as root: it creates namespaces, cgroups and mounts")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable: %w", err)
+	}
+	sc := cfg.Sandbox(exe, version)
+	sc.Logger = log
+	return sandbox.NewManager(ctx, sc)
+}
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	m, err := newManager(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	// The first start builds the shared venv; later starts find it.
+	if err := m.BuildBaseEnv(ctx, false); err != nil {
+		return err
+	}
+	mode, _ := cfg.SocketFileMode()
+	ln, err := server.Listen(cfg.Socket, mode, cfg.SocketGroup)
+	if err != nil {
+		return err
+	}
+	srv := server.New(m, server.Config{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log, Version: version})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("serving", "socket", cfg.Socket, "state_dir", cfg.StateDir, "version", version)
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	// Sessions keep running: a restarted daemon adopts them.
+	log.Info("shutting down; sessions keep running")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func buildEnv(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("env build", flag.ContinueOnError)
+	force := fs.Bool("force", false, "rebuild even if the base venv exists")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	m, err := newManager(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return m.BuildBaseEnv(ctx, *force)
+}

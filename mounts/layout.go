@@ -1,0 +1,148 @@
+package mounts
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+)
+
+// ErrInvalidID is returned for a user or session id outside the safe
+// alphabet; callers wrap it into their own sentinel.
+var ErrInvalidID = errors.New("invalid id")
+
+// MaxIDLength bounds ids so that paths and cgroup names stay short.
+const MaxIDLength = 64
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
+
+// ValidateID checks that id is 1..MaxIDLength characters of [A-Za-z0-9_-],
+// starting with a letter or digit: such an id can never name a parent
+// directory, a hidden file or a path with more than one component.
+func ValidateID(kind, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: %s is empty", ErrInvalidID, kind)
+	case len(id) > MaxIDLength:
+		return fmt.Errorf("%w: %s is longer than %d characters", ErrInvalidID, kind, MaxIDLength)
+	case !idPattern.MatchString(id):
+		return fmt.Errorf("%w: %s %q may hold only letters, digits, '_' and '-', and must start with a letter or digit", ErrInvalidID, kind, id)
+	}
+	return nil
+}
+
+// Layout is the state tree under one root:
+//
+//	envs/base/                         the shared venv, read-only to sessions
+//	allowed_packages.txt               the package allow-list
+//	package_cache/                     pre-downloaded packages
+//	rootfs/                            the skeleton root every sandbox starts from
+//	containers/                        libcontainer's state
+//	workspaces/user_<id>/shared_files/{data,outputs}/
+//	workspaces/user_<id>/sessions/<sid>/{files,logs,venv/{upper,work}}
+type Layout struct {
+	Root string
+}
+
+func (l Layout) Envs() string            { return filepath.Join(l.Root, "envs") }
+func (l Layout) BaseEnv() string         { return filepath.Join(l.Root, "envs", "base") }
+func (l Layout) AllowedPackages() string { return filepath.Join(l.Root, "allowed_packages.txt") }
+func (l Layout) PackageCache() string    { return filepath.Join(l.Root, "package_cache") }
+func (l Layout) Rootfs() string          { return filepath.Join(l.Root, "rootfs") }
+func (l Layout) Containers() string      { return filepath.Join(l.Root, "containers") }
+func (l Layout) Workspaces() string      { return filepath.Join(l.Root, "workspaces") }
+
+// User returns the directories of one user; the id must be valid.
+func (l Layout) User(userID string) User {
+	return User{Dir: filepath.Join(l.Workspaces(), "user_"+userID)}
+}
+
+// Session returns the directories of one session; both ids must be valid.
+func (l Layout) Session(userID, sessionID string) Session {
+	return Session{Dir: filepath.Join(l.User(userID).Dir, "sessions", sessionID)}
+}
+
+// User is one user's workspace directory.
+type User struct{ Dir string }
+
+func (u User) SharedFiles() string { return filepath.Join(u.Dir, "shared_files") }
+func (u User) Outputs() string     { return filepath.Join(u.Dir, "shared_files", "outputs") }
+func (u User) Sessions() string    { return filepath.Join(u.Dir, "sessions") }
+func (u User) QuotaFile() string   { return filepath.Join(u.Dir, "quota.json") }
+
+// Session is one session's directory.
+type Session struct{ Dir string }
+
+func (s Session) Files() string     { return filepath.Join(s.Dir, "files") }
+func (s Session) Logs() string      { return filepath.Join(s.Dir, "logs") }
+func (s Session) VenvUpper() string { return filepath.Join(s.Dir, "venv", "upper") }
+func (s Session) VenvWork() string  { return filepath.Join(s.Dir, "venv", "work") }
+func (s Session) Meta() string      { return filepath.Join(s.Dir, "session.json") }
+
+// Init creates the daemon-owned part of the tree. Everything is root-only
+// except what the sandbox user must reach, which is granted per directory.
+func (l Layout) Init() error {
+	for _, d := range []string{l.Root, l.Envs(), l.PackageCache(), l.Containers(), l.Workspaces()} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return fmt.Errorf("create state dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// Owner is the uid/gid that sandbox processes run as; directories they write
+// to are created owned by it.
+type Owner struct{ UID, GID int }
+
+// EnsureUser creates the user's shared_files tree if missing.
+func (l Layout) EnsureUser(userID string, o Owner) (User, error) {
+	u := l.User(userID)
+	if err := os.MkdirAll(u.Sessions(), 0o700); err != nil {
+		return u, fmt.Errorf("user %q: %w", userID, err)
+	}
+	for _, d := range []string{u.SharedFiles(), filepath.Join(u.SharedFiles(), "data"), u.Outputs()} {
+		if err := mkdirOwned(d, o); err != nil {
+			return u, fmt.Errorf("user %q: %w", userID, err)
+		}
+	}
+	return u, nil
+}
+
+// CreateSession creates a new session directory; it fails with an
+// fs.ErrExist error if the directory already exists.
+func (l Layout) CreateSession(userID, sessionID string, o Owner) (Session, error) {
+	s := l.Session(userID, sessionID)
+	if err := os.Mkdir(s.Dir, 0o700); err != nil {
+		return s, fmt.Errorf("session %q: %w", sessionID, err)
+	}
+	for _, d := range []string{s.Files(), s.Logs()} {
+		if err := mkdirOwned(d, o); err != nil {
+			return s, fmt.Errorf("session %q: %w", sessionID, err)
+		}
+	}
+	// The overlay's root takes its owner and mode from the upper dir, so
+	// the upper dir is the sandbox user's, like the base venv's root.
+	if err := os.MkdirAll(s.VenvWork(), 0o700); err != nil {
+		return s, fmt.Errorf("session %q: %w", sessionID, err)
+	}
+	if err := os.Mkdir(s.VenvUpper(), 0o755); err != nil {
+		return s, fmt.Errorf("session %q: %w", sessionID, err)
+	}
+	if err := os.Lchown(s.VenvUpper(), o.UID, o.GID); err != nil {
+		return s, fmt.Errorf("session %q: %w", sessionID, err)
+	}
+	// The mount point of shared_files inside /workspace; root's, so the
+	// sandbox cannot replace it.
+	if err := os.Mkdir(filepath.Join(s.Files(), "shared"), 0o755); err != nil {
+		return s, fmt.Errorf("session %q: %w", sessionID, err)
+	}
+	return s, nil
+}
+
+func mkdirOwned(dir string, o Owner) error {
+	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return os.Lchown(dir, o.UID, o.GID)
+}

@@ -1,0 +1,172 @@
+package mounts
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside every sandbox.
+const (
+	WorkspaceDir = "/workspace"
+	SharedDir    = "/workspace/shared"
+	VenvDir      = "/opt/venv"
+	// HelperPath is where the daemon's own binary is bound read-only, to
+	// serve as the sandbox's PID 1 and as the per-command supervisor.
+	HelperPath = "/.sandboxd/sandboxd"
+)
+
+// hostDirs are bound read-only from the host; hostLinks are the top-level
+// entries that merged-/usr systems make symlinks (bound as directories where
+// a host still has them as real directories).
+var (
+	hostDirs  = []string{"/usr", "/etc"}
+	hostLinks = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}
+)
+
+// PrepareRootfs (re)creates the skeleton root filesystem that every sandbox
+// mounts read-only: empty mount points, the host's /bin and /lib* links, and
+// the passwd and group files naming the sandbox user. It is cheap and
+// idempotent, so it runs on every start.
+func (l Layout) PrepareRootfs(o Owner) error {
+	root := l.Rootfs()
+	dirs := []string{"usr", "etc", "proc", "dev", "sys", "tmp", "workspace", "opt/venv", ".sandboxd"}
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+	}
+	if err := touch(filepath.Join(root, HelperPath)); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	for _, link := range hostLinks {
+		if err := mirrorHostEntry(root, link); err != nil {
+			return fmt.Errorf("rootfs %s: %w", link, err)
+		}
+	}
+	passwd := "root:x:0:0:root:/root:/usr/sbin/nologin\n" +
+		"sandbox:x:" + strconv.Itoa(o.UID) + ":" + strconv.Itoa(o.GID) + ":sandbox:/workspace:/bin/sh\n" +
+		"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+	group := "root:x:0:\nsandbox:x:" + strconv.Itoa(o.GID) + ":\nnogroup:x:65534:\n"
+	for name, data := range map[string]string{"passwd": passwd, "group": group} {
+		if err := os.WriteFile(filepath.Join(l.Root, "rootfs-"+name), []byte(data), 0o644); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+	}
+	return nil
+}
+
+// mirrorHostEntry makes rootfs/<name> what /<name> is on the host: the same
+// symlink, a directory to bind over, or nothing.
+func mirrorHostEntry(root, name string) error {
+	dst := filepath.Join(root, name)
+	fi, err := os.Lstat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		target, err := os.Readlink(name)
+		if err != nil {
+			return err
+		}
+		if cur, err := os.Readlink(dst); err == nil && cur == target {
+			return nil
+		}
+		_ = os.Remove(dst)
+		return os.Symlink(target, dst)
+	}
+	return os.MkdirAll(dst, 0o755)
+}
+
+func touch(p string) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// Spec is what one sandbox's mount table is composed from.
+type Spec struct {
+	Layout  Layout
+	UserID  string
+	Session Session
+	// BaseEnv is the overlay's read-only lower layer.
+	BaseEnv string
+	// Helper is the host path of the daemon binary.
+	Helper   string
+	TmpBytes int64
+}
+
+const (
+	roBind    = unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
+	rwBind    = unix.MS_BIND | unix.MS_REC | unix.MS_NOSUID | unix.MS_NODEV
+	noExecDev = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
+)
+
+// Mounts returns a session sandbox's mount table, in mount order.
+func Mounts(s Spec) []*configs.Mount {
+	return append(baseMounts(s.Layout, s.Helper, s.TmpBytes),
+		&configs.Mount{Source: s.Session.Files(), Destination: WorkspaceDir, Device: "bind", Flags: rwBind},
+		&configs.Mount{Source: s.Layout.User(s.UserID).SharedFiles(), Destination: SharedDir, Device: "bind", Flags: rwBind},
+		&configs.Mount{Source: "overlay", Destination: VenvDir, Device: "overlay", Flags: unix.MS_NOSUID | unix.MS_NODEV,
+			Data: "lowerdir=" + s.BaseEnv + ",upperdir=" + s.Session.VenvUpper() + ",workdir=" + s.Session.VenvWork()},
+	)
+}
+
+// BuildMounts is the mount table of the sandbox that builds the base venv:
+// the directory being built is mounted read-write where sessions will see
+// the finished venv, so the paths baked into it are right.
+func BuildMounts(l Layout, helper, venv string, tmpBytes int64) []*configs.Mount {
+	return append(baseMounts(l, helper, tmpBytes),
+		&configs.Mount{Source: venv, Destination: VenvDir, Device: "bind", Flags: rwBind})
+}
+
+// baseMounts are the mounts every sandbox has: kernel filesystems, the
+// host's /usr and /etc read-only, the sandbox's passwd and group, the
+// daemon binary and a size-limited /tmp.
+func baseMounts(l Layout, helper string, tmpBytes int64) []*configs.Mount {
+	ms := []*configs.Mount{
+		{Source: "proc", Destination: "/proc", Device: "proc", Flags: noExecDev},
+		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+		{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620"},
+		{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: noExecDev, Data: "mode=1777,size=65536k"},
+		{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: noExecDev},
+		{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: noExecDev | unix.MS_RDONLY},
+	}
+	for _, d := range hostDirs {
+		ms = append(ms, &configs.Mount{Source: d, Destination: d, Device: "bind", Flags: roBind})
+	}
+	for _, d := range hostLinks {
+		if fi, err := os.Lstat(d); err == nil && fi.IsDir() {
+			ms = append(ms, &configs.Mount{Source: d, Destination: d, Device: "bind", Flags: roBind})
+		}
+	}
+	return append(ms,
+		&configs.Mount{Source: filepath.Join(l.Root, "rootfs-passwd"), Destination: "/etc/passwd", Device: "bind", Flags: roBind},
+		&configs.Mount{Source: filepath.Join(l.Root, "rootfs-group"), Destination: "/etc/group", Device: "bind", Flags: roBind},
+		&configs.Mount{Source: helper, Destination: HelperPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NODEV | unix.MS_NOSUID},
+		&configs.Mount{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
+			Data: "mode=1777,size=" + strconv.FormatInt(tmpBytes, 10)},
+	)
+}
+
+// MaskedPaths and ReadonlyPaths hide or freeze what OCI runtimes do by default.
+var (
+	MaskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+		"/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	ReadonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)

@@ -1,0 +1,43 @@
+package sandbox
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// Config is what a Manager is built from; cmd/sandboxd fills it from flags
+// and the YAML file.
+type Config struct {
+	// StateDir is the root of the on-disk layout (mounts.Layout).
+	StateDir string
+	// CgroupParent is the absolute cgroup all sessions live under.
+	CgroupParent string
+	// Helper is the host path of the sandboxd binary, bound into every
+	// sandbox to serve as its PID 1 and command supervisor.
+	Helper string
+	// SandboxUID and SandboxGID are who commands run as inside.
+	SandboxUID, SandboxGID int
+	// Python is the interpreter the base venv is made from.
+	Python string
+
+	DefaultLimits api.Limits
+	MaxLimits     api.Limits
+
+	// MaxSessionsPerUser and MaxWorkspaceMB are the quota of a user
+	// without a quota.json of their own (0 = unlimited).
+	MaxSessionsPerUser int
+	MaxWorkspaceMB     int64
+
+	ExecTimeout    time.Duration
+	MaxExecTimeout time.Duration
+	// OutputLimit caps each of stdout and stderr kept per command.
+	OutputLimit int64
+	// KeepExtensions are the kinds of files delete?keep_files=true moves
+	// into the user's shared_files/outputs/.
+	KeepExtensions []string
+
+	Logger  *slog.Logger
+	Version string
+}

@@ -1,0 +1,156 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	devconfig "github.com/opencontainers/cgroups/devices/config"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"golang.org/x/sys/unix"
+
+	// Device rules are set on every sandbox's cgroup.
+	_ "github.com/opencontainers/cgroups/devices"
+	// nsenter joins a running sandbox's namespaces for each command.
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/shim"
+)
+
+const (
+	cpuPeriod = 100_000 // µs
+	mib       = 1 << 20
+	// destroyWait bounds how long a killed container may take to die.
+	destroyWait = 10 * time.Second
+	// sandboxPath is PATH inside: the session's venv first.
+	sandboxPath = "PATH=" + mounts.VenvDir + "/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+)
+
+// boxSpec is everything one container is built from.
+type boxSpec struct {
+	id         string
+	hostname   string
+	rootfs     string
+	cgroupPath string
+	limits     api.Limits
+	mounts     []*configs.Mount
+	// swap is false where the kernel has no swap accounting, so memory
+	// alone is limited.
+	swap bool
+}
+
+// containerConfig turns a boxSpec into libcontainer's configuration: new
+// mount, pid, ipc, uts, net and cgroup namespaces, a read-only root, no
+// capabilities and no new privileges.
+func containerConfig(s boxSpec) *configs.Config {
+	var rules []*devconfig.Rule
+	for _, d := range specconv.AllowedDevices {
+		rules = append(rules, &d.Rule)
+	}
+	mem := s.limits.MemoryMB * mib
+	pids := s.limits.Pids
+	res := &cgroups.Resources{
+		CpuQuota:  int64(s.limits.CPUs * cpuPeriod),
+		CpuPeriod: cpuPeriod,
+		Memory:    mem,
+		PidsLimit: &pids,
+		Devices:   rules,
+	}
+	if s.swap {
+		res.MemorySwap = mem // v1 semantics: memory+swap; zero swap
+	}
+	return &configs.Config{
+		Rootfs:     s.rootfs,
+		Readonlyfs: true,
+		Hostname:   s.hostname,
+		Namespaces: configs.Namespaces{
+			{Type: configs.NEWNS}, {Type: configs.NEWUTS}, {Type: configs.NEWIPC},
+			{Type: configs.NEWPID}, {Type: configs.NEWNET}, {Type: configs.NEWCGROUP},
+		},
+		Networks:        []*configs.Network{{Type: "loopback"}},
+		Capabilities:    &configs.Capabilities{},
+		NoNewPrivileges: true,
+		Cgroups:         &cgroups.Cgroup{Path: s.cgroupPath, Resources: res},
+		Devices:         specconv.AllowedDevices,
+		Mounts:          s.mounts,
+		MaskPaths:       mounts.MaskedPaths,
+		ReadonlyPaths:   mounts.ReadonlyPaths,
+		Rlimits: []configs.Rlimit{
+			{Type: unix.RLIMIT_NOFILE, Hard: 4096, Soft: 1024},
+			{Type: unix.RLIMIT_CORE, Hard: 0, Soft: 0},
+		},
+	}
+}
+
+// startContainer creates the container and starts its PID 1, the reaper.
+// The container outlives the daemon (nothing ties it to the daemon's
+// lifetime), so a restarted daemon can adopt it.
+func startContainer(stateRoot string, s boxSpec) (*libcontainer.Container, error) {
+	c, err := libcontainer.Create(stateRoot, s.id, containerConfig(s))
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	init := &libcontainer.Process{
+		Args: []string{mounts.HelperPath, shim.InitMode},
+		Env:  []string{sandboxPath},
+		Init: true,
+	}
+	if err := c.Run(init); err != nil {
+		_ = c.Destroy()
+		return nil, fmt.Errorf("start container: %w", err)
+	}
+	// The reaper is this daemon's child until the daemon exits; collect
+	// it when it is killed so it does not linger as a zombie.
+	go func() { _, _ = init.Wait() }()
+	return c, nil
+}
+
+// destroyContainer kills everything in the container (SIGKILL to its PID 1
+// ends its whole pid namespace) and removes its cgroup and state.
+func destroyContainer(c *libcontainer.Container) error {
+	if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		return fmt.Errorf("kill container %s: %w", c.ID(), err)
+	}
+	deadline := time.Now().Add(destroyWait)
+	for {
+		st, err := c.Status()
+		if err != nil {
+			return fmt.Errorf("container %s status: %w", c.ID(), err)
+		}
+		if st == libcontainer.Stopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("container %s still %s %s after SIGKILL", c.ID(), st, destroyWait)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := c.Destroy(); err != nil {
+		return fmt.Errorf("destroy container %s: %w", c.ID(), err)
+	}
+	return nil
+}
+
+// containerIDs lists the containers libcontainer has state for.
+func containerIDs(stateRoot string) ([]string, error) {
+	entries, err := os.ReadDir(stateRoot)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() {
+			if _, err := os.Stat(filepath.Join(stateRoot, e.Name(), "state.json")); err == nil {
+				ids = append(ids, e.Name())
+			}
+		}
+	}
+	return ids, nil
+}

@@ -1,0 +1,167 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/opencontainers/runc/libcontainer"
+
+	"github.com/sandboxd/sandboxd/mounts"
+)
+
+// recover reconciles the state tree, libcontainer's state and the cgroup
+// tree after a restart or a crash. A session whose sandbox still runs is
+// adopted as it is (its workspace, installs and /tmp intact; commands that
+// were running when the daemon died are killed, since nobody waits for
+// their output any more). A session whose sandbox is gone gets a new one
+// over the same files. A create that never finished is removed; a delete
+// that never finished is finished.
+func (m *Manager) recover(ctx context.Context) error {
+	metas, err := m.scanSessions()
+	if err != nil {
+		return err
+	}
+	ids, err := containerIDs(m.layout.Containers())
+	if err != nil {
+		return err
+	}
+	adopted := map[string]*libcontainer.Container{}
+	for _, id := range ids {
+		c, err := libcontainer.Load(m.layout.Containers(), id)
+		if err != nil {
+			m.log.Warn("unreadable container state removed", "container", id, "err", err)
+			_ = os.RemoveAll(filepath.Join(m.layout.Containers(), id))
+			continue
+		}
+		meta, ok := metas[id]
+		st, _ := c.Status()
+		if ok && meta.Deleting == nil && st == libcontainer.Running {
+			if err := killStrays(c); err != nil {
+				m.log.Warn("kill stray commands", "session", id, "err", err)
+			}
+			adopted[id] = c
+			continue
+		}
+		if err := destroyContainer(c); err != nil {
+			return fmt.Errorf("container %s: %w", id, err)
+		}
+	}
+	for id, meta := range metas {
+		s := &session{meta: meta, dir: m.layout.Session(meta.UserID, meta.ID)}
+		switch {
+		case meta.Deleting != nil:
+			if _, err := m.teardown(s, meta.Deleting.KeepFiles); err != nil {
+				return err
+			}
+			m.log.Info("finished an interrupted delete", "session", id, "user", meta.UserID)
+		case adopted[id] != nil:
+			m.attach(s, adopted[id])
+			m.log.Info("session adopted", "session", id, "user", meta.UserID)
+		default:
+			if err := m.startSession(s); err != nil {
+				// The workspace stays on disk; the session is not
+				// served until a later start succeeds.
+				m.log.Error("session could not be restarted", "session", id, "user", meta.UserID, "err", err)
+				continue
+			}
+			m.log.Info("session restarted in a new sandbox", "session", id, "user", meta.UserID)
+		}
+	}
+	return m.removeStrayCgroups()
+}
+
+// scanSessions reads every session's metadata; a session directory without
+// one is a create that did not finish and is removed.
+func (m *Manager) scanSessions() (map[string]sessionMeta, error) {
+	metas := map[string]sessionMeta{}
+	dirs, err := filepath.Glob(filepath.Join(m.layout.Workspaces(), "user_*", "sessions", "*"))
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range dirs {
+		userID := strings.TrimPrefix(filepath.Base(filepath.Dir(filepath.Dir(dir))), "user_")
+		sessionID := filepath.Base(dir)
+		if mounts.ValidateID("user", userID) != nil || mounts.ValidateID("session", sessionID) != nil {
+			continue
+		}
+		meta, err := readMeta(mounts.Session{Dir: dir})
+		if errors.Is(err, os.ErrNotExist) {
+			m.log.Info("removing a session whose create did not finish", "session", sessionID, "user", userID)
+			if err := os.RemoveAll(dir); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil || meta.ID != sessionID || meta.UserID != userID {
+			m.log.Error("session metadata unreadable; left on disk", "dir", dir, "err", err)
+			continue
+		}
+		if _, dup := metas[meta.ID]; dup {
+			m.log.Error("session id used by two users; second left on disk", "dir", dir)
+			continue
+		}
+		metas[meta.ID] = meta
+	}
+	return metas, nil
+}
+
+// killStrays kills every process of an adopted sandbox but its PID 1.
+func killStrays(c *libcontainer.Container) error {
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	pids, err := c.Processes()
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if pid != st.InitProcessPid {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// removeStrayCgroups removes session cgroups under the parent that belong
+// to no live session, and then the emptied per-user parents.
+func (m *Manager) removeStrayCgroups() error {
+	m.mu.Lock()
+	live := map[string]bool{}
+	for _, s := range m.sessions {
+		live[m.cg.SessionPath(s.meta.UserID, s.meta.ID)] = true
+	}
+	m.mu.Unlock()
+	paths, err := m.cg.Leftovers()
+	if err != nil {
+		return err
+	}
+	var users []string
+	for _, p := range paths {
+		user := strings.TrimPrefix(filepath.Base(filepath.Dir(p)), "user_")
+		if !slices.Contains(users, user) {
+			users = append(users, user)
+		}
+		if live[p] {
+			continue
+		}
+		m.log.Info("removing stray cgroup", "cgroup", p)
+		if err := m.cg.Remove(p); err != nil {
+			return err
+		}
+	}
+	for _, u := range users {
+		if err := m.cg.RemoveUser(u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
