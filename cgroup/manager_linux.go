@@ -7,11 +7,12 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	cgroups "github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	occgroups "github.com/opencontainers/cgroups"
 )
@@ -154,26 +155,17 @@ func (m *Manager) OOMKills(cgPath string) (uint64, error) {
 		}
 		return st.MemoryEvents.OomKill, nil
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(cgPath), cgroup1.WithHierarchy(memoryOnly))
+	// v1: memory.oom_control's oom_kill line (kernel 4.13 and later).
+	data, err := os.ReadFile(filepath.Join(m.controllerDir("memory", cgPath), "memory.oom_control"))
 	if err != nil {
-		return 0, fmt.Errorf("load cgroup %s: %w", cgPath, err)
+		return 0, fmt.Errorf("cgroup %s: %w", cgPath, err)
 	}
-	st, err := cg.Stat(cgroup1.IgnoreNotExist)
-	if err != nil {
-		return 0, fmt.Errorf("stat cgroup %s: %w", cgPath, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
 	}
-	if st.MemoryOomControl == nil {
-		return 0, nil
-	}
-	return st.MemoryOomControl.OomKill, nil
-}
-
-func memoryOnly() ([]cgroup1.Subsystem, error) {
-	root, err := cgroup1.RootPath(cgroup1.Memory)
-	if err != nil {
-		return nil, err
-	}
-	return []cgroup1.Subsystem{cgroup1.NewMemory(root)}, nil
+	return 0, fmt.Errorf("cgroup %s: memory.oom_control has no oom_kill count", cgPath)
 }
 
 // Leftovers lists the session cgroups (as absolute cgroup paths) found under
@@ -243,6 +235,71 @@ func (m *Manager) RemoveUser(userID string) error {
 		if err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.ENOTEMPTY) {
 			errs = append(errs, fmt.Errorf("remove user cgroup %s: %w", userID, err))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// controllerDir is the directory of cgPath in the hierarchy holding
+// controller (v1), or in the unified hierarchy (v2).
+func (m *Manager) controllerDir(controller, cgPath string) string {
+	if m.mode == ModeV2 {
+		return filepath.Join(unifiedMountpoint, cgPath)
+	}
+	for _, r := range m.roots {
+		if slices.Contains(strings.Split(filepath.Base(r), ","), controller) {
+			return filepath.Join(r, cgPath)
+		}
+	}
+	return filepath.Join(unifiedMountpoint, controller, cgPath)
+}
+
+// Pids lists the processes in the cgroup at cgPath and below it.
+func (m *Manager) Pids(cgPath string) ([]int, error) {
+	pids, err := occgroups.GetAllPids(m.controllerDir("pids", cgPath))
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", cgPath, err)
+	}
+	return pids, nil
+}
+
+// CPUUsage is the CPU time the cgroup at cgPath has used.
+func (m *Manager) CPUUsage(cgPath string) (time.Duration, error) {
+	if m.mode == ModeV2 {
+		cg, err := cgroup2.Load(cgPath)
+		if err != nil {
+			return 0, fmt.Errorf("load cgroup %s: %w", cgPath, err)
+		}
+		st, err := cg.Stat()
+		if err != nil || st.CPU == nil {
+			return 0, fmt.Errorf("stat cgroup %s: %w", cgPath, err)
+		}
+		return time.Duration(st.CPU.UsageUsec) * time.Microsecond, nil
+	}
+	data, err := os.ReadFile(filepath.Join(m.controllerDir("cpuacct", cgPath), "cpuacct.usage"))
+	if err != nil {
+		return 0, fmt.Errorf("cgroup %s: %w", cgPath, err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cgroup %s: cpuacct.usage: %w", cgPath, err)
+	}
+	return time.Duration(ns), nil
+}
+
+// RemoveParent removes the whole parent tree from every hierarchy, killing
+// what is left in it. It is for tearing a daemon's tree down for good (a
+// test's, or a purge), never for a daemon that still serves.
+func (m *Manager) RemoveParent() error {
+	leftovers, err := m.Leftovers()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range leftovers {
+		errs = append(errs, m.Remove(p))
+	}
+	for _, r := range m.roots {
+		errs = append(errs, occgroups.RemovePath(filepath.Join(r, m.parent)))
 	}
 	return errors.Join(errs...)
 }

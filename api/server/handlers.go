@@ -1,0 +1,87 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
+	info := s.backend.Info(r.Context())
+	if info.Version == "" {
+		info.Version = s.version
+	}
+	s.writeJSON(w, r, http.StatusOK, info)
+	return nil
+}
+
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
+	var req api.CreateSessionRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	sess, err := s.backend.CreateSession(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/sessions/"+url.PathEscape(sess.ID))
+	s.writeJSON(w, r, http.StatusCreated, sess)
+	return nil
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
+	sessions, err := s.backend.ListSessions(r.Context(), r.URL.Query().Get("user_id"))
+	if err != nil {
+		return err
+	}
+	if sessions == nil {
+		sessions = []api.Session{} // "sessions": [] rather than null
+	}
+	s.writeJSON(w, r, http.StatusOK, api.SessionList{Sessions: sessions})
+	return nil
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
+	sess, err := s.backend.GetSession(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, r, http.StatusOK, sess)
+	return nil
+}
+
+func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
+	var req api.ExecRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	res, err := s.backend.Exec(r.Context(), r.PathValue("id"), req)
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, r, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
+	keep := false
+	if q := r.URL.Query(); q.Has("keep_files") {
+		v, err := strconv.ParseBool(q.Get("keep_files"))
+		if err != nil {
+			return fmt.Errorf("keep_files %q: want true or false: %w", q.Get("keep_files"), api.ErrInvalidArgument)
+		}
+		keep = v
+	}
+	res, err := s.backend.DeleteSession(r.Context(), r.PathValue("id"), keep)
+	if err != nil {
+		return err
+	}
+	if res.KeptFiles == nil {
+		res.KeptFiles = []string{}
+	}
+	s.writeJSON(w, r, http.StatusOK, res)
+	return nil
+}

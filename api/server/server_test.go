@@ -1,0 +1,471 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/server"
+)
+
+var testSession = api.Session{
+	ID:        "s1",
+	UserID:    "u1",
+	CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+	Limits:    api.Limits{CPUs: 1, MemoryMB: 512, Pids: 128, TmpMB: 64},
+	Status:    "running",
+	Workspace: "/workspace",
+}
+
+// fakeBackend records what the handlers asked for and answers with canned
+// values, or with err from every method that can fail.
+type fakeBackend struct {
+	mu      sync.Mutex
+	err     error
+	calls   []string
+	create  api.CreateSessionRequest
+	userID  string
+	id      string
+	execReq api.ExecRequest
+	keep    bool
+	// execStarted and execRelease, when set, make Exec block until released.
+	execStarted chan struct{}
+	execRelease chan struct{}
+}
+
+func (f *fakeBackend) record(call string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call)
+	return f.err
+}
+
+func (f *fakeBackend) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func (f *fakeBackend) Info(context.Context) api.Info {
+	_ = f.record("Info")
+	return api.Info{APIVersion: api.Version, CgroupMode: "unified", Controllers: []string{"cpu", "memory", "pids"}, Sessions: 1}
+}
+
+func (f *fakeBackend) CreateSession(_ context.Context, req api.CreateSessionRequest) (api.Session, error) {
+	f.create = req
+	return testSession, f.record("CreateSession")
+}
+
+func (f *fakeBackend) ListSessions(_ context.Context, userID string) ([]api.Session, error) {
+	f.userID = userID
+	if userID == "nobody" {
+		return nil, f.record("ListSessions")
+	}
+	return []api.Session{testSession}, f.record("ListSessions")
+}
+
+func (f *fakeBackend) GetSession(_ context.Context, id string) (api.Session, error) {
+	f.id = id
+	return testSession, f.record("GetSession")
+}
+
+func (f *fakeBackend) Exec(_ context.Context, id string, req api.ExecRequest) (api.ExecResult, error) {
+	f.id, f.execReq = id, req
+	if f.execStarted != nil {
+		close(f.execStarted)
+		<-f.execRelease
+	}
+	return api.ExecResult{ExitCode: 137, Signal: "SIGKILL", TimedOut: true, DurationMS: 30000, Stdout: "out", Stderr: "err"}, f.record("Exec")
+}
+
+func (f *fakeBackend) DeleteSession(_ context.Context, id string, keepFiles bool) (api.DeleteSessionResult, error) {
+	f.id, f.keep = id, keepFiles
+	if keepFiles {
+		return api.DeleteSessionResult{ID: id, KeptFiles: []string{"s1-report.txt"}}, f.record("DeleteSession")
+	}
+	return api.DeleteSessionResult{ID: id}, f.record("DeleteSession")
+}
+
+// syncBuffer is a log sink the server's goroutines and the test can share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// records decodes the JSON log lines written so far.
+func (b *syncBuffer) records(t *testing.T) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var recs []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	for sc.Scan() {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &rec), "log line %q is JSON", sc.Text())
+		recs = append(recs, rec)
+	}
+	return recs
+}
+
+func newServer(fb *fakeBackend, maxBody int64) (*server.Server, *syncBuffer) {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return server.New(fb, server.Config{MaxBodyBytes: maxBody, Logger: logger, Version: "1.2.3"}), logs
+}
+
+func serve(h http.Handler, method, target, body string) *httptest.ResponseRecorder {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, target, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func decodeBody[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
+	t.Helper()
+	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"), "response content type")
+	var v T
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &v), "response body %q decodes", rec.Body.String())
+	return v
+}
+
+func TestRoutesSucceed(t *testing.T) {
+	tests := []struct {
+		name       string
+		method     string
+		target     string
+		body       string
+		wantStatus int
+		check      func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend)
+	}{
+		{
+			name: "info", method: http.MethodGet, target: "/v1", wantStatus: http.StatusOK,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+				info := decodeBody[api.Info](t, rec)
+				assert.Equal(t, "1.2.3", info.Version, "server fills the version the backend left empty")
+				assert.Equal(t, "unified", info.CgroupMode, "backend's cgroup mode is passed on")
+				assert.Equal(t, "sandboxd/1.2.3", rec.Header().Get("Server"), "Server header names the version")
+			},
+		},
+		{
+			name: "create session", method: http.MethodPost, target: "/v1/sessions",
+			body:       `{"user_id":"u1","session_id":"s1","limits":{"cpus":0.5,"memory_mb":256}}`,
+			wantStatus: http.StatusCreated,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+				assert.Equal(t, api.CreateSessionRequest{UserID: "u1", SessionID: "s1", Limits: &api.Limits{CPUs: 0.5, MemoryMB: 256}},
+					fb.create, "backend got the decoded request")
+				assert.Equal(t, testSession, decodeBody[api.Session](t, rec), "response is the created session")
+				assert.Equal(t, "/v1/sessions/s1", rec.Header().Get("Location"), "Location names the new session")
+			},
+		},
+		{
+			name: "list sessions", method: http.MethodGet, target: "/v1/sessions", wantStatus: http.StatusOK,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+				assert.Empty(t, fb.userID, "no user filter without user_id")
+				assert.Equal(t, api.SessionList{Sessions: []api.Session{testSession}}, decodeBody[api.SessionList](t, rec), "all sessions listed")
+			},
+		},
+		{
+			name: "list sessions of a user", method: http.MethodGet, target: "/v1/sessions?user_id=u1", wantStatus: http.StatusOK,
+			check: func(t *testing.T, _ *httptest.ResponseRecorder, fb *fakeBackend) {
+				assert.Equal(t, "u1", fb.userID, "user_id is passed as the filter")
+			},
+		},
+		{
+			name: "empty list is an empty array", method: http.MethodGet, target: "/v1/sessions?user_id=nobody", wantStatus: http.StatusOK,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+				assert.JSONEq(t, `{"sessions":[]}`, rec.Body.String(), "nil list is encoded as []")
+			},
+		},
+		{
+			name: "get session", method: http.MethodGet, target: "/v1/sessions/s1", wantStatus: http.StatusOK,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+				assert.Equal(t, "s1", fb.id, "backend got the path's id")
+				assert.Equal(t, testSession, decodeBody[api.Session](t, rec), "response is the session")
+			},
+		},
+		{
+			name: "exec", method: http.MethodPost, target: "/v1/sessions/s1/exec",
+			body:       `{"argv":["ls","-l"],"cwd":"/workspace","env":{"A":"b"},"stdin":"in","timeout":2.5}`,
+			wantStatus: http.StatusOK,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+				assert.Equal(t, "s1", fb.id, "backend got the path's id")
+				assert.Equal(t, api.ExecRequest{Argv: []string{"ls", "-l"}, Cwd: "/workspace", Env: map[string]string{"A": "b"}, Stdin: "in", TimeoutSec: 2.5},
+					fb.execReq, "backend got the decoded request")
+				res := decodeBody[api.ExecResult](t, rec)
+				assert.Equal(t, 137, res.ExitCode, "exit code passed on")
+				assert.True(t, res.TimedOut, "timed_out passed on")
+			},
+		},
+		{
+			name: "delete session", method: http.MethodDelete, target: "/v1/sessions/s1", wantStatus: http.StatusOK,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+				assert.False(t, fb.keep, "keep_files defaults to false")
+				assert.JSONEq(t, `{"id":"s1","kept_files":[]}`, rec.Body.String(), "no kept files is an empty array")
+			},
+		},
+		{
+			name: "delete session keeping files", method: http.MethodDelete, target: "/v1/sessions/s1?keep_files=true", wantStatus: http.StatusOK,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+				assert.True(t, fb.keep, "keep_files=true is passed on")
+				assert.Equal(t, []string{"s1-report.txt"}, decodeBody[api.DeleteSessionResult](t, rec).KeptFiles, "kept files listed")
+			},
+		},
+		{
+			name: "delete session keep_files=0", method: http.MethodDelete, target: "/v1/sessions/s1?keep_files=0", wantStatus: http.StatusOK,
+			check: func(t *testing.T, _ *httptest.ResponseRecorder, fb *fakeBackend) {
+				assert.False(t, fb.keep, "keep_files=0 parses as false")
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fb := &fakeBackend{}
+			srv, _ := newServer(fb, 0)
+			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
+			require.Equal(t, tt.wantStatus, rec.Code, "status of %s %s; body %s", tt.method, tt.target, rec.Body)
+			tt.check(t, rec, fb)
+		})
+	}
+}
+
+func TestBackendErrorsMapToStatus(t *testing.T) {
+	tests := []struct {
+		err        error
+		wantStatus int
+		wantCode   string
+	}{
+		{api.ErrInvalidArgument, http.StatusBadRequest, api.CodeInvalidArgument},
+		{api.ErrNotFound, http.StatusNotFound, api.CodeNotFound},
+		{api.ErrAlreadyExists, http.StatusConflict, api.CodeAlreadyExists},
+		{api.ErrTooLarge, http.StatusRequestEntityTooLarge, api.CodeTooLarge},
+		{api.ErrQuotaExceeded, http.StatusTooManyRequests, api.CodeQuotaExceeded},
+		{api.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
+		{api.ErrInternal, http.StatusInternalServerError, api.CodeInternal},
+		{errors.New("disk on fire"), http.StatusInternalServerError, api.CodeInternal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.wantCode+"/"+tt.err.Error(), func(t *testing.T) {
+			fb := &fakeBackend{err: fmt.Errorf("session %q: %w", "s1", tt.err)}
+			srv, logs := newServer(fb, 0)
+			rec := serve(srv.Handler(), http.MethodGet, "/v1/sessions/s1", "")
+			assert.Equal(t, tt.wantStatus, rec.Code, "status for %v", tt.err)
+			got := decodeBody[api.Error](t, rec)
+			assert.Equal(t, api.Error{Message: `session "s1": ` + tt.err.Error(), Code: tt.wantCode}, got,
+				"envelope carries the wrapped message and the code")
+
+			var loggedError bool
+			for _, r := range logs.records(t) {
+				loggedError = loggedError || (r["level"] == "ERROR" && strings.Contains(fmt.Sprint(r["error"]), tt.err.Error()))
+			}
+			assert.Equal(t, tt.wantStatus == http.StatusInternalServerError, loggedError, "only 500s log the error in full")
+		})
+	}
+}
+
+func TestEveryRouteReportsBackendErrors(t *testing.T) {
+	tests := []struct{ method, target, body string }{
+		{http.MethodPost, "/v1/sessions", `{"user_id":"u1"}`},
+		{http.MethodGet, "/v1/sessions", ""},
+		{http.MethodGet, "/v1/sessions/s1", ""},
+		{http.MethodPost, "/v1/sessions/s1/exec", `{"command":"true"}`},
+		{http.MethodDelete, "/v1/sessions/s1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			srv, _ := newServer(&fakeBackend{err: fmt.Errorf("test: %w", api.ErrQuotaExceeded)}, 0)
+			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
+			assert.Equal(t, http.StatusTooManyRequests, rec.Code, "backend error's status")
+			assert.Equal(t, api.CodeQuotaExceeded, decodeBody[api.Error](t, rec).Code, "backend error's code")
+		})
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	tests := []struct {
+		name        string
+		method      string
+		target      string
+		body        string
+		wantStatus  int
+		wantCode    string
+		wantMessage string // a substring of the envelope's message
+		wantAllow   string
+	}{
+		{"malformed JSON", http.MethodPost, "/v1/sessions", `{"user_id":`, 400, api.CodeInvalidArgument, "request body", ""},
+		{"wrong type", http.MethodPost, "/v1/sessions", `{"user_id":7}`, 400, api.CodeInvalidArgument, "user_id", ""},
+		{"unknown field", http.MethodPost, "/v1/sessions", `{"user_id":"u1","colour":"red"}`, 400, api.CodeInvalidArgument, `"colour"`, ""},
+		{"unknown nested field", http.MethodPost, "/v1/sessions", `{"user_id":"u1","limits":{"gpus":1}}`, 400, api.CodeInvalidArgument, `"gpus"`, ""},
+		{"empty body", http.MethodPost, "/v1/sessions", ``, 400, api.CodeInvalidArgument, "empty", ""},
+		{"trailing garbage", http.MethodPost, "/v1/sessions", `{"user_id":"u1"} x`, 400, api.CodeInvalidArgument, "request body", ""},
+		{"second object", http.MethodPost, "/v1/sessions/s1/exec", `{"command":"true"}{}`, 400, api.CodeInvalidArgument, "trailing data", ""},
+		{"oversized body", http.MethodPost, "/v1/sessions/s1/exec", `{"command":"cat","stdin":"` + strings.Repeat("x", 300) + `"}`, 413, api.CodeTooLarge, "256 bytes", ""},
+		{"bad keep_files", http.MethodDelete, "/v1/sessions/s1?keep_files=maybe", ``, 400, api.CodeInvalidArgument, `keep_files "maybe"`, ""},
+		{"empty keep_files", http.MethodDelete, "/v1/sessions/s1?keep_files=", ``, 400, api.CodeInvalidArgument, "keep_files", ""},
+		{"unknown route", http.MethodGet, "/v2/sessions", ``, 404, api.CodeNotFound, "/v2/sessions", ""},
+		{"trailing slash", http.MethodGet, "/v1/sessions/s1/", ``, 404, api.CodeNotFound, "no route", ""},
+		{"wrong method on exec", http.MethodGet, "/v1/sessions/s1/exec", ``, 405, "method_not_allowed", "GET", "POST"},
+		{"wrong method on sessions", http.MethodPut, "/v1/sessions", ``, 405, "method_not_allowed", "PUT", "GET, HEAD, POST"},
+		{"wrong method on a session", http.MethodPost, "/v1/sessions/s1", `{}`, 405, "method_not_allowed", "POST", "DELETE, GET, HEAD"},
+		{"wrong method on info", http.MethodDelete, "/v1", ``, 405, "method_not_allowed", "DELETE", "GET, HEAD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fb := &fakeBackend{}
+			srv, _ := newServer(fb, 256)
+			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
+			assert.Equal(t, tt.wantStatus, rec.Code, "status; body %s", rec.Body)
+			got := decodeBody[api.Error](t, rec)
+			assert.Equal(t, tt.wantCode, got.Code, "error code")
+			assert.Contains(t, got.Message, tt.wantMessage, "error message says what is wrong")
+			assert.Equal(t, tt.wantAllow, rec.Header().Get("Allow"), "Allow header")
+			assert.Empty(t, fb.Calls(), "backend is not called for a bad request")
+		})
+	}
+}
+
+// shortTempDir returns a temporary directory whose socket paths fit in
+// sun_path (108 bytes), which t.TempDir's long names may not.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sbx")
+	require.NoError(t, err, "make temp dir")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func unixHTTPClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+}
+
+// serveUnix serves srv on a fresh socket and returns its path and Serve's
+// result channel.
+func serveUnix(t *testing.T, srv *server.Server) (string, <-chan error) {
+	t.Helper()
+	path := filepath.Join(shortTempDir(t), "api.sock")
+	ln, err := server.Listen(path, 0, "")
+	require.NoError(t, err, "listen on %s", path)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	return path, served
+}
+
+func TestPeerCredentialsAreLogged(t *testing.T) {
+	srv, logs := newServer(&fakeBackend{}, 0)
+	path, served := serveUnix(t, srv)
+
+	resp, err := unixHTTPClient(path).Get("http://sandboxd/v1")
+	require.NoError(t, err, "GET /v1 over the socket")
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "GET /v1 status")
+
+	// Shutdown waits for the request to finish, log line included.
+	require.NoError(t, srv.Shutdown(context.Background()), "shutdown")
+	require.NoError(t, <-served, "Serve returns nil after Shutdown")
+
+	var requests []map[string]any
+	for _, r := range logs.records(t) {
+		if r["msg"] == "request" {
+			requests = append(requests, r)
+		}
+	}
+	require.Len(t, requests, 1, "one log record per request")
+	rec := requests[0]
+	assert.Equal(t, "INFO", rec["level"], "request is logged at Info")
+	assert.Equal(t, "GET", rec["method"], "logged method")
+	assert.Equal(t, "/v1", rec["path"], "logged path")
+	assert.EqualValues(t, http.StatusOK, rec["status"], "logged status")
+	assert.Contains(t, rec, "duration", "logged duration")
+	assert.EqualValues(t, os.Getuid(), rec["peer_uid"], "logged peer uid is this process's")
+	assert.EqualValues(t, os.Getgid(), rec["peer_gid"], "logged peer gid is this process's")
+	assert.EqualValues(t, os.Getpid(), rec["peer_pid"], "logged peer pid is this process's")
+}
+
+func TestRequestsWithoutPeerAreLogged(t *testing.T) {
+	srv, logs := newServer(&fakeBackend{}, 0)
+	rec := serve(srv.Handler(), http.MethodGet, "/nowhere", "")
+	require.Equal(t, http.StatusNotFound, rec.Code, "unknown route status")
+
+	recs := logs.records(t)
+	require.Len(t, recs, 1, "one log record")
+	assert.EqualValues(t, http.StatusNotFound, recs[0]["status"], "logged status")
+	assert.NotContains(t, recs[0], "peer_uid", "no peer credentials off a Unix socket")
+}
+
+func TestShutdownWaitsForInFlightRequests(t *testing.T) {
+	fb := &fakeBackend{execStarted: make(chan struct{}), execRelease: make(chan struct{})}
+	srv, _ := newServer(fb, 0)
+	path, served := serveUnix(t, srv)
+	client := unixHTTPClient(path)
+
+	type result struct {
+		status int
+		err    error
+	}
+	answered := make(chan result, 1)
+	go func() {
+		resp, err := client.Post("http://sandboxd/v1/sessions/s1/exec", "application/json", strings.NewReader(`{"command":"sleep 1"}`))
+		if err != nil {
+			answered <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		answered <- result{status: resp.StatusCode}
+	}()
+	<-fb.execStarted
+
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(context.Background()) }()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(path)
+		return errors.Is(err, os.ErrNotExist)
+	}, 5*time.Second, 10*time.Millisecond, "Shutdown closes the listener, which removes the socket")
+	select {
+	case err := <-shutdown:
+		t.Fatalf("Shutdown returned (%v) while a request was in flight", err)
+	default:
+	}
+
+	close(fb.execRelease)
+	res := <-answered
+	require.NoError(t, res.err, "in-flight exec is answered")
+	assert.Equal(t, http.StatusOK, res.status, "in-flight exec completes")
+	assert.NoError(t, <-shutdown, "Shutdown returns once the request is done")
+	assert.NoError(t, <-served, "Serve returns nil after Shutdown")
+}

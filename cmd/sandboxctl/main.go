@@ -1,0 +1,158 @@
+// Command sandboxctl drives sandboxd from the shell through its API: it
+// creates, lists, inspects and deletes sessions and runs commands in them.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// Exit statuses of sandboxctl's own; exec exits with the command's status.
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+const topUsage = `Usage: sandboxctl [--socket PATH] COMMAND [ARGS]
+
+Commands:
+  info                          describe the daemon
+  session create|ls|get|rm      manage sessions
+  exec ID -- ARGV...            run a program in a session
+  exec ID -c 'COMMAND'          run a shell command line in a session
+
+Run 'sandboxctl COMMAND --help' for a command's flags.
+
+Flags:
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// stdio are the streams a run reads and writes.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// usageError is a mistake in the command line; it exits 2. The flag
+// package reports its own parse errors, which are then not printed again.
+type usageError struct {
+	msg      string
+	reported bool
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// exitStatus ends sandboxctl with the status of the command it ran.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// run is sandboxctl with its arguments (without the program name) and
+// returns the exit status.
+func run(ctx context.Context, args []string, std stdio, getenv func(string) string) int {
+	fs := newFlagSet("sandboxctl", std, topUsage)
+	socket := fs.String("socket", defaultSocket(getenv),
+		"the daemon's Unix socket: $SANDBOXD_SOCKET, else ./var/run/sandboxd.sock if it exists, else /run/sandboxd.sock")
+	err := parse(fs, args)
+	if err == nil {
+		err = dispatch(ctx, api.NewClient(*socket), fs.Args(), std)
+	}
+	return exitCode(err, std.err)
+}
+
+func dispatch(ctx context.Context, c *api.Client, args []string, std stdio) error {
+	if len(args) == 0 {
+		return usagef("missing command; see sandboxctl --help")
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "info":
+		return info(ctx, c, rest, std)
+	case "session":
+		return session(ctx, c, rest, std)
+	case "exec":
+		return execute(ctx, c, rest, std)
+	default:
+		return usagef("unknown command %q; see sandboxctl --help", cmd)
+	}
+}
+
+// exitCode reports err on w and returns the status it exits with.
+func exitCode(err error, w io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if st, ok := errors.AsType[exitStatus](err); ok {
+		return int(st)
+	}
+	usage, isUsage := errors.AsType[*usageError](err)
+	if !isUsage || !usage.reported {
+		fmt.Fprintf(w, "sandboxctl: %v\n", err)
+	}
+	if isUsage {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// defaultSocket prefers $SANDBOXD_SOCKET, then a development daemon's
+// socket in the working directory, then the installed daemon's.
+func defaultSocket(getenv func(string) string) string {
+	if s := getenv("SANDBOXD_SOCKET"); s != "" {
+		return s
+	}
+	const dev = "./var/run/sandboxd.sock"
+	if _, err := os.Stat(dev); err == nil {
+		return dev
+	}
+	return "/run/sandboxd.sock"
+}
+
+// newFlagSet returns a flag set whose --help prints usage and then the
+// flags, and whose parse errors come back as usage errors.
+func newFlagSet(name string, std stdio, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(std.err)
+	fs.Usage = func() {
+		fmt.Fprint(std.err, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args into fs. The flag package has already reported a bad
+// flag with the usage, so that error only needs to exit 2.
+func parse(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return &usageError{msg: err.Error(), reported: true}
+	}
+	return err
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
