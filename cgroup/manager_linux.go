@@ -253,6 +253,15 @@ func (m *Manager) controllerDir(controller, cgPath string) string {
 	return filepath.Join(unifiedMountpoint, controller, cgPath)
 }
 
+// Dirs lists the directories of cgPath in every hierarchy.
+func (m *Manager) Dirs(cgPath string) []string {
+	dirs := make([]string, 0, len(m.roots))
+	for _, r := range m.roots {
+		dirs = append(dirs, filepath.Join(r, cgPath))
+	}
+	return dirs
+}
+
 // Pids lists the processes in the cgroup at cgPath and below it.
 func (m *Manager) Pids(cgPath string) ([]int, error) {
 	pids, err := occgroups.GetAllPids(m.controllerDir("pids", cgPath))

@@ -95,9 +95,10 @@ func (e *containerExecutor) Exec(ctx context.Context, cmd Command) (Exit, error)
 	caps := &configs.Capabilities{Bounding: supervisorCaps, Effective: supervisorCaps, Permitted: supervisorCaps}
 	p := &libcontainer.Process{
 		Args: append([]string{mounts.HelperPath, shim.ExecMode,
-			strconv.Itoa(e.uid), strconv.Itoa(e.gid), "--"}, cmd.Args...),
-		Env:          cmd.Env,
-		Cwd:          cmd.Cwd,
+			strconv.Itoa(e.uid), strconv.Itoa(e.gid), cmd.Cwd, "--"}, cmd.Args...),
+		Env: cmd.Env,
+		// The supervisor enters cmd.Cwd as the sandbox user.
+		Cwd:          "/",
 		Stdout:       outW,
 		Stderr:       errW,
 		ExtraFiles:   []*os.File{statusW},
@@ -172,8 +173,18 @@ func (e *containerExecutor) Exec(ctx context.Context, cmd Command) (Exit, error)
 	return exit, nil
 }
 
-// parseStatus reads the supervisor's report: "exit N" or "signal N".
+// ErrCwd is returned when the command's working directory cannot be
+// entered; the command did not run.
+var ErrCwd = errors.New("cannot enter working directory")
+
+// parseStatus reads the supervisor's report: "exit N" or "signal N",
+// preceded by "cwd ERRNO" when the working directory could not be entered.
 func parseStatus(s string) (int, syscall.Signal, error) {
+	if rest, ok := strings.CutPrefix(s, "cwd "); ok {
+		errno, _, _ := strings.Cut(rest, "\n")
+		n, _ := strconv.Atoi(errno)
+		return -1, 0, fmt.Errorf("%w: %w", ErrCwd, syscall.Errno(n))
+	}
 	kind, num, ok := strings.Cut(strings.TrimSpace(s), " ")
 	n, err := strconv.Atoi(num)
 	if !ok || err != nil {

@@ -468,12 +468,15 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest) (api
 	defer cancel()
 	start := time.Now()
 	exit, err := s.exec.Exec(runCtx, cmd)
+	if errors.Is(err, ErrCwd) {
+		return api.ExecResult{}, fmt.Errorf("%w: cwd %q: %w", api.ErrInvalidArgument, cmd.Cwd, err)
+	}
 	if err != nil {
 		return api.ExecResult{}, fmt.Errorf("session %q: exec: %w", id, err)
 	}
 	res := api.ExecResult{
 		ExitCode:   exit.Code,
-		TimedOut:   exit.Cancelled && errors.Is(runCtx.Err(), context.DeadlineExceeded),
+		TimedOut:   exit.Cancelled && ctx.Err() == nil, // our deadline, not the caller's cancel
 		DurationMS: time.Since(start).Milliseconds(),
 	}
 	if exit.Signal != 0 {

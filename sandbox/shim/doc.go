@@ -9,7 +9,7 @@
 // limit: written in Go each would cost several threads of a 50-pid budget
 // and milliseconds of start-up per command. The daemon binds its own
 // executable into the sandbox and runs it as "<exe> sandbox-init" or
-// "<exe> sandbox-exec UID GID -- ARGV...".
+// "<exe> sandbox-exec UID GID CWD -- ARGV...".
 //
 // A program importing this package (for its side effect) must be the
 // sandboxd binary itself.

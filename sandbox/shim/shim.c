@@ -144,14 +144,15 @@ static void report(int status) {
 		_exit(125);
 }
 
-// sandbox_exec runs argv as uid:gid and supervises its process tree.
+// sandbox_exec runs argv as uid:gid in cwd and supervises its process tree.
 static int sandbox_exec(int argc, char **argv) {
 	unsigned uid, gid;
-	if (argc < 4 || parse_id(argv[0], &uid) || parse_id(argv[1], &gid) || strcmp(argv[2], "--") != 0) {
-		fprintf(stderr, "sandboxd: usage: sandbox-exec UID GID -- ARGV...\n");
+	if (argc < 5 || parse_id(argv[0], &uid) || parse_id(argv[1], &gid) || strcmp(argv[3], "--") != 0) {
+		fprintf(stderr, "sandboxd: usage: sandbox-exec UID GID CWD -- ARGV...\n");
 		return 125;
 	}
-	char **cmd = argv + 3;
+	const char *cwd = argv[2];
+	char **cmd = argv + 4;
 	fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
 		perror("sandboxd: subreaper");
@@ -178,6 +179,15 @@ static int sandbox_exec(int argc, char **argv) {
 		// command starts with none, and no_new_privs keeps it so.
 		if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) {
 			perror("sandboxd: drop privileges");
+			_exit(126);
+		}
+		// As the user, so that permissions are the user's. A cwd that
+		// cannot be entered is the caller's mistake, reported as such.
+		if (chdir(cwd) < 0) {
+			char buf[32];
+			int len = snprintf(buf, sizeof(buf), "cwd %d\n", errno);
+			if (write(STATUS_FD, buf, (size_t)len) < 0)
+				_exit(125);
 			_exit(126);
 		}
 		execvp(cmd[0], cmd);

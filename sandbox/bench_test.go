@@ -1,0 +1,75 @@
+package sandbox
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// p50 reports the median of the timed operations as "p50-ms".
+func reportP50(b *testing.B, d []time.Duration) {
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2])/float64(time.Millisecond), "p50-ms")
+}
+
+// BenchmarkSession times a session's create, an exec of `true` and its
+// delete, each on its own, and reports each one's median.
+func BenchmarkSession(b *testing.B) {
+	if env == nil {
+		b.Skip("needs root: creates namespaces, cgroups and mounts")
+	}
+	ctx := context.Background()
+	b.Run("create", func(b *testing.B) {
+		var ds []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			s, err := env.m.CreateSession(ctx, api.CreateSessionRequest{UserID: "bench"})
+			ds = append(ds, time.Since(start))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			_, _ = env.m.DeleteSession(ctx, s.ID, false)
+			b.StartTimer()
+		}
+		reportP50(b, ds)
+	})
+	b.Run("exec-true", func(b *testing.B) {
+		s, err := env.m.CreateSession(ctx, api.CreateSessionRequest{UserID: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer env.m.DeleteSession(ctx, s.ID, false)
+		var ds []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			res, err := env.m.Exec(ctx, s.ID, api.ExecRequest{Argv: []string{"true"}})
+			ds = append(ds, time.Since(start))
+			if err != nil || res.ExitCode != 0 {
+				b.Fatal(err, res)
+			}
+		}
+		reportP50(b, ds)
+	})
+	b.Run("delete", func(b *testing.B) {
+		var ds []time.Duration
+		for b.Loop() {
+			b.StopTimer()
+			s, err := env.m.CreateSession(ctx, api.CreateSessionRequest{UserID: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			start := time.Now()
+			_, err = env.m.DeleteSession(ctx, s.ID, false)
+			ds = append(ds, time.Since(start))
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportP50(b, ds)
+	})
+}
