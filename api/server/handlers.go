@@ -20,7 +20,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	var req api.CreateSessionRequest
-	if err := s.decode(w, r, &req); err != nil {
+	if err := s.decode(r, &req); err != nil {
 		return err
 	}
 	sess, err := s.backend.CreateSession(r.Context(), req)
@@ -55,7 +55,7 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 	var req api.ExecRequest
-	if err := s.decode(w, r, &req); err != nil {
+	if err := s.decode(r, &req); err != nil {
 		return err
 	}
 	res, err := s.backend.Exec(r.Context(), r.PathValue("id"), req)

@@ -12,9 +12,9 @@ import (
 )
 
 // decode reads r's body, which must be exactly one JSON value that fits v
-// field for field and fits in the server's body limit.
-func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.maxBody))
+// field for field; logRequests limits its size.
+func (s *Server) decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
