@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"slices"
 	"testing"
 	"time"
@@ -38,7 +40,7 @@ func BenchmarkSession(b *testing.B) {
 		reportP50(b, ds)
 	})
 	b.Run("exec-true", func(b *testing.B) {
-		s, err := env.m.CreateSession(ctx, api.CreateSessionRequest{UserID: "bench"})
+		s, err := env.m.CreateSession(ctx, api.CreateSessionRequest{UserID: "bench", Limits: benchLimits()})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -72,4 +74,14 @@ func BenchmarkSession(b *testing.B) {
 		}
 		reportP50(b, ds)
 	})
+}
+
+// benchLimits lets SANDBOXD_BENCH_CPUS raise the session's CPU limit, to
+// tell the cost of exec from the throttling of the default 0.5 CPU.
+func benchLimits() *api.Limits {
+	cpus, err := strconv.ParseFloat(os.Getenv("SANDBOXD_BENCH_CPUS"), 64)
+	if err != nil {
+		return nil
+	}
+	return &api.Limits{CPUs: cpus}
 }
