@@ -3,8 +3,8 @@ package sandbox
 import (
 	"context"
 	"os"
-	"strconv"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
