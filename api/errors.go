@@ -33,9 +33,12 @@ func (e *Error) Is(target error) bool {
 const (
 	CodeInvalidArgument = "invalid_argument"
 	CodeNotFound        = "not_found"
+	CodePermission      = "permission_denied"
+	CodeConflict        = "conflict"
 	CodeAlreadyExists   = "already_exists"
 	CodeTooLarge        = "too_large"
 	CodeQuotaExceeded   = "quota_exceeded"
+	CodeUnsupported     = "unsupported_content"
 	CodeUnavailable     = "unavailable"
 	CodeInternal        = "internal"
 )
@@ -46,9 +49,18 @@ const (
 var (
 	ErrInvalidArgument = &Error{Code: CodeInvalidArgument, Message: "invalid argument"}
 	ErrNotFound        = &Error{Code: CodeNotFound, Message: "not found"}
-	ErrAlreadyExists   = &Error{Code: CodeAlreadyExists, Message: "already exists"}
-	ErrTooLarge        = &Error{Code: CodeTooLarge, Message: "too large"}
-	ErrQuotaExceeded   = &Error{Code: CodeQuotaExceeded, Message: "quota exceeded"}
-	ErrUnavailable     = &Error{Code: CodeUnavailable, Message: "unavailable"}
-	ErrInternal        = &Error{Code: CodeInternal, Message: "internal error"}
+	// ErrPermission: the path leaves its root, or the file may not be
+	// touched (a hard link, a device, a FIFO).
+	ErrPermission = &Error{Code: CodePermission, Message: "permission denied"}
+	// ErrConflict: the request contradicts the current state (an edit's
+	// text occurs another number of times, a directory is not empty).
+	ErrConflict      = &Error{Code: CodeConflict, Message: "conflict"}
+	ErrAlreadyExists = &Error{Code: CodeAlreadyExists, Message: "already exists"}
+	ErrTooLarge      = &Error{Code: CodeTooLarge, Message: "too large"}
+	ErrQuotaExceeded = &Error{Code: CodeQuotaExceeded, Message: "quota exceeded"}
+	// ErrUnsupported: the content is not what the route serves (binary or
+	// invalid UTF-8 for a text route).
+	ErrUnsupported = &Error{Code: CodeUnsupported, Message: "unsupported content"}
+	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "unavailable"}
+	ErrInternal    = &Error{Code: CodeInternal, Message: "internal error"}
 )

@@ -34,6 +34,14 @@ type Config struct {
 	MaxExecTimeout time.Duration
 	// OutputLimit caps each of stdout and stderr kept per command.
 	OutputLimit int64
+	// MaxFileBytes caps uploads and whole-file reads of the files API.
+	MaxFileBytes int64
+	// MaxFilesPerSession caps the files of a session's workspace that the
+	// files API creates (0 = unlimited; quota.json may lower it).
+	MaxFilesPerSession int
+	// MaxListEntries caps one listing.
+	MaxListEntries int
+
 	// KeepExtensions are the kinds of files delete?keep_files=true moves
 	// into the user's shared_files/outputs/.
 	KeepExtensions []string

@@ -35,6 +35,8 @@ type Manager struct {
 	controllers []string
 	// lock keeps a second daemon off the same state tree.
 	lock *os.File
+	// filesErr says why the files API is off (no openat2), or is nil.
+	filesErr error
 
 	mu sync.Mutex
 	// sessions holds live sessions and, with box == nil, ids being
@@ -75,6 +77,10 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		swap:        swapAccounting(cg.Mode()),
 		controllers: controllers,
 		sessions:    map[string]*session{},
+		filesErr:    mounts.CheckOpenat2(),
+	}
+	if m.filesErr != nil {
+		m.log.Error("the files API is off", "err", m.filesErr)
 	}
 	if err := m.layout.Init(); err != nil {
 		return nil, err
@@ -314,23 +320,26 @@ func (m *Manager) resolveLimits(req *api.Limits) (api.Limits, error) {
 
 // quota is a user's limits: the daemon's, or their quota.json's.
 type quota struct {
-	MaxSessions    int   `json:"max_sessions"`
-	MaxWorkspaceMB int64 `json:"max_workspace_size_mb"`
+	MaxSessions        int
+	MaxWorkspaceMB     int64
+	MaxFilesPerSession int
 }
 
 // userQuota reads workspaces/user_<id>/quota.json (the design's format:
-// {"limits": {"max_sessions": N, "max_workspace_size_mb": M}}); fields it
-// does not set keep the daemon's values.
+// {"limits": {"max_sessions": N, "max_workspace_size_mb": M,
+// "max_files_per_session": F}}); fields it does not set keep the daemon's
+// values.
 func (m *Manager) userQuota(userID string) quota {
-	q := quota{MaxSessions: m.cfg.MaxSessionsPerUser, MaxWorkspaceMB: m.cfg.MaxWorkspaceMB}
+	q := quota{MaxSessions: m.cfg.MaxSessionsPerUser, MaxWorkspaceMB: m.cfg.MaxWorkspaceMB, MaxFilesPerSession: m.cfg.MaxFilesPerSession}
 	data, err := os.ReadFile(m.layout.User(userID).QuotaFile())
 	if err != nil {
 		return q
 	}
 	var file struct {
 		Limits struct {
-			MaxSessions    *int   `json:"max_sessions"`
-			MaxWorkspaceMB *int64 `json:"max_workspace_size_mb"`
+			MaxSessions        *int   `json:"max_sessions"`
+			MaxWorkspaceMB     *int64 `json:"max_workspace_size_mb"`
+			MaxFilesPerSession *int   `json:"max_files_per_session"`
 		} `json:"limits"`
 	}
 	if err := json.Unmarshal(data, &file); err != nil {
@@ -342,6 +351,9 @@ func (m *Manager) userQuota(userID string) quota {
 	}
 	if file.Limits.MaxWorkspaceMB != nil {
 		q.MaxWorkspaceMB = *file.Limits.MaxWorkspaceMB
+	}
+	if file.Limits.MaxFilesPerSession != nil {
+		q.MaxFilesPerSession = *file.Limits.MaxFilesPerSession
 	}
 	return q
 }

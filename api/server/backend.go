@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 
 	"github.com/sandboxd/sandboxd/api"
 )
@@ -16,4 +17,35 @@ type Backend interface {
 	GetSession(ctx context.Context, id string) (api.Session, error)
 	Exec(ctx context.Context, id string, req api.ExecRequest) (api.ExecResult, error)
 	DeleteSession(ctx context.Context, id string, keepFiles bool) (api.DeleteSessionResult, error)
+	FileBackend
+}
+
+// FileBackend is the files API: every path is relative to the session's
+// root ("workspace" or "shared"; an absolute path as the sandbox sees it is
+// accepted too) and is resolved so that it can never leave that root.
+type FileBackend interface {
+	ListFiles(ctx context.Context, id, root, path string, recursive bool) (api.FileList, error)
+	StatFile(ctx context.Context, id, root, path string) (api.FileInfo, error)
+	// OpenFile opens a regular file for reading; the caller closes it.
+	// A file over the daemon's size cap is ErrTooLarge.
+	OpenFile(ctx context.Context, id, root, path string) (File, error)
+	ReadText(ctx context.Context, id, root, path string, line, limit int) (api.TextFile, error)
+	// WriteFile stores body atomically; a body over the size cap is
+	// ErrTooLarge and leaves nothing behind.
+	WriteFile(ctx context.Context, id, root, path string, body io.Reader, mkdirs bool) (api.WriteResult, error)
+	EditFile(ctx context.Context, id, root string, req api.EditRequest) (api.EditResult, error)
+	RemoveFile(ctx context.Context, id, root, path string, recursive bool) error
+	Mkdir(ctx context.Context, id, root string, req api.MkdirRequest) (api.FileInfo, error)
+	MoveFile(ctx context.Context, id, root string, req api.MoveRequest) (api.FileInfo, error)
+	// OpenOutput opens shared_files/outputs/<name> of a user, the
+	// design's download.
+	OpenOutput(ctx context.Context, userID, name string) (File, error)
+	// MaxFileBytes is the size cap of uploads and reads.
+	MaxFileBytes() int64
+}
+
+// File is an open regular file with what the routes report of it.
+type File interface {
+	io.ReadSeekCloser
+	Info() api.FileInfo
 }

@@ -48,6 +48,12 @@ type Config struct {
 		OutputLimitBytes int64   `yaml:"output_limit_bytes"`
 	} `yaml:"exec"`
 
+	Files struct {
+		MaxFileBytes       int64 `yaml:"max_file_bytes"`
+		MaxFilesPerSession int   `yaml:"max_files_per_session"`
+		MaxListEntries     int   `yaml:"max_list_entries"`
+	} `yaml:"files"`
+
 	KeepExtensions []string `yaml:"keep_extensions"`
 }
 
@@ -71,6 +77,9 @@ func Default() Config {
 	c.Exec.TimeoutSec = 30
 	c.Exec.MaxTimeoutSec = 600
 	c.Exec.OutputLimitBytes = 1 << 20
+	c.Files.MaxFileBytes = 100 << 20
+	c.Files.MaxFilesPerSession = 10000
+	c.Files.MaxListEntries = 100000
 	c.KeepExtensions = []string{".pdf", ".xlsx", ".pptx", ".docx"}
 	return c
 }
@@ -113,6 +122,8 @@ func (c *Config) Validate() error {
 		return errors.New("config: exec.timeout_sec must be positive and at most exec.max_timeout_sec")
 	case c.Exec.OutputLimitBytes <= 0:
 		return errors.New("config: exec.output_limit_bytes must be positive")
+	case c.Files.MaxFileBytes <= 0 || c.Files.MaxListEntries <= 0 || c.Files.MaxFilesPerSession < 0:
+		return errors.New("config: files.max_file_bytes and files.max_list_entries must be positive, files.max_files_per_session not negative")
 	case c.SandboxUID <= 0 || c.SandboxGID <= 0:
 		return errors.New("config: sandbox_uid and sandbox_gid must not be root")
 	}
@@ -144,6 +155,9 @@ func (c *Config) Sandbox(helper, version string) sandbox.Config {
 		ExecTimeout:        seconds(c.Exec.TimeoutSec),
 		MaxExecTimeout:     seconds(c.Exec.MaxTimeoutSec),
 		OutputLimit:        c.Exec.OutputLimitBytes,
+		MaxFileBytes:       c.Files.MaxFileBytes,
+		MaxFilesPerSession: c.Files.MaxFilesPerSession,
+		MaxListEntries:     c.Files.MaxListEntries,
 		KeepExtensions:     c.KeepExtensions,
 		Version:            version,
 	}
