@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -88,49 +89,251 @@ func (c *Client) DeleteSession(ctx context.Context, id string, keepFiles bool) (
 	return res, err
 }
 
+// ListFiles lists directory path ("" for the root itself) of session id's
+// root: RootWorkspace when root is empty, or RootShared. With recursive it
+// descends into subdirectories.
+func (c *Client) ListFiles(ctx context.Context, id, root, path string, recursive bool) (FileList, error) {
+	q := fileQuery(root, path)
+	if recursive {
+		q.Set("recursive", "true")
+	}
+	var list FileList
+	err := c.do(ctx, http.MethodGet, filesPath(id), q, nil, &list)
+	return list, err
+}
+
+// StatFile describes path in session id's root; symlinks are not followed.
+func (c *Client) StatFile(ctx context.Context, id, root, path string) (FileInfo, error) {
+	var info FileInfo
+	err := c.do(ctx, http.MethodGet, filesPath(id)+"/stat", fileQuery(root, path), nil, &info)
+	return info, err
+}
+
+// ReadFile streams the bytes of path in session id's root from offset, at
+// most length of them (all when 0). The caller closes the stream.
+func (c *Client) ReadFile(ctx context.Context, id, root, path string, offset, length int64) (io.ReadCloser, error) {
+	q := fileQuery(root, path)
+	if offset != 0 {
+		q.Set("offset", strconv.FormatInt(offset, 10))
+	}
+	if length != 0 {
+		q.Set("length", strconv.FormatInt(length, 10))
+	}
+	return c.stream(ctx, filesPath(id)+"/content", q)
+}
+
+// ReadText returns limit lines (all when 0) of text file path in session
+// id's root, from line (numbered from 1; 0 means 1).
+func (c *Client) ReadText(ctx context.Context, id, root, path string, line, limit int) (TextFile, error) {
+	q := fileQuery(root, path)
+	if line != 0 {
+		q.Set("line", strconv.Itoa(line))
+	}
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var text TextFile
+	err := c.do(ctx, http.MethodGet, filesPath(id)+"/text", q, nil, &text)
+	return text, err
+}
+
+// WriteFile stores body as path in session id's root, replacing any file
+// there; mkdirs creates missing parent directories. body is streamed, read
+// to its end and not closed. When it is a *bytes.Reader, *bytes.Buffer,
+// *strings.Reader or a regular *os.File its length is sent ahead; any
+// other body is sent chunked.
+func (c *Client) WriteFile(ctx context.Context, id, root, path string, body io.Reader, mkdirs bool) (WriteResult, error) {
+	q := fileQuery(root, path)
+	if mkdirs {
+		q.Set("mkdirs", "true")
+	}
+	n, err := bodyLength(body)
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("upload %s: %w", path, err)
+	}
+	req, err := c.request(ctx, http.MethodPut, filesPath(id)+"/content", q, nil)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if n != 0 {
+		// NopCloser: the transport closes the body it sends, and body is
+		// the caller's.
+		req.Body, req.ContentLength = io.NopCloser(body), n
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	var res WriteResult
+	err = c.call(req, &res)
+	return res, err
+}
+
+// bodyLength is body's length when it is known without reading body, -1
+// when it is not.
+func bodyLength(body io.Reader) (int64, error) {
+	switch b := body.(type) {
+	case nil:
+		return 0, nil
+	case interface{ Len() int }: // *bytes.Reader, *bytes.Buffer, *strings.Reader
+		return int64(b.Len()), nil
+	case *os.File:
+		fi, err := b.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("stat body: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return -1, nil
+		}
+		pos, err := b.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return 0, fmt.Errorf("body offset: %w", err)
+		}
+		return fi.Size() - pos, nil
+	default:
+		return -1, nil
+	}
+}
+
+// EditFile replaces req.Old by req.New in file req.Path of session id's
+// root.
+func (c *Client) EditFile(ctx context.Context, id, root string, req EditRequest) (EditResult, error) {
+	var res EditResult
+	err := c.do(ctx, http.MethodPost, filesPath(id)+"/edit", fileQuery(root, ""), req, &res)
+	return res, err
+}
+
+// RemoveFile removes path from session id's root; a non-empty directory
+// only with recursive.
+func (c *Client) RemoveFile(ctx context.Context, id, root, path string, recursive bool) error {
+	q := fileQuery(root, path)
+	if recursive {
+		q.Set("recursive", "true")
+	}
+	return c.do(ctx, http.MethodDelete, filesPath(id), q, nil, nil)
+}
+
+// Mkdir creates directory req.Path in session id's root.
+func (c *Client) Mkdir(ctx context.Context, id, root string, req MkdirRequest) (FileInfo, error) {
+	var info FileInfo
+	err := c.do(ctx, http.MethodPost, filesPath(id)+"/mkdir", fileQuery(root, ""), req, &info)
+	return info, err
+}
+
+// MoveFile renames req.From to req.To within session id's root and
+// describes the result.
+func (c *Client) MoveFile(ctx context.Context, id, root string, req MoveRequest) (FileInfo, error) {
+	var info FileInfo
+	err := c.do(ctx, http.MethodPost, filesPath(id)+"/move", fileQuery(root, ""), req, &info)
+	return info, err
+}
+
+// DownloadOutput streams the user's file shared_files/outputs/name. The
+// caller closes the stream.
+func (c *Client) DownloadOutput(ctx context.Context, userID, name string) (io.ReadCloser, error) {
+	path := "/" + Version + "/users/" + url.PathEscape(userID) + "/files/outputs/" + url.PathEscape(name)
+	return c.stream(ctx, path, nil)
+}
+
 func sessionPath(id string) string {
 	return "/" + Version + "/sessions/" + url.PathEscape(id)
 }
 
-// do sends one request with body (when not nil) as JSON and decodes a 2xx
-// answer into out. Any other answer becomes an *Error.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+func filesPath(id string) string {
+	return sessionPath(id) + "/files"
+}
+
+// fileQuery is the query of a files route: root when it is not the
+// default, path when it is not the root.
+func fileQuery(root, path string) url.Values {
+	q := url.Values{}
+	if root != "" {
+		q.Set("root", root)
+	}
+	if path != "" {
+		q.Set("path", path)
+	}
+	return q
+}
+
+// do sends one request with in (when not nil) as its JSON body and decodes
+// a 2xx answer into out (when not nil). Any other answer becomes an *Error.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.request(ctx, method, path, query, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.call(req, out)
+}
+
+// stream sends a GET and returns the body of its 2xx answer.
+func (c *Client) stream(ctx context.Context, path string, query url.Values) (io.ReadCloser, error) {
+	req, err := c.request(ctx, http.MethodGet, path, query, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// request builds a request for path, which is already escaped.
+func (c *Client) request(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Request, error) {
 	u := c.base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	return req, nil
+}
+
+// call sends req and decodes its 2xx answer's JSON into out, unless out is
+// nil.
+func (c *Client) call(req *http.Request, out any) error {
 	req.Header.Set("Accept", "application/json")
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", req.Method, req.URL.EscapedPath(), err)
+	}
+	return nil
+}
+
+// send sends req and returns its answer if it is a 2xx; the caller closes
+// its body. Any other answer becomes an *Error.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// *url.Error would repeat the method and URL.
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err
 		}
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.EscapedPath(), err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return responseError(resp)
+		defer resp.Body.Close()
+		return nil, responseError(resp)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
-	}
-	return nil
+	return resp, nil
 }
 
 // responseError turns a failed answer into an *Error: the envelope when the

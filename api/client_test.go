@@ -1,14 +1,17 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,11 +20,16 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/api/server"
+	"github.com/sandboxd/sandboxd/api/server/servertest"
 )
 
+// fileCap is the fake's MaxFileBytes.
+const fileCap = 1 << 20
+
 // fakeBackend keeps sessions in a map; it is only used from one request at
-// a time.
+// a time. Its files are those of sessions s1 and "a/b c", in memory.
 type fakeBackend struct {
+	*servertest.Files
 	sessions map[string]api.Session
 	lastExec api.ExecRequest
 }
@@ -93,7 +101,7 @@ func startServer(t *testing.T) (*api.Client, *fakeBackend) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "api.sock")
 
-	fb := &fakeBackend{sessions: map[string]api.Session{}}
+	fb := &fakeBackend{Files: servertest.New(fileCap, "s1", "a/b c"), sessions: map[string]api.Session{}}
 	srv := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler)})
 	ln, err := server.Listen(path, 0, "")
 	require.NoError(t, err, "listen on %s", path)
@@ -241,4 +249,258 @@ func TestClientNoDaemon(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist, "the dial error is kept")
 	_, isAPI := errors.AsType[*api.Error](err)
 	assert.False(t, isAPI, "a transport failure is not an API error")
+}
+
+func TestClientFiles(t *testing.T) {
+	ctx := context.Background()
+	c, fb := startServer(t)
+	const (
+		dir  = "dir #1/ü"
+		file = dir + "/a? b&c=d%20.txt" // query syntax and escapes survive
+	)
+	fb.AddOutput("u 1", "résumé #2.docx", []byte("PK\x03\x04"))
+
+	res, err := c.WriteFile(ctx, "a/b c", "", file, strings.NewReader("hello\nworld\n"), true)
+	require.NoError(t, err, "WriteFile")
+	assert.Equal(t, api.WriteResult{Path: file, Size: 12, SHA256: "4a1e67f2fe1d1cc7b31d0ca2ec441da4778203a036a77da10344c85e24ff0f92"},
+		res, "WriteFile answer")
+	_, err = c.WriteFile(ctx, "a/b c", api.RootShared, file, strings.NewReader("shared"), true)
+	require.NoError(t, err, "WriteFile to shared")
+
+	tests := []struct {
+		name string
+		call func() (any, error)
+		want any
+	}{
+		{
+			name: "list",
+			call: func() (any, error) { return c.ListFiles(ctx, "a/b c", "", dir, false) },
+			want: api.FileList{Root: api.RootWorkspace, Path: dir, Entries: []api.FileInfo{
+				{Name: "a? b&c=d%20.txt", Path: file, Type: api.TypeFile, Size: 12, Mode: "0644", ModTime: fb.ModTime()},
+			}},
+		},
+		{
+			name: "list recursively",
+			call: func() (any, error) {
+				list, err := c.ListFiles(ctx, "a/b c", api.RootShared, "", true)
+				var paths []string
+				for _, e := range list.Entries {
+					paths = append(paths, e.Path)
+				}
+				return paths, err
+			},
+			want: []string{"dir #1", dir, file},
+		},
+		{
+			name: "stat",
+			call: func() (any, error) { return c.StatFile(ctx, "a/b c", "", dir) },
+			want: api.FileInfo{Name: "ü", Path: dir, Type: api.TypeDir, Mode: "0755", ModTime: fb.ModTime()},
+		},
+		{
+			name: "read",
+			call: func() (any, error) { return readAll(c.ReadFile(ctx, "a/b c", "", file, 0, 0)) },
+			want: "hello\nworld\n",
+		},
+		{
+			name: "read shared",
+			call: func() (any, error) { return readAll(c.ReadFile(ctx, "a/b c", api.RootShared, file, 0, 0)) },
+			want: "shared",
+		},
+		{
+			name: "read from an offset",
+			call: func() (any, error) { return readAll(c.ReadFile(ctx, "a/b c", "", file, 6, 0)) },
+			want: "world\n",
+		},
+		{
+			name: "read a slice",
+			call: func() (any, error) { return readAll(c.ReadFile(ctx, "a/b c", "", file, 6, 3)) },
+			want: "wor",
+		},
+		{
+			name: "read text",
+			call: func() (any, error) { return c.ReadText(ctx, "a/b c", "", file, 2, 1) },
+			want: api.TextFile{Path: file, Lines: []api.TextLine{{Number: 2, Text: "world"}}, TotalLines: 2},
+		},
+		{
+			name: "read all text",
+			call: func() (any, error) { return c.ReadText(ctx, "a/b c", api.RootShared, file, 0, 0) },
+			want: api.TextFile{Path: file, Lines: []api.TextLine{{Number: 1, Text: "shared"}}, TotalLines: 1},
+		},
+		{
+			name: "download an output",
+			call: func() (any, error) { return readAll(c.DownloadOutput(ctx, "u 1", "résumé #2.docx")) },
+			want: "PK\x03\x04",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.call()
+			require.NoError(t, err, "call succeeds")
+			assert.Equal(t, tt.want, got, "answer")
+		})
+	}
+}
+
+func TestClientChangesFiles(t *testing.T) {
+	ctx := context.Background()
+	c, fb := startServer(t)
+	_, err := c.WriteFile(ctx, "s1", api.RootShared, "notes.md", strings.NewReader("one two two"), false)
+	require.NoError(t, err, "WriteFile")
+
+	edit, err := c.EditFile(ctx, "s1", api.RootShared, api.EditRequest{Path: "notes.md", Old: "two", New: "2", Count: 2})
+	require.NoError(t, err, "EditFile")
+	assert.Equal(t, 2, edit.Replacements, "EditFile counts the replacements")
+	assert.Equal(t, int64(7), edit.Size, "EditFile reports the new size")
+	assert.Equal(t, "one 2 2", mustRead(t, fb, api.RootShared, "notes.md"), "edited content")
+
+	dir, err := c.Mkdir(ctx, "s1", api.RootShared, api.MkdirRequest{Path: "out/md", Parents: true})
+	require.NoError(t, err, "Mkdir")
+	assert.Equal(t, api.FileInfo{Name: "md", Path: "out/md", Type: api.TypeDir, Mode: "0755", ModTime: fb.ModTime()}, dir, "Mkdir answer")
+
+	moved, err := c.MoveFile(ctx, "s1", api.RootShared, api.MoveRequest{From: "notes.md", To: "out/md/notes.md"})
+	require.NoError(t, err, "MoveFile")
+	assert.Equal(t, "out/md/notes.md", moved.Path, "MoveFile answers with the destination")
+	assert.Equal(t, "one 2 2", mustRead(t, fb, api.RootShared, "out/md/notes.md"), "moved content")
+
+	require.NoError(t, c.RemoveFile(ctx, "s1", api.RootShared, "out", true), "RemoveFile")
+	list, err := c.ListFiles(ctx, "s1", api.RootShared, "", true)
+	require.NoError(t, err, "ListFiles")
+	assert.Empty(t, list.Entries, "everything removed")
+}
+
+// readAll reads and closes a stream a client method returned.
+func readAll(rc io.ReadCloser, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	return string(b), err
+}
+
+func mustRead(t *testing.T, fb *fakeBackend, root, path string) string {
+	t.Helper()
+	f, err := fb.OpenFile(context.Background(), "s1", root, path)
+	require.NoError(t, err, "open %s %s", root, path)
+	got, err := readAll(f, nil)
+	require.NoError(t, err, "read %s %s", root, path)
+	return got
+}
+
+func TestClientFileErrors(t *testing.T) {
+	ctx := context.Background()
+	c, _ := startServer(t)
+	_, err := c.WriteFile(ctx, "s1", "", "bin", bytes.NewReader([]byte{0, 0xff}), false)
+	require.NoError(t, err, "WriteFile")
+	_, err = c.WriteFile(ctx, "s1", "", "d/x", strings.NewReader("x"), true)
+	require.NoError(t, err, "WriteFile")
+
+	tests := []struct {
+		name       string
+		call       func() error
+		sentinel   error
+		wantStatus int
+	}{
+		{"list in a missing session", func() error { _, err := c.ListFiles(ctx, "nope", "", "", false); return err }, api.ErrNotFound, 404},
+		{"bad root", func() error { _, err := c.StatFile(ctx, "s1", "home", "bin"); return err }, api.ErrInvalidArgument, 400},
+		{"read a missing file", func() error { _, err := c.ReadFile(ctx, "s1", "", "nope", 0, 0); return err }, api.ErrNotFound, 404},
+		{"negative offset", func() error { _, err := c.ReadFile(ctx, "s1", "", "bin", -1, 0); return err }, api.ErrInvalidArgument, 400},
+		{"offset past the end", func() error { _, err := c.ReadFile(ctx, "s1", "", "bin", 3, 0); return err }, api.ErrInvalidArgument, 400},
+		{"negative line", func() error { _, err := c.ReadText(ctx, "s1", "", "bin", -1, 0); return err }, api.ErrInvalidArgument, 400},
+		{"text of a binary file", func() error { _, err := c.ReadText(ctx, "s1", "", "bin", 1, 0); return err }, api.ErrUnsupported, 415},
+		{"path leaves the root", func() error { _, err := c.StatFile(ctx, "s1", "", "../../etc"); return err }, api.ErrPermission, 403},
+		{"edit mismatch", func() error {
+			_, err := c.EditFile(ctx, "s1", "", api.EditRequest{Path: "d/x", Old: "y", New: "z"})
+			return err
+		}, api.ErrConflict, 409},
+		{"remove a non-empty directory", func() error { return c.RemoveFile(ctx, "s1", "", "d", false) }, api.ErrConflict, 409},
+		{"mkdir of an existing one", func() error { _, err := c.Mkdir(ctx, "s1", "", api.MkdirRequest{Path: "d"}); return err }, api.ErrAlreadyExists, 409},
+		{"move onto a file", func() error {
+			_, err := c.MoveFile(ctx, "s1", "", api.MoveRequest{From: "bin", To: "d/x"})
+			return err
+		}, api.ErrAlreadyExists, 409},
+		{"download a missing output", func() error { _, err := c.DownloadOutput(ctx, "u1", "nope.pdf"); return err }, api.ErrNotFound, 404},
+		{"write into a missing directory", func() error {
+			_, err := c.WriteFile(ctx, "s1", "", "e/x", strings.NewReader("x"), false)
+			return err
+		}, api.ErrNotFound, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			require.Error(t, err, "call fails")
+			assert.ErrorIs(t, err, tt.sentinel, "error matches its sentinel")
+			apiErr, ok := errors.AsType[*api.Error](err)
+			require.True(t, ok, "error is an *api.Error: %T", err)
+			assert.Equal(t, tt.wantStatus, apiErr.Status, "HTTP status")
+		})
+	}
+}
+
+// TestClientUploadLength checks which bodies go with a Content-Length: a
+// chunked upload cannot be refused before it is sent.
+func TestClientUploadLength(t *testing.T) {
+	regular, err := os.CreateTemp(t.TempDir(), "upload")
+	require.NoError(t, err, "create temp file")
+	t.Cleanup(func() { regular.Close() })
+	_, err = regular.WriteString("0123456789")
+	require.NoError(t, err, "write temp file")
+	_, err = regular.Seek(4, io.SeekStart)
+	require.NoError(t, err, "seek temp file")
+	pipeR, pipeW, err := os.Pipe()
+	require.NoError(t, err, "pipe")
+	t.Cleanup(func() { pipeR.Close() })
+	_, err = pipeW.WriteString("piped")
+	require.NoError(t, err, "write pipe")
+	require.NoError(t, pipeW.Close(), "close pipe writer")
+
+	tests := []struct {
+		name       string
+		body       io.Reader
+		want       string
+		wantLength int64 // -1: chunked
+	}{
+		{"strings.Reader", strings.NewReader("text"), "text", 4},
+		{"bytes.Reader", bytes.NewReader([]byte("bytes")), "bytes", 5},
+		{"bytes.Buffer", bytes.NewBufferString("buffer"), "buffer", 6},
+		{"regular file from its offset", regular, "456789", 6},
+		{"pipe", pipeR, "piped", -1},
+		{"other reader", io.MultiReader(strings.NewReader("multi")), "multi", -1},
+		{"nil", nil, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, fb, lengths := startRecordingServer(t)
+			res, err := c.WriteFile(context.Background(), "s1", "", "f", tt.body, false)
+			require.NoError(t, err, "WriteFile")
+			assert.Equal(t, int64(len(tt.want)), res.Size, "stored size")
+			assert.Equal(t, tt.want, mustRead(t, fb, api.RootWorkspace, "f"), "stored content")
+			assert.Equal(t, tt.wantLength, <-lengths, "request's Content-Length")
+		})
+	}
+	_, err = regular.Stat()
+	assert.NoError(t, err, "WriteFile leaves the caller's file open")
+}
+
+// startRecordingServer is startServer, sending each request's ContentLength
+// on the channel it returns.
+func startRecordingServer(t *testing.T) (*api.Client, *fakeBackend, <-chan int64) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sbx")
+	require.NoError(t, err, "make temp dir")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "api.sock")
+
+	fb := &fakeBackend{Files: servertest.New(fileCap, "s1"), sessions: map[string]api.Session{}}
+	h := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler)}).Handler()
+	lengths := make(chan int64, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lengths <- r.ContentLength
+		h.ServeHTTP(w, r)
+	})}
+	ln, err := net.Listen("unix", path)
+	require.NoError(t, err, "listen on %s", path)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return api.NewClient(path), fb, lengths
 }

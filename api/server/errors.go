@@ -21,10 +21,13 @@ var statuses = []struct {
 	status   int
 }{
 	{api.ErrInvalidArgument, http.StatusBadRequest},
+	{api.ErrPermission, http.StatusForbidden},
 	{api.ErrNotFound, http.StatusNotFound},
 	{errMethodNotAllowed, http.StatusMethodNotAllowed},
+	{api.ErrConflict, http.StatusConflict},
 	{api.ErrAlreadyExists, http.StatusConflict},
 	{api.ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{api.ErrUnsupported, http.StatusUnsupportedMediaType},
 	{api.ErrQuotaExceeded, http.StatusTooManyRequests},
 	{api.ErrUnavailable, http.StatusServiceUnavailable},
 }

@@ -1,10 +1,8 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/sandboxd/sandboxd/api"
 )
@@ -67,13 +65,9 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
-	keep := false
-	if q := r.URL.Query(); q.Has("keep_files") {
-		v, err := strconv.ParseBool(q.Get("keep_files"))
-		if err != nil {
-			return fmt.Errorf("keep_files %q: want true or false: %w", q.Get("keep_files"), api.ErrInvalidArgument)
-		}
-		keep = v
+	keep, err := queryBool(r.URL.Query(), "keep_files")
+	if err != nil {
+		return err
 	}
 	res, err := s.backend.DeleteSession(r.Context(), r.PathValue("id"), keep)
 	if err != nil {

@@ -7,14 +7,15 @@ import (
 )
 
 // logRequests logs every request once, after it is answered, names the
-// server in every response, and limits the request body. The limit is set
-// here, on net/http's own writer: MaxBytesReader can only tell the server a
-// body was too large (so that it reads the rest and the client sees the 413
-// instead of a broken pipe) through that writer, not through a wrapper.
+// server in every response, and limits the request body to its route's
+// limit. The limit is set here, on net/http's own writer: MaxBytesReader can
+// only tell the server a body was too large (so that it reads the rest and
+// the client sees the 413 instead of a broken pipe) through that writer, not
+// through a wrapper.
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, s.bodyLimit(r))
 		if s.version != "" {
 			w.Header().Set("Server", "sandboxd/"+s.version)
 		}

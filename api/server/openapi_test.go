@@ -127,20 +127,31 @@ var schemaTypes = map[string]reflect.Type{
 	"ExecRequest":          reflect.TypeFor[api.ExecRequest](),
 	"ExecResult":           reflect.TypeFor[api.ExecResult](),
 	"DeleteSessionResult":  reflect.TypeFor[api.DeleteSessionResult](),
+	"FileInfo":             reflect.TypeFor[api.FileInfo](),
+	"FileList":             reflect.TypeFor[api.FileList](),
+	"TextLine":             reflect.TypeFor[api.TextLine](),
+	"TextFile":             reflect.TypeFor[api.TextFile](),
+	"WriteResult":          reflect.TypeFor[api.WriteResult](),
+	"EditRequest":          reflect.TypeFor[api.EditRequest](),
+	"EditResult":           reflect.TypeFor[api.EditResult](),
+	"MkdirRequest":         reflect.TypeFor[api.MkdirRequest](),
+	"MoveRequest":          reflect.TypeFor[api.MoveRequest](),
 }
 
 func TestOpenAPISchemasCoverEveryWireType(t *testing.T) {
-	f, err := parser.ParseFile(token.NewFileSet(), "../types.go", nil, 0)
-	require.NoError(t, err, "parse api/types.go")
-	for _, decl := range f.Decls {
-		gd, ok := decl.(*ast.GenDecl)
-		if !ok || gd.Tok != token.TYPE {
-			continue
-		}
-		for _, spec := range gd.Specs {
-			ts := spec.(*ast.TypeSpec)
-			if _, isStruct := ts.Type.(*ast.StructType); isStruct {
-				assert.Contains(t, schemaTypes, ts.Name.Name, "api.%s is checked against a schema", ts.Name.Name)
+	for _, file := range []string{"../types.go", "../files.go"} {
+		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+		require.NoError(t, err, "parse %s", file)
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				ts := spec.(*ast.TypeSpec)
+				if _, isStruct := ts.Type.(*ast.StructType); isStruct {
+					assert.Contains(t, schemaTypes, ts.Name.Name, "api.%s (%s) is checked against a schema", ts.Name.Name, file)
+				}
 			}
 		}
 	}
@@ -192,8 +203,9 @@ func TestOpenAPIListsEveryErrorCode(t *testing.T) {
 	}
 	require.NoError(t, yaml.Unmarshal(b, &doc), "parse api/openapi.yaml")
 	codes := []string{
-		api.CodeInvalidArgument, api.CodeNotFound, "method_not_allowed", api.CodeAlreadyExists,
-		api.CodeTooLarge, api.CodeQuotaExceeded, api.CodeUnavailable, api.CodeInternal,
+		api.CodeInvalidArgument, api.CodePermission, api.CodeNotFound, "method_not_allowed", api.CodeConflict,
+		api.CodeAlreadyExists, api.CodeTooLarge, api.CodeUnsupported, api.CodeQuotaExceeded, api.CodeUnavailable,
+		api.CodeInternal,
 	}
 	assert.ElementsMatch(t, codes, doc.Components.Schemas.Error.Properties.Code.Enum, "Error.code enum")
 }

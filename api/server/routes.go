@@ -14,18 +14,45 @@ import (
 type route struct {
 	method  string
 	pattern string
+	limit   bodyLimit
 	handle  func(s *Server, w http.ResponseWriter, r *http.Request) error
 }
+
+// bodyLimit says which limit a route's request body gets.
+type bodyLimit int
+
+const (
+	// defaultLimit is Config.MaxBodyBytes, sized for JSON.
+	defaultLimit bodyLimit = iota
+	// fileLimit is the backend's MaxFileBytes: the body is a file.
+	fileLimit
+)
 
 // routes is the API. Patterns are both net/http ServeMux patterns and
 // OpenAPI path templates; openapi_test.go keeps api/openapi.yaml in step.
 var routes = []route{
-	{http.MethodGet, "/v1", (*Server).info},
-	{http.MethodPost, "/v1/sessions", (*Server).createSession},
-	{http.MethodGet, "/v1/sessions", (*Server).listSessions},
-	{http.MethodGet, "/v1/sessions/{id}", (*Server).getSession},
-	{http.MethodDelete, "/v1/sessions/{id}", (*Server).deleteSession},
-	{http.MethodPost, "/v1/sessions/{id}/exec", (*Server).exec},
+	{http.MethodGet, "/v1", defaultLimit, (*Server).info},
+	{http.MethodPost, "/v1/sessions", defaultLimit, (*Server).createSession},
+	{http.MethodGet, "/v1/sessions", defaultLimit, (*Server).listSessions},
+	{http.MethodGet, "/v1/sessions/{id}", defaultLimit, (*Server).getSession},
+	{http.MethodDelete, "/v1/sessions/{id}", defaultLimit, (*Server).deleteSession},
+	{http.MethodPost, "/v1/sessions/{id}/exec", defaultLimit, (*Server).exec},
+	{http.MethodGet, "/v1/sessions/{id}/files", defaultLimit, (*Server).listFiles},
+	{http.MethodDelete, "/v1/sessions/{id}/files", defaultLimit, (*Server).removeFile},
+	{http.MethodGet, "/v1/sessions/{id}/files/stat", defaultLimit, (*Server).statFile},
+	{http.MethodGet, "/v1/sessions/{id}/files/content", defaultLimit, (*Server).readFile},
+	{http.MethodPut, "/v1/sessions/{id}/files/content", fileLimit, (*Server).writeFile},
+	{http.MethodGet, "/v1/sessions/{id}/files/text", defaultLimit, (*Server).readText},
+	{http.MethodPost, "/v1/sessions/{id}/files/edit", defaultLimit, (*Server).editFile},
+	{http.MethodPost, "/v1/sessions/{id}/files/mkdir", defaultLimit, (*Server).mkdir},
+	{http.MethodPost, "/v1/sessions/{id}/files/move", defaultLimit, (*Server).moveFile},
+	{http.MethodGet, "/v1/users/{user_id}/files/outputs/{name}", defaultLimit, (*Server).downloadOutput},
+}
+
+// muxPattern is the route's ServeMux pattern, which the mux also reports
+// back for a request it matches.
+func (rt route) muxPattern() string {
+	return rt.method + " " + rt.pattern
 }
 
 // RouteInfo is one route of the API as OpenAPI names it.
@@ -50,7 +77,7 @@ func (s *Server) mux() *http.ServeMux {
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	for _, rt := range routes {
-		mux.HandleFunc(rt.method+" "+rt.pattern, func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc(rt.muxPattern(), func(w http.ResponseWriter, r *http.Request) {
 			if err := rt.handle(s, w, r); err != nil {
 				s.writeError(w, r, err)
 			}
@@ -74,4 +101,25 @@ func (s *Server) mux() *http.ServeMux {
 		s.writeError(w, r, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, api.ErrNotFound))
 	})
 	return mux
+}
+
+// fileBodies returns the mux patterns of the routes whose body is a file.
+func fileBodies() map[string]bool {
+	patterns := map[string]bool{}
+	for _, rt := range routes {
+		if rt.limit == fileLimit {
+			patterns[rt.muxPattern()] = true
+		}
+	}
+	return patterns
+}
+
+// bodyLimit is the body limit of the route r goes to. It matches r ahead of
+// the mux because logRequests must set the limit before the mux runs, while
+// it still holds net/http's own writer.
+func (s *Server) bodyLimit(r *http.Request) int64 {
+	if _, pattern := s.router.Handler(r); s.fileBodies[pattern] {
+		return s.backend.MaxFileBytes()
+	}
+	return s.maxBody
 }

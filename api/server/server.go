@@ -17,6 +17,7 @@ const DefaultMaxBodyBytes = 8 << 20
 // Config tunes a Server. The zero value is usable.
 type Config struct {
 	// MaxBodyBytes limits request bodies; larger ones get 413 too_large.
+	// A file upload's limit is the backend's MaxFileBytes instead.
 	MaxBodyBytes int64
 	// Logger receives one record per request; nil means slog.Default().
 	Logger *slog.Logger
@@ -31,8 +32,12 @@ type Server struct {
 	maxBody int64
 	log     *slog.Logger
 	version string
-	handler http.Handler
-	httpSrv *http.Server
+	router  *http.ServeMux
+	// fileBodies are the mux patterns whose body limit is the backend's
+	// file cap rather than maxBody.
+	fileBodies map[string]bool
+	handler    http.Handler
+	httpSrv    *http.Server
 }
 
 // New returns a Server that drives b.
@@ -49,7 +54,9 @@ func New(b Backend, cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.handler = s.logRequests(s.mux())
+	s.router = s.mux()
+	s.fileBodies = fileBodies()
+	s.handler = s.logRequests(s.router)
 	s.httpSrv = &http.Server{
 		Handler:     s.handler,
 		ConnContext: s.connContext,

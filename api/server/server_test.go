@@ -24,6 +24,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/api/server"
+	"github.com/sandboxd/sandboxd/api/server/servertest"
 )
 
 var testSession = api.Session{
@@ -35,9 +36,11 @@ var testSession = api.Session{
 	Workspace: "/workspace",
 }
 
-// fakeBackend records what the handlers asked for and answers with canned
-// values, or with err from every method that can fail.
+// fakeBackend records what the session handlers asked for and answers with
+// canned values, or with err from every method that can fail; its files are
+// in memory.
 type fakeBackend struct {
+	*servertest.Files
 	mu      sync.Mutex
 	err     error
 	calls   []string
@@ -49,6 +52,17 @@ type fakeBackend struct {
 	// execStarted and execRelease, when set, make Exec block until released.
 	execStarted chan struct{}
 	execRelease chan struct{}
+}
+
+// fileCap is the fake's MaxFileBytes.
+const fileCap = 1 << 20
+
+// newFake returns a fakeBackend knowing session s1 that fails with err
+// when err is not nil.
+func newFake(err error) *fakeBackend {
+	files := servertest.New(fileCap, "s1")
+	files.Err = err
+	return &fakeBackend{Files: files, err: err}
 }
 
 func (f *fakeBackend) record(call string) error {
@@ -131,7 +145,7 @@ func (b *syncBuffer) records(t *testing.T) []map[string]any {
 	return recs
 }
 
-func newServer(fb *fakeBackend, maxBody int64) (*server.Server, *syncBuffer) {
+func newServer(fb server.Backend, maxBody int64) (*server.Server, *syncBuffer) {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return server.New(fb, server.Config{MaxBodyBytes: maxBody, Logger: logger, Version: "1.2.3"}), logs
@@ -250,7 +264,7 @@ func TestRoutesSucceed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := &fakeBackend{}
+			fb := newFake(nil)
 			srv, _ := newServer(fb, 0)
 			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
 			require.Equal(t, tt.wantStatus, rec.Code, "status of %s %s; body %s", tt.method, tt.target, rec.Body)
@@ -266,9 +280,12 @@ func TestBackendErrorsMapToStatus(t *testing.T) {
 		wantCode   string
 	}{
 		{api.ErrInvalidArgument, http.StatusBadRequest, api.CodeInvalidArgument},
+		{api.ErrPermission, http.StatusForbidden, api.CodePermission},
 		{api.ErrNotFound, http.StatusNotFound, api.CodeNotFound},
+		{api.ErrConflict, http.StatusConflict, api.CodeConflict},
 		{api.ErrAlreadyExists, http.StatusConflict, api.CodeAlreadyExists},
 		{api.ErrTooLarge, http.StatusRequestEntityTooLarge, api.CodeTooLarge},
+		{api.ErrUnsupported, http.StatusUnsupportedMediaType, api.CodeUnsupported},
 		{api.ErrQuotaExceeded, http.StatusTooManyRequests, api.CodeQuotaExceeded},
 		{api.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
 		{api.ErrInternal, http.StatusInternalServerError, api.CodeInternal},
@@ -276,7 +293,7 @@ func TestBackendErrorsMapToStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.wantCode+"/"+tt.err.Error(), func(t *testing.T) {
-			fb := &fakeBackend{err: fmt.Errorf("session %q: %w", "s1", tt.err)}
+			fb := newFake(fmt.Errorf("session %q: %w", "s1", tt.err))
 			srv, logs := newServer(fb, 0)
 			rec := serve(srv.Handler(), http.MethodGet, "/v1/sessions/s1", "")
 			assert.Equal(t, tt.wantStatus, rec.Code, "status for %v", tt.err)
@@ -300,10 +317,20 @@ func TestEveryRouteReportsBackendErrors(t *testing.T) {
 		{http.MethodGet, "/v1/sessions/s1", ""},
 		{http.MethodPost, "/v1/sessions/s1/exec", `{"command":"true"}`},
 		{http.MethodDelete, "/v1/sessions/s1", ""},
+		{http.MethodGet, "/v1/sessions/s1/files", ""},
+		{http.MethodDelete, "/v1/sessions/s1/files?path=a.txt", ""},
+		{http.MethodGet, "/v1/sessions/s1/files/stat?path=a.txt", ""},
+		{http.MethodGet, "/v1/sessions/s1/files/content?path=a.txt", ""},
+		{http.MethodPut, "/v1/sessions/s1/files/content?path=a.txt", "data"},
+		{http.MethodGet, "/v1/sessions/s1/files/text?path=a.txt", ""},
+		{http.MethodPost, "/v1/sessions/s1/files/edit", `{"path":"a.txt","old":"a","new":"b"}`},
+		{http.MethodPost, "/v1/sessions/s1/files/mkdir", `{"path":"d"}`},
+		{http.MethodPost, "/v1/sessions/s1/files/move", `{"from":"a.txt","to":"b.txt"}`},
+		{http.MethodGet, "/v1/users/u1/files/outputs/report.pdf", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
-			srv, _ := newServer(&fakeBackend{err: fmt.Errorf("test: %w", api.ErrQuotaExceeded)}, 0)
+			srv, _ := newServer(newFake(fmt.Errorf("test: %w", api.ErrQuotaExceeded)), 0)
 			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
 			assert.Equal(t, http.StatusTooManyRequests, rec.Code, "backend error's status")
 			assert.Equal(t, api.CodeQuotaExceeded, decodeBody[api.Error](t, rec).Code, "backend error's code")
@@ -338,10 +365,41 @@ func TestBadRequests(t *testing.T) {
 		{"wrong method on sessions", http.MethodPut, "/v1/sessions", ``, 405, "method_not_allowed", "PUT", "GET, HEAD, POST"},
 		{"wrong method on a session", http.MethodPost, "/v1/sessions/s1", `{}`, 405, "method_not_allowed", "POST", "DELETE, GET, HEAD"},
 		{"wrong method on info", http.MethodDelete, "/v1", ``, 405, "method_not_allowed", "DELETE", "GET, HEAD"},
+		{"bad root", http.MethodGet, "/v1/sessions/s1/files?root=home", ``, 400, api.CodeInvalidArgument, `root "home": want workspace or shared`, ""},
+		{"empty root", http.MethodGet, "/v1/sessions/s1/files/stat?root=&path=a", ``, 400, api.CodeInvalidArgument, `root ""`, ""},
+		{"bad root on upload", http.MethodPut, "/v1/sessions/s1/files/content?root=Shared&path=a", `x`, 400, api.CodeInvalidArgument, `root "Shared"`, ""},
+		{"bad root on edit", http.MethodPost, "/v1/sessions/s1/files/edit?root=..", `{"path":"a","old":"x","new":"y"}`, 400, api.CodeInvalidArgument, `root ".."`, ""},
+		{"bad root on mkdir", http.MethodPost, "/v1/sessions/s1/files/mkdir?root=tmp", `{"path":"a"}`, 400, api.CodeInvalidArgument, `root "tmp"`, ""},
+		{"bad root on move", http.MethodPost, "/v1/sessions/s1/files/move?root=x", `{"from":"a","to":"b"}`, 400, api.CodeInvalidArgument, `root "x"`, ""},
+		{"bad recursive", http.MethodGet, "/v1/sessions/s1/files?recursive=yes", ``, 400, api.CodeInvalidArgument, `recursive "yes"`, ""},
+		{"bad recursive on delete", http.MethodDelete, "/v1/sessions/s1/files?path=d&recursive=", ``, 400, api.CodeInvalidArgument, `recursive ""`, ""},
+		{"bad mkdirs", http.MethodPut, "/v1/sessions/s1/files/content?path=a&mkdirs=2", `x`, 400, api.CodeInvalidArgument, `mkdirs "2"`, ""},
+		{"negative offset", http.MethodGet, "/v1/sessions/s1/files/content?path=a&offset=-1", ``, 400, api.CodeInvalidArgument, `offset "-1": want a non-negative integer`, ""},
+		{"bad offset", http.MethodGet, "/v1/sessions/s1/files/content?path=a&offset=1k", ``, 400, api.CodeInvalidArgument, `offset "1k"`, ""},
+		{"negative length", http.MethodGet, "/v1/sessions/s1/files/content?path=a&length=-5", ``, 400, api.CodeInvalidArgument, `length "-5"`, ""},
+		{"bad length", http.MethodGet, "/v1/sessions/s1/files/content?path=a&length=", ``, 400, api.CodeInvalidArgument, `length ""`, ""},
+		{"line 0", http.MethodGet, "/v1/sessions/s1/files/text?path=a&line=0", ``, 400, api.CodeInvalidArgument, "numbered from 1", ""},
+		{"negative line", http.MethodGet, "/v1/sessions/s1/files/text?path=a&line=-2", ``, 400, api.CodeInvalidArgument, `line "-2"`, ""},
+		{"bad line", http.MethodGet, "/v1/sessions/s1/files/text?path=a&line=one", ``, 400, api.CodeInvalidArgument, `line "one"`, ""},
+		{"negative limit", http.MethodGet, "/v1/sessions/s1/files/text?path=a&limit=-1", ``, 400, api.CodeInvalidArgument, `limit "-1"`, ""},
+		{"bad limit", http.MethodGet, "/v1/sessions/s1/files/text?path=a&limit=1.5", ``, 400, api.CodeInvalidArgument, `limit "1.5"`, ""},
+		{"unknown edit field", http.MethodPost, "/v1/sessions/s1/files/edit", `{"path":"a","old":"x","new":"y","all":true}`, 400, api.CodeInvalidArgument, `"all"`, ""},
+		{"oversized edit", http.MethodPost, "/v1/sessions/s1/files/edit", `{"path":"a","old":"x","new":"` + strings.Repeat("y", 300) + `"}`, 413, api.CodeTooLarge, "256 bytes", ""},
+		{"wrong method on files", http.MethodPatch, "/v1/sessions/s1/files", ``, 405, "method_not_allowed", "PATCH", "DELETE, GET, HEAD"},
+		{"wrong method on content", http.MethodPost, "/v1/sessions/s1/files/content?path=a", `x`, 405, "method_not_allowed", "POST", "GET, HEAD, PUT"},
+		{"wrong method on stat", http.MethodDelete, "/v1/sessions/s1/files/stat", ``, 405, "method_not_allowed", "DELETE", "GET, HEAD"},
+		{"wrong method on text", http.MethodPut, "/v1/sessions/s1/files/text", `x`, 405, "method_not_allowed", "PUT", "GET, HEAD"},
+		{"wrong method on edit", http.MethodGet, "/v1/sessions/s1/files/edit", ``, 405, "method_not_allowed", "GET", "POST"},
+		{"wrong method on mkdir", http.MethodPut, "/v1/sessions/s1/files/mkdir", `{}`, 405, "method_not_allowed", "PUT", "POST"},
+		{"wrong method on move", http.MethodDelete, "/v1/sessions/s1/files/move", ``, 405, "method_not_allowed", "DELETE", "POST"},
+		{"wrong method on outputs", http.MethodDelete, "/v1/users/u1/files/outputs/a.pdf", ``, 405, "method_not_allowed", "DELETE", "GET, HEAD"},
+		{"unknown files route", http.MethodGet, "/v1/sessions/s1/files/chmod", ``, 404, api.CodeNotFound, "no route", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := &fakeBackend{}
+			fb := newFake(nil)
+			// A files route that reached the backend would answer 500.
+			fb.Files.Err = errors.New("the backend was called")
 			srv, _ := newServer(fb, 256)
 			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
 			assert.Equal(t, tt.wantStatus, rec.Code, "status; body %s", rec.Body)
@@ -386,7 +444,7 @@ func serveUnix(t *testing.T, srv *server.Server) (string, <-chan error) {
 }
 
 func TestPeerCredentialsAreLogged(t *testing.T) {
-	srv, logs := newServer(&fakeBackend{}, 0)
+	srv, logs := newServer(newFake(nil), 0)
 	path, served := serveUnix(t, srv)
 
 	resp, err := unixHTTPClient(path).Get("http://sandboxd/v1")
@@ -418,7 +476,7 @@ func TestPeerCredentialsAreLogged(t *testing.T) {
 }
 
 func TestRequestsWithoutPeerAreLogged(t *testing.T) {
-	srv, logs := newServer(&fakeBackend{}, 0)
+	srv, logs := newServer(newFake(nil), 0)
 	rec := serve(srv.Handler(), http.MethodGet, "/nowhere", "")
 	require.Equal(t, http.StatusNotFound, rec.Code, "unknown route status")
 
@@ -429,7 +487,8 @@ func TestRequestsWithoutPeerAreLogged(t *testing.T) {
 }
 
 func TestShutdownWaitsForInFlightRequests(t *testing.T) {
-	fb := &fakeBackend{execStarted: make(chan struct{}), execRelease: make(chan struct{})}
+	fb := newFake(nil)
+	fb.execStarted, fb.execRelease = make(chan struct{}), make(chan struct{})
 	srv, _ := newServer(fb, 0)
 	path, served := serveUnix(t, srv)
 	client := unixHTTPClient(path)

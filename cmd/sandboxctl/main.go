@@ -1,5 +1,6 @@
 // Command sandboxctl drives sandboxd from the shell through its API: it
-// creates, lists, inspects and deletes sessions and runs commands in them.
+// creates, lists, inspects and deletes sessions, runs commands in them and
+// manages their files.
 package main
 
 import (
@@ -29,6 +30,17 @@ Commands:
   session create|ls|get|rm      manage sessions
   exec ID -- ARGV...            run a program in a session
   exec ID -c 'COMMAND'          run a shell command line in a session
+  ls ID [PATH]                  list a session's directory
+  stat ID PATH                  describe a session's file
+  cat ID PATH                   print a session's file
+  cp SRC DST                    copy a file into or out of a session (ID:PATH)
+  rm ID PATH                    remove a session's file or directory
+  mkdir ID PATH                 create a directory in a session
+  mv ID FROM TO                 move a session's file
+  edit --old X --new Y ID PATH  replace text in a session's file
+  download USER NAME [DST]      download a user's kept output file
+
+Files commands take --root workspace (the default) or --root shared.
 
 Run 'sandboxctl COMMAND --help' for a command's flags.
 
@@ -90,6 +102,24 @@ func dispatch(ctx context.Context, c *api.Client, args []string, std stdio) erro
 		return session(ctx, c, rest, std)
 	case "exec":
 		return execute(ctx, c, rest, std)
+	case "ls":
+		return list(ctx, c, rest, std)
+	case "stat":
+		return stat(ctx, c, rest, std)
+	case "cat":
+		return cat(ctx, c, rest, std)
+	case "cp":
+		return copyFile(ctx, c, rest, std)
+	case "rm":
+		return remove(ctx, c, rest, std)
+	case "mkdir":
+		return mkdir(ctx, c, rest, std)
+	case "mv":
+		return move(ctx, c, rest, std)
+	case "edit":
+		return edit(ctx, c, rest, std)
+	case "download":
+		return download(ctx, c, rest, std)
 	default:
 		return usagef("unknown command %q; see sandboxctl --help", cmd)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,12 +17,14 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/api/server"
+	"github.com/sandboxd/sandboxd/api/server/servertest"
 )
 
 // fakeBackend knows session "s1" and records the last request of each kind.
 // Exec of argv ["true"] succeeds quietly; anything else exits 3 with
-// output, timed out and truncated.
+// output, timed out and truncated. Its files, s1's, are in memory.
 type fakeBackend struct {
+	*servertest.Files
 	create api.CreateSessionRequest
 	user   string
 	exec   api.ExecRequest
@@ -77,7 +80,7 @@ func startServer(t *testing.T) (string, *fakeBackend) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "api.sock")
 
-	fb := &fakeBackend{}
+	fb := &fakeBackend{Files: servertest.New(1<<20, s1.ID)}
 	srv := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler)})
 	ln, err := server.Listen(path, 0, "")
 	require.NoError(t, err, "listen on %s", path)
@@ -209,4 +212,185 @@ func TestDefaultSocket(t *testing.T) {
 	require.NoError(t, os.WriteFile("var/run/sandboxd.sock", nil, 0o600), "stand-in for the development socket")
 	assert.Equal(t, "./var/run/sandboxd.sock", defaultSocket(env("")), "development socket when it exists")
 	assert.Equal(t, "/x/api.sock", defaultSocket(env("/x/api.sock")), "$SANDBOXD_SOCKET still wins")
+}
+
+// seedFiles gives s1 a workspace with a.txt and sub/b.txt, a shared s.txt,
+// and user u1 an output.
+func seedFiles(t *testing.T, fb *fakeBackend) {
+	t.Helper()
+	for _, f := range []struct{ root, path, data string }{
+		{api.RootWorkspace, "a.txt", "hello\nworld\n"},
+		{api.RootWorkspace, "sub/b.txt", "b"},
+		{api.RootShared, "s.txt", "shared\n"},
+	} {
+		_, err := fb.WriteFile(context.Background(), s1.ID, f.root, f.path, strings.NewReader(f.data), true)
+		require.NoError(t, err, "seed %s %s", f.root, f.path)
+	}
+	fb.AddOutput("u1", "résumé.docx", []byte("PK\x03\x04"))
+}
+
+// stored is the content of path in s1's root, or the error reading it.
+func stored(t *testing.T, fb *fakeBackend, root, path string) (string, error) {
+	t.Helper()
+	f, err := fb.OpenFile(context.Background(), s1.ID, root, path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	require.NoError(t, err, "read %s %s", root, path)
+	return string(b), nil
+}
+
+func TestFileCommands(t *testing.T) {
+	local := filepath.Join(t.TempDir(), "local.bin")
+	require.NoError(t, os.WriteFile(local, []byte("local data"), 0o644), "write the local file")
+
+	type check func(t *testing.T, fb *fakeBackend, got outcome, dir string)
+	hasContent := func(root, path, want string) check {
+		return func(t *testing.T, fb *fakeBackend, _ outcome, _ string) {
+			got, err := stored(t, fb, root, path)
+			require.NoError(t, err, "%s %s exists", root, path)
+			assert.Equal(t, want, got, "content of %s %s", root, path)
+		}
+	}
+	isGone := func(path string) check {
+		return func(t *testing.T, fb *fakeBackend, _ outcome, _ string) {
+			_, err := fb.StatFile(context.Background(), s1.ID, api.RootWorkspace, path)
+			assert.ErrorIs(t, err, api.ErrNotFound, "%s is gone", path)
+		}
+	}
+	localContent := func(name, want string) check {
+		return func(t *testing.T, _ *fakeBackend, _ outcome, dir string) {
+			got, err := os.ReadFile(filepath.Join(dir, name))
+			require.NoError(t, err, "read the local %s", name)
+			assert.Equal(t, want, string(got), "local %s", name)
+		}
+	}
+	stdoutIs := func(want string) check {
+		return func(t *testing.T, _ *fakeBackend, got outcome, _ string) {
+			assert.Equal(t, want, got.stdout, "stdout is exactly the file")
+		}
+	}
+	tests := []struct {
+		name       string
+		args       []string // {dir} is a fresh local directory
+		stdin      string
+		wantCode   int
+		wantStdout string // substring
+		wantStderr string // substring
+		check      check
+	}{
+		{
+			name: "ls", args: []string{"ls", "s1"},
+			check: func(t *testing.T, _ *fakeBackend, got outcome, _ string) {
+				assert.Regexp(t, `(?m)^file  0644  12  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  a\.txt\n`+
+					`dir   0755  0   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  sub/\n\z`, got.stdout, "a table of the entries")
+			},
+		},
+		{name: "ls recursively", args: []string{"ls", "-r", "s1"}, wantStdout: "  sub/b.txt\n"},
+		{name: "ls a directory", args: []string{"ls", "s1", "sub"}, wantStdout: "  b.txt\n"},
+		{
+			name: "ls shared", args: []string{"ls", "--root", "shared", "s1"}, wantStdout: "  s.txt\n",
+			check: func(t *testing.T, _ *fakeBackend, got outcome, _ string) {
+				assert.NotContains(t, got.stdout, "a.txt", "the workspace is not listed")
+			},
+		},
+		{
+			name: "ls as JSON", args: []string{"ls", "--json", "s1"},
+			check: func(t *testing.T, _ *fakeBackend, got outcome, _ string) {
+				var l api.FileList
+				require.NoError(t, json.Unmarshal([]byte(got.stdout), &l), "stdout is a JSON listing")
+				assert.Equal(t, api.RootWorkspace, l.Root, "root")
+				assert.Len(t, l.Entries, 2, "entries")
+			},
+		},
+		{name: "ls a bad root", args: []string{"ls", "--root", "home", "s1"}, wantCode: 1, wantStderr: `root "home"`},
+		{name: "ls without an ID", args: []string{"ls"}, wantCode: 2, wantStderr: "ls takes a session ID"},
+		{name: "stat", args: []string{"stat", "s1", "/workspace/a.txt"}, wantStdout: `"size": 12`},
+		{name: "cat", args: []string{"cat", "s1", "a.txt"}, check: stdoutIs("hello\nworld\n")},
+		{name: "cat shared", args: []string{"cat", "--root", "shared", "s1", "s.txt"}, check: stdoutIs("shared\n")},
+		{name: "cat a missing file", args: []string{"cat", "s1", "nope"}, wantCode: 1, wantStderr: `"nope" in workspace: not found`},
+		{
+			name: "cp a file in", args: []string{"cp", "--mkdirs", local, "s1:up/x.bin"},
+			wantStderr: "up/x.bin: 10 bytes, sha256 e4d6f89c0dfaff00eec8e8792a0e1fa5f01d5a572397a4ebebca66b4817a34a6\n",
+			check:      hasContent(api.RootWorkspace, "up/x.bin", "local data"),
+		},
+		{
+			name: "cp stdin in to shared", args: []string{"cp", "--root", "shared", "-", "s1:in.txt"}, stdin: "from stdin",
+			wantStderr: "in.txt: 10 bytes",
+			check:      hasContent(api.RootShared, "in.txt", "from stdin"),
+		},
+		{name: "cp in without mkdirs", args: []string{"cp", local, "s1:up/x.bin"}, wantCode: 1, wantStderr: "not found"},
+		{name: "cp a file out", args: []string{"cp", "s1:a.txt", "{dir}/copy.txt"}, check: localContent("copy.txt", "hello\nworld\n")},
+		{name: "cp a file out into a directory", args: []string{"cp", "s1:sub/b.txt", "{dir}"}, check: localContent("b.txt", "b")},
+		{name: "cp a shared file to stdout", args: []string{"cp", "--root", "shared", "s1:s.txt", "-"}, check: stdoutIs("shared\n")},
+		{
+			name: "cp a missing file out", args: []string{"cp", "s1:nope", "{dir}/n"}, wantCode: 1, wantStderr: "not found",
+			check: func(t *testing.T, _ *fakeBackend, _ outcome, dir string) {
+				assert.NoFileExists(t, filepath.Join(dir, "n"), "no local file for a failed copy")
+			},
+		},
+		{name: "cp local to local", args: []string{"cp", local, "{dir}/x"}, wantCode: 2, wantStderr: "exactly one of SRC and DST"},
+		{name: "cp session to session", args: []string{"cp", "s1:a.txt", "s1:b.txt"}, wantCode: 2, wantStderr: "exactly one of SRC and DST"},
+		{name: "cp a local path with a colon", args: []string{"cp", "./a:b", "{dir}/x"}, wantCode: 2, wantStderr: "exactly one of SRC and DST"},
+		{name: "cp in without a path", args: []string{"cp", local, "s1:"}, wantCode: 2, wantStderr: "has no PATH"},
+		{name: "rm", args: []string{"rm", "s1", "a.txt"}, check: isGone("a.txt")},
+		{name: "rm a directory", args: []string{"rm", "s1", "sub"}, wantCode: 1, wantStderr: "not empty"},
+		{name: "rm -r", args: []string{"rm", "-r", "s1", "sub"}, check: isGone("sub/b.txt")},
+		{
+			name: "mkdir -p", args: []string{"mkdir", "-p", "--root", "shared", "s1", "x/y"}, wantStdout: `"path": "x/y"`,
+			check: func(t *testing.T, fb *fakeBackend, _ outcome, _ string) {
+				info, err := fb.StatFile(context.Background(), s1.ID, api.RootShared, "x/y")
+				require.NoError(t, err, "x/y exists in shared")
+				assert.Equal(t, api.TypeDir, info.Type, "x/y is a directory")
+			},
+		},
+		{name: "mkdir of an existing one", args: []string{"mkdir", "s1", "sub"}, wantCode: 1, wantStderr: "already exists"},
+		{name: "mv", args: []string{"mv", "s1", "a.txt", "sub/a.txt"}, wantStdout: `"path": "sub/a.txt"`, check: hasContent(api.RootWorkspace, "sub/a.txt", "hello\nworld\n")},
+		{name: "mv onto a file", args: []string{"mv", "s1", "a.txt", "sub/b.txt"}, wantCode: 1, wantStderr: "already exists"},
+		{name: "mv --overwrite", args: []string{"mv", "--overwrite", "s1", "a.txt", "sub/b.txt"}, check: hasContent(api.RootWorkspace, "sub/b.txt", "hello\nworld\n")},
+		{
+			name: "edit", args: []string{"edit", "--old", "world", "--new", "there", "s1", "a.txt"}, wantStdout: `"replacements": 1`,
+			check: hasContent(api.RootWorkspace, "a.txt", "hello\nthere\n"),
+		},
+		{name: "edit a count", args: []string{"edit", "--old", "l", "--new", "L", "--count", "3", "s1", "a.txt"}, check: hasContent(api.RootWorkspace, "a.txt", "heLLo\nworLd\n")},
+		{name: "edit a mismatch", args: []string{"edit", "--old", "l", "--new", "L", "s1", "a.txt"}, wantCode: 1, wantStderr: "occurs 3 times, want 1"},
+		{name: "edit without --old", args: []string{"edit", "--new", "x", "s1", "a.txt"}, wantCode: 2, wantStderr: "--old is required"},
+		{name: "download", args: []string{"download", "u1", "résumé.docx", "{dir}/r.docx"}, check: localContent("r.docx", "PK\x03\x04")},
+		{name: "download to stdout", args: []string{"download", "u1", "résumé.docx", "-"}, check: stdoutIs("PK\x03\x04")},
+		{name: "download a missing output", args: []string{"download", "u2", "résumé.docx", "-"}, wantCode: 1, wantStderr: "not found"},
+		{name: "download without a name", args: []string{"download", "u1"}, wantCode: 2, wantStderr: "download takes USER, NAME"},
+		{name: "cp help", args: []string{"cp", "--help"}, wantStderr: "ID:PATH"},
+		{name: "ls help", args: []string{"ls", "--help"}, wantStderr: "-json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			socket, fb := startServer(t)
+			seedFiles(t, fb)
+			dir := t.TempDir()
+			args := make([]string, len(tt.args))
+			for i, a := range tt.args {
+				args[i] = strings.ReplaceAll(a, "{dir}", dir)
+			}
+			got := runCLI(socket, tt.stdin, args...)
+			assert.Equal(t, tt.wantCode, got.code, "exit status; stderr: %s", got.stderr)
+			assert.Contains(t, got.stdout, tt.wantStdout, "stdout")
+			assert.Contains(t, got.stderr, tt.wantStderr, "stderr")
+			if tt.check != nil {
+				tt.check(t, fb, got, dir)
+			}
+		})
+	}
+}
+
+func TestDownloadSavesInTheWorkingDirectory(t *testing.T) {
+	socket, fb := startServer(t)
+	seedFiles(t, fb)
+	t.Chdir(t.TempDir())
+	got := runCLI(socket, "", "download", "u1", "résumé.docx")
+	require.Equal(t, 0, got.code, "exit status; stderr: %s", got.stderr)
+	b, err := os.ReadFile("résumé.docx")
+	require.NoError(t, err, "the output is saved under its name")
+	assert.Equal(t, "PK\x03\x04", string(b), "saved content")
 }

@@ -1,0 +1,799 @@
+"""Mini-Agent tools that run in a sandboxd session.
+
+Drop-in replacements for Mini-Agent's (MiniMax-AI/Mini-Agent) ``bash``,
+``bash_output``, ``bash_kill``, ``read_file``, ``write_file`` and
+``edit_file`` tools: same names, descriptions, parameter schemas, result
+fields and result texts, but every command and file operation goes to one
+sandboxd session instead of the backend's own machine. A chat backend swaps
+them in by passing a session::
+
+    import sandboxd, sandboxd.miniagent
+
+    client = sandboxd.Client("/run/sandboxd.sock")
+    session = client.create_session(user_id, conversation_id)
+    tools = sandboxd.miniagent.tools(client, session.id)
+    agent = Agent(llm_client=llm, system_prompt=prompt, tools=tools + other_tools)
+
+This module does not import Mini-Agent: the tools are duck-typed like its
+``Tool`` (``name``, ``description``, ``parameters``, ``async execute(**kw)``,
+``to_schema()``, ``to_openai_schema()``) and return objects shaped like its
+``ToolResult`` (``success``, ``content``, ``error``, ``metadata``) and
+``BashOutputResult`` (plus ``stdout``, ``stderr``, ``exit_code``,
+``bash_id``), whose ``content`` is formatted the same way. The blocking
+client calls run in a worker thread (``asyncio.to_thread``).
+
+Deliberate differences from Mini-Agent:
+
+* A foreground command that times out is killed with its whole process tree
+  (Mini-Agent kills only the shell, so its children live on). Cancelling the
+  ``execute`` task closes the connection, and the daemon kills the command
+  too. The exit code of a command ended by signal n is 128+n, as a shell
+  reports it (Mini-Agent reports -n).
+* Background shells belong to the session, not to the backend process:
+  ``bash_id`` is the daemon's process id (a string), the output buffer is
+  bounded by the daemon, and ``bash_kill`` stops the whole process tree
+  (SIGTERM, then SIGKILL after 5 s). The exit code it reports for a process
+  ended by SIGTERM is 143 (128+15) where Mini-Agent reports -15 (137 vs -9
+  for SIGKILL).
+* ``bash_output``'s ``filter_str`` is applied by the daemon (RE2 syntax); a
+  pattern the daemon refuses is applied here with Python's ``re`` instead,
+  and one neither accepts returns every line, as Mini-Agent does.
+* Paths are confined to the session: relative paths are taken from
+  /workspace, absolute ones must be under /workspace (/workspace/shared is
+  the user's shared files), and anything else (``/etc/passwd``, ``../x``) is
+  refused with an error result. The daemon resolves them again so that no
+  symlink leads out.
+* ``edit_file`` refuses an ``old_str`` that occurs more than once (the error
+  says how many times) instead of replacing every occurrence, as its
+  description promises; an empty ``old_str`` is refused too.
+* ``read_file`` and ``edit_file`` refuse binary or non-UTF-8 files with the
+  daemon's message; files and commands' outputs are subject to the daemon's
+  size limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, TypeVar
+
+from .client import Client, ExecStream
+from .errors import Conflict, InvalidArgument, NotFound, SandboxdError
+from .types import ExecResult
+
+try:  # Mini-Agent counts tokens with tiktoken when it is there.
+    import tiktoken  # type: ignore
+except Exception:  # pragma: no cover - optional
+    tiktoken = None
+
+__all__ = [
+    "ToolResult",
+    "BashOutputResult",
+    "Tool",
+    "SandboxTool",
+    "BashTool",
+    "BashOutputTool",
+    "BashKillTool",
+    "ReadTool",
+    "WriteTool",
+    "EditTool",
+    "tools",
+    "WORKSPACE",
+    "truncate_text_by_tokens",
+]
+
+#: Where the session's files are inside the sandbox.
+WORKSPACE = "/workspace"
+#: Mini-Agent's limits on a foreground command's timeout.
+DEFAULT_TIMEOUT = 120
+MAX_TIMEOUT = 600
+#: read_file output is truncated to this many tokens, as in Mini-Agent.
+READ_MAX_TOKENS = 32000
+#: The most of each stream a foreground command keeps (the daemon's cap).
+OUTPUT_CAP = 1 << 20
+
+R = TypeVar("R")
+
+
+# -- results ----------------------------------------------------------------
+
+
+@dataclass
+class ToolResult:
+    """Mini-Agent's ToolResult: ``content`` is what the model sees on
+    success, ``error`` what it sees (as "Error: ...") on failure."""
+
+    success: bool
+    content: str = ""
+    error: Optional[str] = None
+    metadata: Optional[Dict[str, Any]] = None
+
+    def model_dump(self) -> Dict[str, Any]:
+        """The fields as a dict (pydantic's name, for code written against Mini-Agent)."""
+        return asdict(self)
+
+
+@dataclass
+class BashOutputResult(ToolResult):
+    """Mini-Agent's BashOutputResult: ``content`` is always formatted from
+    the other fields — stdout, then ``\\n[stderr]:\\n…``, ``\\n[bash_id]:\\n…``
+    and ``\\n[exit_code]:\\n…`` when set, or ``(no output)``."""
+
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int = 0
+    bash_id: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        output = ""
+        if self.stdout:
+            output += self.stdout
+        if self.stderr:
+            output += f"\n[stderr]:\n{self.stderr}"
+        if self.bash_id:
+            output += f"\n[bash_id]:\n{self.bash_id}"
+        if self.exit_code:
+            output += f"\n[exit_code]:\n{self.exit_code}"
+        if not output:
+            output = "(no output)"
+        self.content = output
+
+
+# -- tool base --------------------------------------------------------------
+
+
+class Tool:
+    """The shape of Mini-Agent's Tool base class."""
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def description(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def parameters(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ToolResult:
+        raise NotImplementedError
+
+    def to_schema(self) -> Dict[str, Any]:
+        """Anthropic tool schema."""
+        return {"name": self.name, "description": self.description, "input_schema": self.parameters}
+
+    def to_openai_schema(self) -> Dict[str, Any]:
+        """OpenAI tool schema."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+class SandboxTool(Tool):
+    """A tool acting on one sandboxd session.
+
+    Args:
+        client: the :class:`sandboxd.Client` to use.
+        session_id: the session commands and files go to.
+    """
+
+    def __init__(self, client: Client, session_id: str):
+        self.client = client
+        self.session_id = session_id
+
+    def __repr__(self) -> str:
+        return "%s(session_id=%r)" % (type(self).__name__, self.session_id)
+
+    async def _call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Run a blocking client call in a worker thread."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class PathRefused(ValueError):
+    """A path that is not in the session's workspace."""
+
+
+def _resolve(path: Any) -> str:
+    """The sandbox path (/workspace/…) of a tool's path argument: relative
+    paths are taken from /workspace, absolute ones must be under it."""
+    if not isinstance(path, str) or not path:
+        raise PathRefused(f"Invalid path: {path!r}")
+    if "\x00" in path:
+        raise PathRefused(f"Invalid path: {path!r}")
+    full = path if path.startswith("/") else posixpath.join(WORKSPACE, path)
+    full = posixpath.normpath(full)
+    if full.startswith("//"):
+        full = "/" + full.lstrip("/")
+    if full != WORKSPACE and not full.startswith(WORKSPACE + "/"):
+        raise PathRefused(
+            f"Access denied: {path} is outside the session workspace; "
+            f"use a path relative to {WORKSPACE} or under {WORKSPACE}/"
+        )
+    return full
+
+
+def _format_ids(ids: List[str]) -> str:
+    return str(ids) if ids else "none"
+
+
+# -- bash -------------------------------------------------------------------
+
+_BASH_DESCRIPTION = """Execute bash commands in foreground or background.
+
+For terminal operations like git, npm, docker, etc. DO NOT use for file operations - use specialized tools.
+
+Parameters:
+  - command (required): Bash command to execute
+  - timeout (optional): Timeout in seconds (default: 120, max: 600) for foreground commands
+  - run_in_background (optional): Set true for long-running commands (servers, etc.)
+
+Tips:
+  - Quote file paths with spaces: cd "My Documents"
+  - Chain dependent commands with &&: git add . && git commit -m "msg"
+  - Use absolute paths instead of cd when possible
+  - For background commands, monitor with bash_output and terminate with bash_kill
+
+Examples:
+  - git status
+  - npm test
+  - python3 -m http.server 8080 (with run_in_background=true)"""
+
+
+def _clamp_timeout(timeout: Any) -> Any:
+    """Mini-Agent's rule: above 600 → 600, below 1 → the default 120."""
+    if isinstance(timeout, str):
+        timeout = float(timeout) if "." in timeout else int(timeout)
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if timeout > MAX_TIMEOUT:
+        return MAX_TIMEOUT
+    if timeout < 1:
+        return DEFAULT_TIMEOUT
+    return timeout
+
+
+class BashTool(SandboxTool):
+    """``bash``: run a shell command in the session, in the foreground (with
+    a timeout; the whole process tree is killed at it) or in the background
+    (``run_in_background``; its ``bash_id`` is the daemon's process id)."""
+
+    @property
+    def name(self) -> str:
+        return "bash"
+
+    @property
+    def description(self) -> str:
+        return _BASH_DESCRIPTION
+
+    @property
+    def parameters(self) -> Dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "command": {
+                    "type": "string",
+                    "description": "The bash command to execute. Quote file paths with spaces using double quotes.",
+                },
+                "timeout": {
+                    "type": "integer",
+                    "description": "Optional: Timeout in seconds (default: 120, max: 600). Only applies to foreground commands.",
+                    "default": 120,
+                },
+                "run_in_background": {
+                    "type": "boolean",
+                    "description": "Optional: Set to true to run the command in the background. Use this for long-running commands like servers. You can monitor output using bash_output tool.",
+                    "default": False,
+                },
+            },
+            "required": ["command"],
+        }
+
+    async def execute(self, command: str, timeout: int = 120, run_in_background: bool = False) -> BashOutputResult:
+        """Run ``command``; see the class docstring."""
+        try:
+            timeout = _clamp_timeout(timeout)
+            if run_in_background:
+                proc = await self._call(self.client.start_process, self.session_id, command=command)
+                bash_id = proc.id
+                return BashOutputResult(
+                    success=True,
+                    stdout=f"Background command started with ID: {bash_id}",
+                    stderr="",
+                    exit_code=0,
+                    bash_id=bash_id,
+                    metadata={"pid": proc.pid, "command": command},
+                )
+
+            res, stdout, stderr = await self._run_foreground(command, timeout)
+            meta = {
+                "exit_code": res.exit_code,
+                "signal": res.signal,
+                "timed_out": res.timed_out,
+                "oom_killed": res.oom_killed,
+                "duration_ms": res.duration_ms,
+                "stdout_truncated": res.stdout_truncated,
+                "stderr_truncated": res.stderr_truncated,
+            }
+            if res.timed_out:
+                error_msg = f"Command timed out after {timeout} seconds"
+                meta["stdout"], meta["stderr"] = stdout, stderr
+                return BashOutputResult(
+                    success=False, error=error_msg, stdout="", stderr=error_msg, exit_code=-1, metadata=meta
+                )
+            is_success = res.exit_code == 0
+            error_msg = None
+            if not is_success:
+                error_msg = f"Command failed with exit code {res.exit_code}"
+                if stderr:
+                    error_msg += f"\n{stderr.strip()}"
+            return BashOutputResult(
+                success=is_success,
+                error=error_msg,
+                stdout=stdout,
+                stderr=stderr,
+                exit_code=res.exit_code or 0,
+                metadata=meta,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return BashOutputResult(success=False, error=str(e), stdout="", stderr=str(e), exit_code=-1)
+
+    async def _run_foreground(self, command: str, timeout: Any):
+        """Run the command as a streamed exec in a worker thread, so that a
+        cancelled task closes the connection and the daemon kills it."""
+        holder: Dict[str, ExecStream] = {}
+
+        def run():
+            stream = self.client.exec_stream(self.session_id, command=command, timeout=timeout)
+            holder["stream"] = stream
+            out = bytearray()
+            err = bytearray()
+            out_cut = err_cut = False
+            with stream:
+                for ev in stream:
+                    if ev.type == "stdout":
+                        room = OUTPUT_CAP - len(out)
+                        out_cut = out_cut or len(ev.data) > room
+                        out += ev.data[: max(room, 0)]
+                    elif ev.type == "stderr":
+                        room = OUTPUT_CAP - len(err)
+                        err_cut = err_cut or len(ev.data) > room
+                        err += ev.data[: max(room, 0)]
+                    elif ev.type == "error":
+                        raise SandboxdError(ev.error or "exec failed", code=ev.code)
+            res = stream.result or ExecResult()
+            res.stdout_truncated = res.stdout_truncated or out_cut
+            res.stderr_truncated = res.stderr_truncated or err_cut
+            return (
+                res,
+                bytes(out).decode("utf-8", errors="replace"),
+                bytes(err).decode("utf-8", errors="replace"),
+            )
+
+        try:
+            return await asyncio.to_thread(run)
+        except asyncio.CancelledError:
+            stream = holder.get("stream")
+            if stream is not None:
+                stream.abort()
+            raise
+
+
+# -- bash_output ------------------------------------------------------------
+
+_BASH_OUTPUT_DESCRIPTION = """Retrieves output from a running or completed background bash shell.
+
+        - Takes a bash_id parameter identifying the shell
+        - Always returns only new output since the last check
+        - Returns stdout and stderr output along with shell status
+        - Supports optional regex filtering to show only lines matching a pattern
+        - Use this tool when you need to monitor or check the output of a long-running shell
+        - Shell IDs can be found using the bash tool with run_in_background=true
+
+        Process status values:
+          - "running": Still executing
+          - "completed": Finished successfully
+          - "failed": Finished with error
+          - "terminated": Was terminated
+          - "error": Error occurred
+
+        Example: bash_output(bash_id="abc12345")"""
+
+
+def _mini_status(status: str, exit_code: Optional[int]) -> str:
+    """The daemon's process status in Mini-Agent's words."""
+    if status == "running":
+        return "running"
+    if status == "killed":
+        return "terminated"
+    if status == "exited":
+        return "completed" if exit_code == 0 else "failed"
+    return status or "error"
+
+
+class BashOutputTool(SandboxTool):
+    """``bash_output``: the new output lines of a background command of the
+    session (stdout and stderr merged), optionally filtered by a regex."""
+
+    @property
+    def name(self) -> str:
+        return "bash_output"
+
+    @property
+    def description(self) -> str:
+        return _BASH_OUTPUT_DESCRIPTION
+
+    @property
+    def parameters(self) -> Dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "bash_id": {
+                    "type": "string",
+                    "description": "The ID of the background shell to retrieve output from. Shell IDs are returned when starting a command with run_in_background=true.",
+                },
+                "filter_str": {
+                    "type": "string",
+                    "description": "Optional regular expression to filter the output lines. Only lines matching this regex will be included in the result. Any lines that do not match will no longer be available to read.",
+                },
+            },
+            "required": ["bash_id"],
+        }
+
+    async def _available(self) -> List[str]:
+        try:
+            return [p.id for p in await self._call(self.client.list_processes, self.session_id)]
+        except Exception:
+            return []
+
+    async def execute(self, bash_id: str, filter_str: Optional[str] = None) -> BashOutputResult:
+        """Fetch ``bash_id``'s output not read before."""
+        try:
+            try:
+                out = await self._call(self.client.process_output, self.session_id, bash_id, filter_str or None)
+                lines = out.lines
+            except InvalidArgument:
+                if not filter_str:
+                    raise
+                # A pattern the daemon's RE2 refuses: filter with Python's re,
+                # or (if that fails too) return every line, as Mini-Agent does.
+                out = await self._call(self.client.process_output, self.session_id, bash_id, None)
+                lines = out.lines
+                try:
+                    pattern = re.compile(filter_str)
+                    lines = [line for line in lines if pattern.search(line)]
+                except re.error:
+                    pass
+            stdout = "\n".join(lines) if lines else ""
+            return BashOutputResult(
+                success=True,
+                stdout=stdout,
+                stderr="",
+                exit_code=out.exit_code if out.exit_code is not None else 0,
+                bash_id=bash_id,
+                metadata={
+                    "status": _mini_status(out.status, out.exit_code),
+                    "process_status": out.status,
+                    "signal": out.signal,
+                    "dropped": out.dropped,
+                },
+            )
+        except NotFound:
+            available_ids = await self._available()
+            return BashOutputResult(
+                success=False,
+                error=f"Shell not found: {bash_id}. Available: {_format_ids(available_ids)}",
+                stdout="",
+                stderr="",
+                exit_code=-1,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return BashOutputResult(
+                success=False, error=f"Failed to get bash output: {str(e)}", stdout="", stderr=str(e), exit_code=-1
+            )
+
+
+# -- bash_kill --------------------------------------------------------------
+
+_BASH_KILL_DESCRIPTION = """Kills a running background bash shell by its ID.
+
+        - Takes a bash_id parameter identifying the shell to kill
+        - Attempts graceful termination (SIGTERM) first, then forces (SIGKILL) if needed
+        - Returns the final status and any remaining output before termination
+        - Cleans up all resources associated with the shell
+        - Use this tool when you need to terminate a long-running shell
+        - Shell IDs can be found using the bash tool with run_in_background=true
+
+        Example: bash_kill(bash_id="abc12345")"""
+
+
+class BashKillTool(SandboxTool):
+    """``bash_kill``: stop a background command of the session and its whole
+    process tree (SIGTERM, SIGKILL after 5 s); its id is gone afterwards."""
+
+    @property
+    def name(self) -> str:
+        return "bash_kill"
+
+    @property
+    def description(self) -> str:
+        return _BASH_KILL_DESCRIPTION
+
+    @property
+    def parameters(self) -> Dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "bash_id": {
+                    "type": "string",
+                    "description": "The ID of the background shell to terminate. Shell IDs are returned when starting a command with run_in_background=true.",
+                },
+            },
+            "required": ["bash_id"],
+        }
+
+    async def execute(self, bash_id: str) -> BashOutputResult:
+        """Terminate ``bash_id``; the result carries its unread output and
+        exit code (143 = 128+15 when SIGTERM ended it)."""
+        try:
+            out = await self._call(self.client.kill_process, self.session_id, bash_id)
+            stdout = "\n".join(out.lines) if out.lines else ""
+            return BashOutputResult(
+                success=True,
+                stdout=stdout,
+                stderr="",
+                exit_code=out.exit_code if out.exit_code is not None else 0,
+                bash_id=bash_id,
+                metadata={"status": "terminated", "process_status": out.status, "signal": out.signal, "dropped": out.dropped},
+            )
+        except NotFound:
+            try:
+                available_ids = [p.id for p in await self._call(self.client.list_processes, self.session_id)]
+            except Exception:
+                available_ids = []
+            msg = f"Shell not found: {bash_id}"
+            return BashOutputResult(
+                success=False,
+                error=f"{msg}. Available: {_format_ids(available_ids)}",
+                stdout="",
+                stderr=msg,
+                exit_code=-1,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return BashOutputResult(
+                success=False, error=f"Failed to terminate bash shell: {str(e)}", stdout="", stderr=str(e), exit_code=-1
+            )
+
+
+# -- files ------------------------------------------------------------------
+
+
+def truncate_text_by_tokens(text: str, max_tokens: int) -> str:
+    """Mini-Agent's truncation: keep the head and the tail of a text over
+    ``max_tokens`` tokens (counted with tiktoken when installed, else as
+    4 characters a token), cut at line boundaries, with a note between."""
+    try:
+        if tiktoken is not None:
+            encoding = tiktoken.get_encoding("cl100k_base")
+            token_count = len(encoding.encode(text))
+        else:
+            raise RuntimeError("tiktoken not available")
+    except Exception:
+        token_count = int(len(text) / 4)
+    if token_count <= max_tokens:
+        return text
+    char_count = max(1, len(text))
+    ratio = token_count / char_count if token_count else 1.0
+    chars_per_half = int((max_tokens / 2) / ratio * 0.95)
+    head_part = text[:chars_per_half]
+    last_newline_head = head_part.rfind("\n")
+    if last_newline_head > 0:
+        head_part = head_part[:last_newline_head]
+    tail_part = text[-chars_per_half:]
+    first_newline_tail = tail_part.find("\n")
+    if first_newline_tail > 0:
+        tail_part = tail_part[first_newline_tail + 1 :]
+    truncation_note = f"\n\n... [Content truncated: {token_count} tokens -> ~{max_tokens} tokens limit] ...\n\n"
+    return head_part + truncation_note + tail_part
+
+
+class ReadTool(SandboxTool):
+    """``read_file``: lines of a text file of the session, numbered as
+    ``{n:6d}|{line}``; ``offset`` is the first line (1-based), ``limit`` the
+    number of lines."""
+
+    @property
+    def name(self) -> str:
+        return "read_file"
+
+    @property
+    def description(self) -> str:
+        return (
+            "Read file contents from the filesystem. Output always includes line numbers "
+            "in format 'LINE_NUMBER|LINE_CONTENT' (1-indexed). Supports reading partial content "
+            "by specifying line offset and limit for large files. "
+            "You can call this tool multiple times in parallel to read different files simultaneously."
+        )
+
+    @property
+    def parameters(self) -> Dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "description": "Absolute or relative path to the file",
+                },
+                "offset": {
+                    "type": "integer",
+                    "description": "Starting line number (1-indexed). Use for large files to read from specific line",
+                },
+                "limit": {
+                    "type": "integer",
+                    "description": "Number of lines to read. Use with offset for large files to read in chunks",
+                },
+            },
+            "required": ["path"],
+        }
+
+    async def execute(self, path: str, offset: Optional[int] = None, limit: Optional[int] = None) -> ToolResult:
+        """Read ``path``; see the class docstring."""
+        try:
+            full = _resolve(path)
+            # Mini-Agent's slice arithmetic: lines[start:end], then clamped.
+            start = (int(offset) - 1) if offset else 0
+            end = (start + int(limit)) if limit else None
+            if start < 0:
+                start = 0
+            count = 0 if end is None else end - start
+            empty = end is not None and count <= 0
+            try:
+                text = await self._call(
+                    self.client.read_text, self.session_id, full, start + 1, 1 if empty else count
+                )
+            except NotFound:
+                return ToolResult(success=False, content="", error=f"File not found: {path}")
+            numbered = [] if empty else [f"{ln.n:6d}|{ln.text}" for ln in text.lines]
+            content = truncate_text_by_tokens("\n".join(numbered), READ_MAX_TOKENS)
+            return ToolResult(success=True, content=content, metadata={"total_lines": text.total_lines})
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return ToolResult(success=False, content="", error=str(e))
+
+
+class WriteTool(SandboxTool):
+    """``write_file``: write a whole file of the session (parents created)."""
+
+    @property
+    def name(self) -> str:
+        return "write_file"
+
+    @property
+    def description(self) -> str:
+        return (
+            "Write content to a file. Will overwrite existing files completely. "
+            "For existing files, you should read the file first using read_file. "
+            "Prefer editing existing files over creating new ones unless explicitly needed."
+        )
+
+    @property
+    def parameters(self) -> Dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "description": "Absolute or relative path to the file",
+                },
+                "content": {
+                    "type": "string",
+                    "description": "Complete content to write (will replace existing content)",
+                },
+            },
+            "required": ["path", "content"],
+        }
+
+    async def execute(self, path: str, content: str) -> ToolResult:
+        """Write ``content`` to ``path``."""
+        try:
+            full = _resolve(path)
+            await self._call(self.client.write_file, self.session_id, full, content, None, True)
+            return ToolResult(success=True, content=f"Successfully wrote to {full}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return ToolResult(success=False, content="", error=str(e))
+
+
+_OCCURS_RE = re.compile(r"occurs (\d+) times")
+
+
+class EditTool(SandboxTool):
+    """``edit_file``: replace the one occurrence of ``old_str`` by
+    ``new_str``; an ambiguous ``old_str`` is refused."""
+
+    @property
+    def name(self) -> str:
+        return "edit_file"
+
+    @property
+    def description(self) -> str:
+        return (
+            "Perform exact string replacement in a file. The old_str must match exactly "
+            "and appear uniquely in the file, otherwise the operation will fail. "
+            "You must read the file first before editing. Preserve exact indentation from the source."
+        )
+
+    @property
+    def parameters(self) -> Dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "description": "Absolute or relative path to the file",
+                },
+                "old_str": {
+                    "type": "string",
+                    "description": "Exact string to find and replace (must be unique in file)",
+                },
+                "new_str": {
+                    "type": "string",
+                    "description": "Replacement string (use for refactoring, renaming, etc.)",
+                },
+            },
+            "required": ["path", "old_str", "new_str"],
+        }
+
+    async def execute(self, path: str, old_str: str, new_str: str) -> ToolResult:
+        """Replace ``old_str`` by ``new_str`` in ``path``."""
+        try:
+            full = _resolve(path)
+            try:
+                await self._call(self.client.edit_file, self.session_id, full, old_str, new_str)
+            except NotFound:
+                return ToolResult(success=False, content="", error=f"File not found: {path}")
+            except Conflict as e:
+                m = _OCCURS_RE.search(e.message)
+                n = int(m.group(1)) if m else None
+                if n == 0:
+                    return ToolResult(success=False, content="", error=f"Text not found in file: {old_str}")
+                if n is not None:
+                    return ToolResult(
+                        success=False,
+                        content="",
+                        error=(
+                            f"old_str occurs {n} times in {path}; it must be unique. "
+                            "Include more surrounding context to select one occurrence."
+                        ),
+                    )
+                raise
+            return ToolResult(success=True, content=f"Successfully edited {full}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return ToolResult(success=False, content="", error=str(e))
+
+
+def tools(client: Client, session_id: str) -> List[SandboxTool]:
+    """The six tools, bound to ``session_id``: bash, bash_output, bash_kill,
+    read_file, write_file, edit_file."""
+    return [
+        BashTool(client, session_id),
+        BashOutputTool(client, session_id),
+        BashKillTool(client, session_id),
+        ReadTool(client, session_id),
+        WriteTool(client, session_id),
+        EditTool(client, session_id),
+    ]

@@ -1,0 +1,431 @@
+"""The API's JSON types as dataclasses.
+
+Each class has a ``from_dict`` constructor that ignores fields it does not
+know (a newer daemon may add some) and fills absent ones with their defaults.
+Timestamps become timezone-aware :class:`datetime.datetime` objects (None when
+absent or zero).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type, TypeVar
+
+__all__ = [
+    "Limits",
+    "Info",
+    "Session",
+    "ExecResult",
+    "ExecEvent",
+    "DeleteSessionResult",
+    "Process",
+    "ProcessOutput",
+    "FileInfo",
+    "FileList",
+    "TextLine",
+    "TextFile",
+    "WriteResult",
+    "EditResult",
+    "parse_time",
+]
+
+T = TypeVar("T", bound="_Model")
+
+_TIME_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_time(value: Any) -> Optional[datetime]:
+    """Parse an RFC 3339 timestamp as Go writes it (up to nanoseconds, "Z" or
+    an offset). Go's zero time (year 1) and empty or absent values give None;
+    anything unparsable gives None as well."""
+    if not isinstance(value, str) or not value:
+        return None
+    m = _TIME_RE.match(value.strip())
+    if not m:
+        return None
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    if year <= 1:
+        return None
+    frac = m.group(7) or ""
+    micro = int((frac + "000000")[:6])
+    tz = m.group(8)
+    if not tz or tz in ("Z", "z"):
+        tzinfo = timezone.utc
+    else:
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz[1:].replace(":", "")
+        tzinfo = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    try:
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tzinfo)
+    except ValueError:
+        return None
+
+
+def _int(v: Any) -> int:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+
+
+def _float(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+
+
+def _str(v: Any) -> str:
+    return v if isinstance(v, str) else ""
+
+
+def _bool(v: Any) -> bool:
+    return bool(v) if isinstance(v, bool) else False
+
+
+def _opt_int(v: Any) -> Optional[int]:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _str_list(v: Any) -> List[str]:
+    return [x for x in v if isinstance(x, str)] if isinstance(v, list) else []
+
+
+def _list_of(cls: "Type[_Model]") -> Callable[[Any], list]:
+    def conv(v: Any) -> list:
+        return [cls.from_dict(x) for x in v if isinstance(x, Mapping)] if isinstance(v, list) else []
+
+    return conv
+
+
+def _obj(cls: "Type[_Model]") -> Callable[[Any], Any]:
+    def conv(v: Any) -> Any:
+        return cls.from_dict(v if isinstance(v, Mapping) else {})
+
+    return conv
+
+
+def _opt_obj(cls: "Type[_Model]") -> Callable[[Any], Any]:
+    def conv(v: Any) -> Any:
+        return cls.from_dict(v) if isinstance(v, Mapping) else None
+
+    return conv
+
+
+class _Model:
+    """Base of the dataclasses: ``from_dict`` driven by ``_CONVERT``, a
+    mapping of JSON key to (attribute, converter)."""
+
+    _CONVERT: Dict[str, Any] = {}
+
+    @classmethod
+    def from_dict(cls: Type[T], d: Mapping[str, Any]) -> T:
+        """Build the object from decoded JSON, ignoring unknown fields."""
+        kwargs: Dict[str, Any] = {}
+        for key, (attr, conv) in cls._conversions().items():
+            if key in d and d[key] is not None:
+                kwargs[attr] = conv(d[key])
+        return cls(**kwargs)  # type: ignore[call-arg]
+
+    @classmethod
+    def _conversions(cls) -> Dict[str, Any]:
+        conv: Dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            conv.update(klass.__dict__.get("_CONVERT", {}))
+        return conv
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The object as a plain dict (datetimes stay datetimes)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass
+class Limits(_Model):
+    """A session's kernel-enforced limits; on create, zero fields take the
+    daemon's defaults."""
+
+    cpus: float = 0.0
+    memory_mb: int = 0
+    pids: int = 0
+    tmp_mb: int = 0
+
+    _CONVERT = {
+        "cpus": ("cpus", _float),
+        "memory_mb": ("memory_mb", _int),
+        "pids": ("pids", _int),
+        "tmp_mb": ("tmp_mb", _int),
+    }
+
+    def to_json(self) -> Dict[str, Any]:
+        """The request form: zero fields left out."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v}
+
+
+@dataclass
+class Info(_Model):
+    """The answer of GET /v1."""
+
+    version: str = ""
+    api_version: str = ""
+    cgroup_mode: str = ""
+    cgroup_parent: str = ""
+    controllers: List[str] = field(default_factory=list)
+    default_limits: Limits = field(default_factory=Limits)
+    max_limits: Limits = field(default_factory=Limits)
+    sessions: int = 0
+
+    _CONVERT = {
+        "version": ("version", _str),
+        "api_version": ("api_version", _str),
+        "cgroup_mode": ("cgroup_mode", _str),
+        "cgroup_parent": ("cgroup_parent", _str),
+        "controllers": ("controllers", _str_list),
+        "default_limits": ("default_limits", _obj(Limits)),
+        "max_limits": ("max_limits", _obj(Limits)),
+        "sessions": ("sessions", _int),
+    }
+
+
+@dataclass
+class Session(_Model):
+    """One live session."""
+
+    id: str = ""
+    user_id: str = ""
+    created_at: Optional[datetime] = None
+    limits: Limits = field(default_factory=Limits)
+    #: "running" or "stopped".
+    status: str = ""
+    #: Where the session's files are inside the sandbox ("/workspace").
+    workspace: str = ""
+
+    _CONVERT = {
+        "id": ("id", _str),
+        "user_id": ("user_id", _str),
+        "created_at": ("created_at", parse_time),
+        "limits": ("limits", _obj(Limits)),
+        "status": ("status", _str),
+        "workspace": ("workspace", _str),
+    }
+
+
+@dataclass
+class DeleteSessionResult(_Model):
+    """The answer of DELETE /v1/sessions/{id}."""
+
+    id: str = ""
+    #: The names the kept files got in the user's shared_files/outputs/.
+    kept_files: List[str] = field(default_factory=list)
+
+    _CONVERT = {"id": ("id", _str), "kept_files": ("kept_files", _str_list)}
+
+
+@dataclass
+class ExecResult(_Model):
+    """The outcome of one command.
+
+    ``exit_code`` is the exit status, or 128+n when signal n ended the
+    command (137 for SIGKILL), with ``signal`` naming the signal.
+    """
+
+    exit_code: int = 0
+    signal: str = ""
+    timed_out: bool = False
+    oom_killed: bool = False
+    duration_ms: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+    _CONVERT = {
+        "exit_code": ("exit_code", _int),
+        "signal": ("signal", _str),
+        "timed_out": ("timed_out", _bool),
+        "oom_killed": ("oom_killed", _bool),
+        "duration_ms": ("duration_ms", _int),
+        "stdout": ("stdout", _str),
+        "stderr": ("stderr", _str),
+        "stdout_truncated": ("stdout_truncated", _bool),
+        "stderr_truncated": ("stderr_truncated", _bool),
+    }
+
+
+@dataclass
+class ExecEvent(_Model):
+    """One event of a streamed exec.
+
+    ``type`` is "stdout", "stderr", "exit" or "error". For output events
+    ``data`` is the chunk as bytes — the daemon sends it as text when it is
+    valid UTF-8 and base64-encoded (``data_b64``) when it is not, and both
+    arrive here as the original bytes, so concatenating the chunks of a
+    stream gives its exact output. The exit event carries ``result`` (whose
+    stdout and stderr are empty); the error event ``error`` and ``code``.
+    """
+
+    type: str = ""
+    data: bytes = b""
+    result: Optional[ExecResult] = None
+    error: str = ""
+    code: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ExecEvent":
+        data = b""
+        if isinstance(d.get("data_b64"), str) and d["data_b64"]:
+            data = base64.b64decode(d["data_b64"])
+        elif isinstance(d.get("data"), str):
+            data = d["data"].encode("utf-8")
+        res = d.get("result")
+        return cls(
+            type=_str(d.get("type")),
+            data=data,
+            result=ExecResult.from_dict(res) if isinstance(res, Mapping) else None,
+            error=_str(d.get("error")),
+            code=_str(d.get("code")),
+        )
+
+    @property
+    def text(self) -> str:
+        """``data`` decoded as UTF-8, invalid bytes replaced."""
+        return self.data.decode("utf-8", errors="replace")
+
+
+@dataclass
+class Process(_Model):
+    """A background process of a session.
+
+    ``status`` is "running", "exited" or "killed"; ``exit_code`` (None while
+    running) is the exit status, or 128+n when signal n ended the process.
+    """
+
+    #: Names the process within its session (the {pid} of the routes).
+    id: str = ""
+    #: The command's process id inside the sandbox.
+    pid: int = 0
+    command: str = ""
+    status: str = ""
+    exit_code: Optional[int] = None
+    signal: str = ""
+    started_at: Optional[datetime] = None
+    ended_at: Optional[datetime] = None
+
+    _CONVERT = {
+        "id": ("id", _str),
+        "pid": ("pid", _int),
+        "command": ("command", _str),
+        "status": ("status", _str),
+        "exit_code": ("exit_code", _opt_int),
+        "signal": ("signal", _str),
+        "started_at": ("started_at", parse_time),
+        "ended_at": ("ended_at", parse_time),
+    }
+
+
+@dataclass
+class ProcessOutput(Process):
+    """A background process's output not read before (stdout and stderr
+    merged in arrival order, without line endings) and its state."""
+
+    lines: List[str] = field(default_factory=list)
+    #: Lines that fell out of the daemon's bounded buffer before being read.
+    dropped: int = 0
+
+    _CONVERT = {"lines": ("lines", _str_list), "dropped": ("dropped", _int)}
+
+
+@dataclass
+class FileInfo(_Model):
+    """One directory entry; symlinks are reported, not followed."""
+
+    name: str = ""
+    #: Relative to the root.
+    path: str = ""
+    #: "file", "dir", "symlink" or "other".
+    type: str = ""
+    size: int = 0
+    #: Permission bits in octal, e.g. "0644".
+    mode: str = ""
+    mtime: Optional[datetime] = None
+    link_target: str = ""
+
+    _CONVERT = {
+        "name": ("name", _str),
+        "path": ("path", _str),
+        "type": ("type", _str),
+        "size": ("size", _int),
+        "mode": ("mode", _str),
+        "mtime": ("mtime", parse_time),
+        "link_target": ("link_target", _str),
+    }
+
+
+@dataclass
+class FileList(_Model):
+    """A directory listing."""
+
+    root: str = ""
+    path: str = ""
+    entries: List[FileInfo] = field(default_factory=list)
+    #: A recursive listing stopped at the daemon's entry limit.
+    truncated: bool = False
+
+    _CONVERT = {
+        "root": ("root", _str),
+        "path": ("path", _str),
+        "entries": ("entries", _list_of(FileInfo)),
+        "truncated": ("truncated", _bool),
+    }
+
+
+@dataclass
+class TextLine(_Model):
+    """One line of a text file, numbered from 1, without its line ending."""
+
+    n: int = 0
+    text: str = ""
+
+    _CONVERT = {"n": ("n", _int), "text": ("text", _str)}
+
+
+@dataclass
+class TextFile(_Model):
+    """Some lines of a text file and the file's line count."""
+
+    path: str = ""
+    lines: List[TextLine] = field(default_factory=list)
+    total_lines: int = 0
+
+    _CONVERT = {
+        "path": ("path", _str),
+        "lines": ("lines", _list_of(TextLine)),
+        "total_lines": ("total_lines", _int),
+    }
+
+
+@dataclass
+class WriteResult(_Model):
+    """The answer of a file upload."""
+
+    path: str = ""
+    size: int = 0
+    sha256: str = ""
+
+    _CONVERT = {"path": ("path", _str), "size": ("size", _int), "sha256": ("sha256", _str)}
+
+
+@dataclass
+class EditResult(_Model):
+    """The answer of an edit."""
+
+    path: str = ""
+    replacements: int = 0
+    size: int = 0
+    sha256: str = ""
+
+    _CONVERT = {
+        "path": ("path", _str),
+        "replacements": ("replacements", _int),
+        "size": ("size", _int),
+        "sha256": ("sha256", _str),
+    }

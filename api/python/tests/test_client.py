@@ -1,0 +1,348 @@
+"""The client against a real daemon: sessions, typed errors, exec, streamed
+exec, background processes, files and output downloads."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+import time
+import unittest
+
+import _fixture
+from _fixture import USER, new_id, wait_for
+
+import sandboxd
+
+D = None  # the module's daemon
+
+
+def setUpModule():
+    global D
+    D = _fixture.start_daemon()
+
+
+def tearDownModule():
+    _fixture.stop_daemon(D)
+
+
+class SessionTestCase(unittest.TestCase):
+    """Each test gets a fresh session, deleted afterwards."""
+
+    def setUp(self):
+        self.c = D.client
+        self.sid = new_id("c")
+        self.session = self.c.create_session(USER, self.sid)
+        self.addCleanup(self._delete)
+
+    def _delete(self):
+        try:
+            self.c.delete_session(self.sid)
+        except sandboxd.NotFound:
+            pass
+
+    def no_process(self, name):
+        """True once no process called name runs in the session."""
+        return self.c.exec(self.sid, argv=["pgrep", "-x", name]).stdout == ""
+
+
+class SessionsTest(SessionTestCase):
+    def test_info(self):
+        info = self.c.info()
+        self.assertEqual(info.api_version, "v1")
+        self.assertEqual(info.cgroup_parent, D.parent)
+        self.assertGreaterEqual(info.sessions, 1)
+
+    def test_get_and_list(self):
+        s = self.c.get_session(self.sid)
+        self.assertEqual((s.id, s.user_id, s.status, s.workspace), (self.sid, USER, "running", "/workspace"))
+        self.assertIsNotNone(s.created_at)
+        self.assertIn(self.sid, [x.id for x in self.c.list_sessions(USER)])
+        self.assertNotIn(self.sid, [x.id for x in self.c.list_sessions("someone-else")])
+
+    def test_generated_id_and_limits(self):
+        s = self.c.create_session(USER, limits=sandboxd.Limits(memory_mb=256))
+        try:
+            self.assertTrue(s.id)
+            self.assertEqual(s.limits.memory_mb, 256)
+        finally:
+            self.c.delete_session(s.id)
+
+    def test_typed_errors(self):
+        with self.assertRaises(sandboxd.NotFound) as cm:
+            self.c.get_session(new_id("missing"))
+        self.assertEqual((cm.exception.status, cm.exception.code), (404, "not_found"))
+        with self.assertRaises(sandboxd.InvalidArgument) as cm:
+            self.c.create_session("../bad user")
+        self.assertEqual(cm.exception.status, 400)
+        with self.assertRaises(sandboxd.AlreadyExists) as cm:
+            self.c.create_session(USER, self.sid)
+        self.assertEqual((cm.exception.status, cm.exception.code), (409, "already_exists"))
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.exec(new_id("missing"), command="true")
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.delete_session(new_id("missing"))
+        # Values that need escaping stay one path segment.
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.get_session("a/b?c=d")
+
+    def test_thread_safe(self):
+        results, errs = [], []
+
+        def run(i):
+            try:
+                results.append(self.c.exec(self.sid, command="echo %d" % i).stdout)
+            except Exception as e:  # pragma: no cover - reported below
+                errs.append(e)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errs, [])
+        self.assertEqual(sorted(results), ["%d\n" % i for i in range(5)])
+
+
+class ExecTest(SessionTestCase):
+    def test_echo(self):
+        r = self.c.exec(self.sid, command="echo hello")
+        self.assertEqual((r.exit_code, r.stdout, r.stderr, r.timed_out), (0, "hello\n", "", False))
+
+    def test_stdout_stderr_exit_code(self):
+        r = self.c.exec(self.sid, command="echo out; echo err >&2; exit 3")
+        self.assertEqual((r.exit_code, r.stdout, r.stderr), (3, "out\n", "err\n"))
+
+    def test_argv_cwd_env_stdin(self):
+        r = self.c.exec(self.sid, argv=["sh", "-c", 'pwd; echo "$FOO"; cat'], cwd="/tmp", env={"FOO": "bar baz"},
+                        stdin="from stdin")
+        self.assertEqual(r.stdout, "/tmp\nbar baz\nfrom stdin")
+
+    def test_timeout_kills_the_tree(self):
+        t0 = time.monotonic()
+        r = self.c.exec(self.sid, command="sleep 10 & sleep 10", timeout=1)
+        self.assertLess(time.monotonic() - t0, 8)
+        self.assertTrue(r.timed_out)
+        self.assertGreater(r.exit_code, 128)  # 128+n: the signal that ended it
+        self.assertTrue(wait_for(lambda: self.no_process("sleep"), 5))
+
+
+class ExecStreamTest(SessionTestCase):
+    def test_stdout_before_exit(self):
+        t0 = time.monotonic()
+        seen = []
+        with self.c.exec_stream(self.sid, command="echo first; sleep 2; echo second >&2; exit 4") as stream:
+            for ev in stream:
+                seen.append((ev.type, ev.data, time.monotonic() - t0))
+        types = [t for t, _, _ in seen]
+        self.assertEqual(types[0], "stdout")
+        self.assertEqual(types[-1], "exit")
+        self.assertEqual(seen[0][1], b"first\n")
+        # The first chunk came while the command was still sleeping.
+        self.assertLess(seen[0][2], seen[-1][2] - 1.0)
+        self.assertEqual(b"".join(d for t, d, _ in seen if t == "stderr"), b"second\n")
+        self.assertEqual(stream.result.exit_code, 4)
+        self.assertEqual((stream.result.stdout, stream.result.stderr), ("", ""))
+
+    def test_binary_output_round_trips(self):
+        data = bytes(range(256)) * 4
+        self.c.write_file(self.sid, "bin.dat", data)
+        out = bytearray()
+        for ev in self.c.exec_stream(self.sid, argv=["cat", "bin.dat"]):
+            if ev.type == "stdout":
+                out += ev.data
+        self.assertEqual(bytes(out), data)
+        # A lone invalid byte comes as data_b64 and decodes exactly.
+        events = list(self.c.exec_stream(self.sid, command=r"printf '\377\376'"))
+        self.assertEqual(b"".join(e.data for e in events if e.type == "stdout"), b"\xff\xfe")
+
+    def test_refused_before_the_stream(self):
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.exec_stream(new_id("missing"), command="true")
+        with self.assertRaises(sandboxd.InvalidArgument):
+            self.c.exec_stream(self.sid, command="true", cwd="/nonexistent-dir")
+
+    def test_close_cancels_the_command(self):
+        stream = self.c.exec_stream(self.sid, command="echo go; sleep 30")
+        first = next(stream)
+        self.assertEqual((first.type, first.data), ("stdout", b"go\n"))
+        stream.close()
+        self.assertTrue(wait_for(lambda: self.no_process("sleep"), 10), "sleep survived the closed stream")
+        with self.assertRaises(StopIteration):
+            next(stream)
+
+    def test_timeout_in_stream(self):
+        events = list(self.c.exec_stream(self.sid, command="echo x; sleep 10", timeout=1))
+        self.assertEqual(events[-1].type, "exit")
+        self.assertTrue(events[-1].result.timed_out)
+
+
+class ProcessesTest(SessionTestCase):
+    def test_lifecycle(self):
+        p = self.c.start_process(self.sid, command='echo one; echo two >&2; sleep 30')
+        self.assertTrue(p.id)
+        self.assertGreater(p.pid, 0)
+        self.assertEqual(p.status, "running")
+        self.assertIsNotNone(p.started_at)
+        self.assertIn(p.id, [x.id for x in self.c.list_processes(self.sid)])
+
+        def lines():
+            got.extend(self.c.process_output(self.sid, p.id).lines)
+            return len(got) >= 2
+
+        got = []
+        self.assertTrue(wait_for(lines, 10), got)
+        self.assertEqual(sorted(got), ["one", "two"])
+        # Lines are read once.
+        self.assertEqual(self.c.process_output(self.sid, p.id).lines, [])
+
+        out = self.c.kill_process(self.sid, p.id, grace=2)
+        self.assertEqual(out.status, "killed")
+        self.assertEqual(out.exit_code, 128 + 15)
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.process_output(self.sid, p.id)
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.kill_process(self.sid, p.id)
+        self.assertTrue(wait_for(lambda: self.no_process("sleep"), 5))
+
+    def test_filter_and_exit(self):
+        p = self.c.start_process(self.sid, argv=["sh", "-c", "for i in 1 2 3 4 5; do echo Line $i; done; exit 7"])
+
+        def ended():
+            return self.c.list_processes(self.sid)[0].status != "running"
+
+        self.assertTrue(wait_for(ended, 10))
+        out = self.c.process_output(self.sid, p.id, filter="Line [24]")
+        self.assertEqual(out.lines, ["Line 2", "Line 4"])
+        self.assertEqual((out.status, out.exit_code), ("exited", 7))
+        self.assertEqual(self.c.process_output(self.sid, p.id).lines, [])
+        with self.assertRaises(sandboxd.InvalidArgument):
+            self.c.process_output(self.sid, p.id, filter="(unclosed")
+        self.c.kill_process(self.sid, p.id)
+
+    def test_missing(self):
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.process_output(self.sid, "nope")
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.start_process(new_id("missing"), command="true")
+
+
+class FilesTest(SessionTestCase):
+    def test_round_trip(self):
+        data = b"\x00\x01binary\xff" * 1000
+        w = self.c.write_file(self.sid, "dir/sub/a.bin", data)
+        self.assertEqual((w.path, w.size), ("dir/sub/a.bin", len(data)))
+        self.assertEqual(len(w.sha256), 64)
+        self.assertEqual(self.c.read_bytes(self.sid, "dir/sub/a.bin"), data)
+        self.assertEqual(self.c.read_bytes(self.sid, "/workspace/dir/sub/a.bin", offset=3, length=6), data[3:9])
+        self.assertEqual(self.c.read_bytes(self.sid, "dir/sub/a.bin", offset=len(data) - 4), data[-4:])
+        # The sandbox sees the same bytes.
+        r = self.c.exec(self.sid, command="sha256sum dir/sub/a.bin")
+        self.assertEqual(r.stdout.split()[0], w.sha256)
+
+        info = self.c.stat(self.sid, "dir/sub/a.bin")
+        self.assertEqual((info.name, info.type, info.size), ("a.bin", "file", len(data)))
+        listing = self.c.list_files(self.sid, "dir", recursive=True)
+        self.assertEqual(sorted(e.path for e in listing.entries), ["dir/sub", "dir/sub/a.bin"])
+        top = self.c.list_files(self.sid)
+        self.assertIn("dir", [e.name for e in top.entries])
+
+    def test_text_edit_mkdir_move_remove(self):
+        self.c.write_file(self.sid, "t.txt", "a\nb\nc\nb\n")
+        t = self.c.read_text(self.sid, "t.txt", line=2, limit=2)
+        self.assertEqual([(ln.n, ln.text) for ln in t.lines], [(2, "b"), (3, "c")])
+        self.assertEqual(t.total_lines, 4)
+        with self.assertRaises(sandboxd.Conflict) as cm:
+            self.c.edit_file(self.sid, "t.txt", "b", "B")
+        self.assertIn("2 times", cm.exception.message)
+        e = self.c.edit_file(self.sid, "t.txt", "b", "B", count=2)
+        self.assertEqual(e.replacements, 2)
+        self.c.edit_file(self.sid, "t.txt", "c", "C")
+        self.assertEqual(self.c.read_bytes(self.sid, "t.txt"), b"a\nB\nC\nB\n")
+
+        self.c.mkdir(self.sid, "x/y", parents=True)
+        with self.assertRaises(sandboxd.AlreadyExists):
+            self.c.mkdir(self.sid, "x/y")
+        self.c.move(self.sid, "t.txt", "x/y/t2.txt")
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.stat(self.sid, "t.txt")
+        self.c.write_file(self.sid, "other.txt", "o")
+        with self.assertRaises(sandboxd.AlreadyExists):
+            self.c.move(self.sid, "other.txt", "x/y/t2.txt")
+        self.c.move(self.sid, "other.txt", "x/y/t2.txt", overwrite=True)
+        self.assertEqual(self.c.read_bytes(self.sid, "x/y/t2.txt"), b"o")
+        with self.assertRaises(sandboxd.Conflict):
+            self.c.remove(self.sid, "x")
+        self.c.remove(self.sid, "x", recursive=True)
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.stat(self.sid, "x")
+
+    def test_file_like_bodies(self):
+        self.c.write_file(self.sid, "bio.bin", io.BytesIO(b"from BytesIO"))
+        self.assertEqual(self.c.read_bytes(self.sid, "bio.bin"), b"from BytesIO")
+        with tempfile.TemporaryFile() as f:
+            f.write(b"x" * 300000)
+            f.seek(0)
+            w = self.c.write_file(self.sid, "big.bin", f)
+        self.assertEqual(w.size, 300000)
+        self.c.write_file(self.sid, "text.txt", io.StringIO("héllo wörld"))
+        self.assertEqual(self.c.read_bytes(self.sid, "text.txt"), "héllo wörld".encode())
+
+        def gen():
+            yield b"chunk1-"
+            yield b"chunk2"
+
+        self.c.write_file(self.sid, "gen.bin", gen())  # no length: chunked
+        self.assertEqual(self.c.read_bytes(self.sid, "gen.bin"), b"chunk1-chunk2")
+
+    def test_escaping_names(self):
+        name = "we ird & name?#%.txt"
+        self.c.write_file(self.sid, name, b"ok")
+        self.assertEqual(self.c.read_bytes(self.sid, name), b"ok")
+        self.assertIn(name, [e.name for e in self.c.list_files(self.sid).entries])
+
+    def test_confined(self):
+        with self.assertRaises((sandboxd.PermissionDenied, sandboxd.InvalidArgument)):
+            self.c.read_bytes(self.sid, "../../../etc/passwd")
+        with self.assertRaises(sandboxd.InvalidArgument):
+            self.c.read_bytes(self.sid, "/etc/passwd")
+        with self.assertRaises(sandboxd.NotFound):
+            self.c.read_bytes(self.sid, "missing.txt")
+        self.c.write_file(self.sid, "bin.dat", b"\xff\x00")
+        with self.assertRaises(sandboxd.UnsupportedContent):
+            self.c.read_text(self.sid, "bin.dat")
+
+    def test_shared_root(self):
+        self.c.write_file(self.sid, "data/note.txt", b"shared!", root="shared")
+        self.assertEqual(self.c.read_bytes(self.sid, "/workspace/shared/data/note.txt"), b"shared!")
+        r = self.c.exec(self.sid, command="cat /workspace/shared/data/note.txt")
+        self.assertEqual(r.stdout, "shared!")
+        self.c.remove(self.sid, "data/note.txt", root="shared")
+
+
+class DownloadTest(unittest.TestCase):
+    def test_download_output_after_keep_files(self):
+        c = D.client
+        sid = new_id("d")
+        c.create_session(USER, sid)
+        data = os.urandom(5000)
+        try:
+            c.write_file(sid, "report.pdf", data)
+            c.write_file(sid, "scratch.txt", "not kept")
+        except BaseException:
+            c.delete_session(sid)
+            raise
+        res = c.delete_session(sid, keep_files=True)
+        self.assertEqual(len(res.kept_files), 1)
+        name = res.kept_files[0]
+        self.assertTrue(name.startswith("report") and name.endswith(".pdf"), name)
+        self.assertEqual(c.download_output(USER, name), data)
+        with self.assertRaises(sandboxd.NotFound):
+            c.download_output(USER, "scratch.txt")
+        with self.assertRaises(sandboxd.InvalidArgument):
+            c.download_output("../bad", "x.pdf")
+
+
+if __name__ == "__main__":
+    unittest.main()

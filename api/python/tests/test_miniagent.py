@@ -1,0 +1,317 @@
+"""The Mini-Agent tool adapters against a real daemon: the texts and fields
+Mini-Agent's own tools produce, and the documented differences."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import unittest
+
+import _fixture
+from _fixture import USER, new_id, wait_for
+
+import sandboxd
+from sandboxd import miniagent
+
+D = None
+
+
+def setUpModule():
+    global D
+    D = _fixture.start_daemon()
+
+
+def tearDownModule():
+    _fixture.stop_daemon(D)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class RecordingClient(sandboxd.Client):
+    """A client that remembers the timeouts exec calls asked for."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.timeouts = []
+
+    def exec_stream(self, *a, **kw):
+        self.timeouts.append(kw.get("timeout"))
+        return super().exec_stream(*a, **kw)
+
+
+class AdapterTestCase(unittest.TestCase):
+    def setUp(self):
+        self.c = D.client
+        self.sid = new_id("m")
+        self.c.create_session(USER, self.sid)
+        self.addCleanup(self._delete)
+        tools = miniagent.tools(self.c, self.sid)
+        self.tools = {t.name: t for t in tools}
+        self.bash = self.tools["bash"]
+        self.bash_output = self.tools["bash_output"]
+        self.bash_kill = self.tools["bash_kill"]
+        self.read = self.tools["read_file"]
+        self.write = self.tools["write_file"]
+        self.edit = self.tools["edit_file"]
+
+    def _delete(self):
+        try:
+            self.c.delete_session(self.sid)
+        except sandboxd.NotFound:
+            pass
+
+    def no_process(self, name):
+        return self.c.exec(self.sid, argv=["pgrep", "-x", name]).stdout == ""
+
+
+class BashTest(AdapterTestCase):
+    def test_tool_set(self):
+        self.assertEqual(
+            sorted(self.tools), ["bash", "bash_kill", "bash_output", "edit_file", "read_file", "write_file"]
+        )
+        for t in self.tools.values():
+            self.assertEqual(t.session_id, self.sid)
+
+    def test_echo(self):
+        r = run(self.bash.execute(command="echo hello"))
+        self.assertTrue(r.success)
+        self.assertEqual((r.content, r.stdout, r.stderr, r.exit_code, r.error), ("hello\n", "hello\n", "", 0, None))
+        self.assertIsNone(r.bash_id)
+
+    def test_no_output(self):
+        r = run(self.bash.execute(command="true"))
+        self.assertEqual((r.success, r.content), (True, "(no output)"))
+
+    def test_stdout_and_stderr_apart(self):
+        r = run(self.bash.execute(command="echo out; echo err >&2"))
+        self.assertTrue(r.success)
+        self.assertEqual((r.stdout, r.stderr), ("out\n", "err\n"))
+        self.assertEqual(r.content, "out\n\n[stderr]:\nerr\n")
+
+    def test_failing_command(self):
+        r = run(self.bash.execute(command="echo partial; echo bad thing >&2; exit 3"))
+        self.assertFalse(r.success)
+        self.assertEqual(r.exit_code, 3)
+        self.assertEqual(r.error, "Command failed with exit code 3\nbad thing")
+        self.assertEqual(r.content, "partial\n\n[stderr]:\nbad thing\n\n[exit_code]:\n3")
+        r = run(self.bash.execute(command="exit 5"))
+        self.assertEqual((r.error, r.content), ("Command failed with exit code 5", "\n[exit_code]:\n5"))
+
+    def test_timeout_kills_everything(self):
+        t0 = time.monotonic()
+        r = run(self.bash.execute(command="sleep 10", timeout=1))
+        self.assertLess(time.monotonic() - t0, 8)
+        self.assertFalse(r.success)
+        self.assertEqual(r.error, "Command timed out after 1 seconds")
+        self.assertEqual((r.stdout, r.stderr, r.exit_code), ("", "Command timed out after 1 seconds", -1))
+        self.assertTrue(r.metadata["timed_out"])
+        # No sleep is left in the session.
+        self.assertEqual(self.c.exec(self.sid, argv=["pgrep", "-x", "sleep"]).stdout, "")
+        ps = self.c.exec(self.sid, argv=["ps", "-eo", "comm="]).stdout.split()
+        self.assertNotIn("sleep", ps)
+
+    def test_timeout_clamped_as_mini_agent(self):
+        client = RecordingClient(D.socket)
+        bash = miniagent.BashTool(client, self.sid)
+        for asked in (0, -3, 1000, 600, 1, 45):
+            r = run(bash.execute(command="echo ok", timeout=asked))
+            self.assertTrue(r.success, r)
+        self.assertEqual(client.timeouts, [120, 120, 600, 600, 1, 45])
+        r = run(bash.execute(command="echo ok"))
+        self.assertEqual(client.timeouts[-1], 120)
+
+    def test_cancel_kills_the_command(self):
+        async def go():
+            task = asyncio.ensure_future(self.bash.execute(command="sleep 30", timeout=60))
+            await asyncio.sleep(1.0)
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+
+        run(go())
+        self.assertTrue(wait_for(lambda: self.no_process("sleep"), 10))
+
+    def test_runs_in_workspace(self):
+        r = run(self.bash.execute(command="pwd; id -un"))
+        self.assertEqual(r.stdout.splitlines()[0], "/workspace")
+
+
+class BackgroundTest(AdapterTestCase):
+    SCRIPT = (
+        'echo "Line 1"; sleep 2; '
+        'for i in 2 3 4 5; do echo "Line $i"; done; '
+        "touch /tmp/bg-done; sleep 60"
+    )
+
+    def test_start_output_filter_kill(self):
+        r = run(self.bash.execute(command=self.SCRIPT, run_in_background=True))
+        self.assertTrue(r.success, r)
+        bid = r.bash_id
+        self.assertTrue(bid)
+        self.assertEqual(r.stdout, f"Background command started with ID: {bid}")
+        self.assertEqual(r.content, f"Background command started with ID: {bid}\n[bash_id]:\n{bid}")
+        self.assertEqual(r.exit_code, 0)
+
+        # Incremental: Line 1 arrives while the command still sleeps.
+        got = []
+
+        def first():
+            o = run(self.bash_output.execute(bash_id=bid))
+            self.assertTrue(o.success, o)
+            got.append(o)
+            return "Line 1" in o.stdout
+
+        self.assertTrue(wait_for(first, 10, 0.2), [g.content for g in got])
+        last = got[-1]
+        self.assertEqual(last.stdout, "Line 1")
+        self.assertEqual(last.content, f"Line 1\n[bash_id]:\n{bid}")
+        self.assertEqual(last.metadata["status"], "running")
+        # Read once: nothing new right away.
+        o = run(self.bash_output.execute(bash_id=bid))
+        self.assertEqual((o.stdout, o.content), ("", f"\n[bash_id]:\n{bid}"))
+
+        # The rest, filtered: only Line 2 and Line 4 come back.
+        self.assertTrue(wait_for(lambda: self.c.exec(self.sid, argv=["test", "-f", "/tmp/bg-done"]).exit_code == 0, 15))
+        o = run(self.bash_output.execute(bash_id=bid, filter_str="Line [24]"))
+        self.assertTrue(o.success, o)
+        self.assertEqual(o.stdout, "Line 2\nLine 4")
+        # The lines the filter dropped are gone too.
+        o = run(self.bash_output.execute(bash_id=bid))
+        self.assertEqual(o.stdout, "")
+
+        k = run(self.bash_kill.execute(bash_id=bid))
+        self.assertTrue(k.success, k)
+        self.assertEqual(k.bash_id, bid)
+        # 128+15 as a shell reports SIGTERM (Mini-Agent itself says -15).
+        self.assertIn(k.exit_code, (143, -15))
+        self.assertEqual(k.content, f"\n[bash_id]:\n{bid}\n[exit_code]:\n{k.exit_code}")
+        self.assertTrue(wait_for(lambda: self.no_process("sleep"), 10))
+
+        o = run(self.bash_output.execute(bash_id=bid))
+        self.assertFalse(o.success)
+        self.assertEqual(o.error, f"Shell not found: {bid}. Available: none")
+        self.assertEqual(o.exit_code, -1)
+        k = run(self.bash_kill.execute(bash_id=bid))
+        self.assertFalse(k.success)
+        self.assertEqual(k.error, f"Shell not found: {bid}. Available: none")
+        self.assertEqual(k.stderr, f"Shell not found: {bid}")
+
+    def test_three_at_once(self):
+        ids = []
+        for i in range(3):
+            r = run(self.bash.execute(command=f"echo start-{i}; echo err-{i} >&2; sleep 60", run_in_background=True))
+            self.assertTrue(r.success, r)
+            ids.append(r.bash_id)
+        self.assertEqual(len(set(ids)), 3)
+        for i, bid in enumerate(ids):
+            seen = []
+
+            def both():
+                seen.extend(run(self.bash_output.execute(bash_id=bid)).stdout.splitlines())
+                return len(seen) >= 2
+
+            self.assertTrue(wait_for(both, 10), seen)
+            self.assertEqual(sorted(seen), [f"err-{i}", f"start-{i}"])
+        # Another id lists the live ones.
+        o = run(self.bash_output.execute(bash_id="nope"))
+        self.assertFalse(o.success)
+        self.assertTrue(o.error.startswith("Shell not found: nope. Available: ["), o.error)
+        for bid in ids:
+            self.assertIn(repr(bid), o.error)
+        for bid in ids:
+            self.assertTrue(run(self.bash_kill.execute(bash_id=bid)).success)
+        self.assertTrue(wait_for(lambda: self.no_process("sleep"), 10))
+
+    def test_exited_command_exit_code(self):
+        r = run(self.bash.execute(command="echo done; exit 4", run_in_background=True))
+        bid = r.bash_id
+
+        def ended():
+            o = run(self.bash_output.execute(bash_id=bid))
+            seen.append(o)
+            return o.metadata["process_status"] != "running"
+
+        seen = []
+        self.assertTrue(wait_for(ended, 10))
+        self.assertEqual("\n".join(o.stdout for o in seen if o.stdout), "done")
+        self.assertEqual(seen[-1].exit_code, 4)
+        self.assertEqual(seen[-1].metadata["status"], "failed")
+        self.assertTrue(seen[-1].content.endswith("\n[exit_code]:\n4"))
+        k = run(self.bash_kill.execute(bash_id=bid))
+        self.assertTrue(k.success)
+        self.assertEqual(k.exit_code, 4)
+
+    def test_filter_python_only_syntax(self):
+        r = run(self.bash.execute(command="echo apple; echo banana; echo cherry", run_in_background=True))
+        bid = r.bash_id
+        self.assertTrue(wait_for(lambda: self.c.list_processes(self.sid)[0].status != "running", 10))
+        # A lookahead is Python re but not RE2: filtered here instead.
+        o = run(self.bash_output.execute(bash_id=bid, filter_str="^(?=b)"))
+        self.assertTrue(o.success, o)
+        self.assertEqual(o.stdout, "banana")
+        run(self.bash_kill.execute(bash_id=bid))
+
+
+class FilesTest(AdapterTestCase):
+    def test_write_then_read(self):
+        w = run(self.write.execute(path="notes/hello.txt", content="hello\nworld\n"))
+        self.assertTrue(w.success, w)
+        self.assertEqual(w.content, "Successfully wrote to /workspace/notes/hello.txt")
+        r = run(self.read.execute(path="notes/hello.txt"))
+        self.assertTrue(r.success, r)
+        self.assertEqual(r.content, "     1|hello\n     2|world")
+        r = run(self.read.execute(path="/workspace/notes/hello.txt"))
+        self.assertEqual(r.content, "     1|hello\n     2|world")
+        self.assertEqual(self.c.exec(self.sid, command="cat notes/hello.txt").stdout, "hello\nworld\n")
+
+    def test_read_offset_limit(self):
+        run(self.write.execute(path="ten.txt", content="".join(f"line {i}\n" for i in range(1, 11))))
+        r = run(self.read.execute(path="ten.txt", offset=3, limit=2))
+        self.assertEqual(r.content, "     3|line 3\n     4|line 4")
+        r = run(self.read.execute(path="ten.txt", offset=9))
+        self.assertEqual(r.content, "     9|line 9\n    10|line 10")
+        r = run(self.read.execute(path="ten.txt", limit=1))
+        self.assertEqual(r.content, "     1|line 1")
+        r = run(self.read.execute(path="ten.txt", offset=20, limit=5))
+        self.assertEqual((r.success, r.content), (True, ""))
+
+    def test_read_missing(self):
+        r = run(self.read.execute(path="missing.txt"))
+        self.assertFalse(r.success)
+        self.assertEqual(r.error, "File not found: missing.txt")
+
+    def test_edit_once_and_ambiguous(self):
+        run(self.write.execute(path="code.py", content="x = 1\ny = 2\nx = 1\nz = 3\n"))
+        e = run(self.edit.execute(path="code.py", old_str="y = 2", new_str="y = 20"))
+        self.assertTrue(e.success, e)
+        self.assertEqual(e.content, "Successfully edited /workspace/code.py")
+        e = run(self.edit.execute(path="code.py", old_str="x = 1", new_str="x = 10"))
+        self.assertFalse(e.success)
+        self.assertIn("occurs 2 times", e.error)
+        self.assertEqual(self.c.read_bytes(self.sid, "code.py"), b"x = 1\ny = 20\nx = 1\nz = 3\n")
+        e = run(self.edit.execute(path="code.py", old_str="nothing like it", new_str="-"))
+        self.assertEqual((e.success, e.error), (False, "Text not found in file: nothing like it"))
+        e = run(self.edit.execute(path="nope.py", old_str="a", new_str="b"))
+        self.assertEqual((e.success, e.error), (False, "File not found: nope.py"))
+
+    def test_outside_workspace_refused(self):
+        for path in ("/etc/passwd", "../x", "sub/../../x", "/workspace/../etc/passwd"):
+            r = run(self.read.execute(path=path))
+            self.assertFalse(r.success, path)
+            self.assertIn("outside the session workspace", r.error)
+            w = run(self.write.execute(path=path, content="x"))
+            self.assertFalse(w.success, path)
+            self.assertIn("outside the session workspace", w.error)
+            e = run(self.edit.execute(path=path, old_str="root", new_str="toor"))
+            self.assertFalse(e.success, path)
+        # A symlink out of the workspace does not help either.
+        self.c.exec(self.sid, command="ln -s /etc/passwd link")
+        r = run(self.read.execute(path="link"))
+        self.assertFalse(r.success)
+        self.assertNotIn("root:", r.content)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,49 @@
+package server
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// queryRoot is the files root a request names in its "root" parameter:
+// workspace when absent.
+func queryRoot(q url.Values) (string, error) {
+	if !q.Has("root") {
+		return api.RootWorkspace, nil
+	}
+	switch root := q.Get("root"); root {
+	case api.RootWorkspace, api.RootShared:
+		return root, nil
+	default:
+		return "", fmt.Errorf("root %q: want %s or %s: %w", root, api.RootWorkspace, api.RootShared, api.ErrInvalidArgument)
+	}
+}
+
+// queryBool parses query parameter name with strconv.ParseBool; absent is
+// false.
+func queryBool(q url.Values, name string) (bool, error) {
+	if !q.Has(name) {
+		return false, nil
+	}
+	v, err := strconv.ParseBool(q.Get(name))
+	if err != nil {
+		return false, fmt.Errorf("%s %q: want true or false: %w", name, q.Get(name), api.ErrInvalidArgument)
+	}
+	return v, nil
+}
+
+// queryCount parses query parameter name as a non-negative integer; absent
+// is def.
+func queryCount(q url.Values, name string, def int64) (int64, error) {
+	if !q.Has(name) {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(q.Get(name), 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%s %q: want a non-negative integer: %w", name, q.Get(name), api.ErrInvalidArgument)
+	}
+	return v, nil
+}
