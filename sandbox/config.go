@@ -42,6 +42,12 @@ type Config struct {
 	// MaxListEntries caps one listing.
 	MaxListEntries int
 
+	// MaxProcessesPerSession caps a session's live background processes.
+	MaxProcessesPerSession int
+	// ProcessBufferBytes bounds the unread output kept per background
+	// process; older lines are dropped and counted.
+	ProcessBufferBytes int
+
 	// KeepExtensions are the kinds of files delete?keep_files=true moves
 	// into the user's shared_files/outputs/.
 	KeepExtensions []string

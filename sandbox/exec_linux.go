@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,22 @@ type Executor interface {
 	// Exec runs cmd to its end. When ctx ends first, every process the
 	// command started is killed and Exit.Cancelled is set.
 	Exec(ctx context.Context, cmd Command) (Exit, error)
+	// Start starts cmd and returns at once; the caller waits for it.
+	Start(cmd Command) (Process, error)
+}
+
+// Process is a started command.
+type Process interface {
+	// PID is the command's process id inside the sandbox.
+	PID() int
+	// Done is closed when the command and everything it started ended.
+	Done() <-chan struct{}
+	// Wait waits for Done and says how the command ended.
+	Wait() (Exit, error)
+	// Terminate sends SIGTERM to every process of the command.
+	Terminate() error
+	// Kill kills every process of the command.
+	Kill() error
 }
 
 // Command is one command to run inside a sandbox.
@@ -34,7 +51,9 @@ type Command struct {
 	// Cwd is a path inside the sandbox.
 	Cwd string
 	// Stdin, when nil, is /dev/null.
-	Stdin          io.Reader
+	Stdin io.Reader
+	// Stdout and Stderr receive the output; when they are the same
+	// writer, both streams share one pipe, which keeps their order.
 	Stdout, Stderr io.Writer
 }
 
@@ -67,30 +86,62 @@ type containerExecutor struct {
 }
 
 func (e *containerExecutor) Exec(ctx context.Context, cmd Command) (Exit, error) {
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			_ = c.Close()
+	p, err := e.Start(cmd)
+	if err != nil {
+		return Exit{}, err
+	}
+	select {
+	case <-p.Done():
+		return p.Wait()
+	case <-ctx.Done():
+	}
+	_ = p.Kill()
+	exit, err := p.Wait()
+	exit.Cancelled = true
+	return exit, err
+}
+
+// supervised is a command running under the shim's supervisor.
+type supervised struct {
+	p      *libcontainer.Process
+	pid    int
+	status *bufio.Reader
+	// pipes are the daemon's ends, closed when the command is over.
+	pipes  []*os.File
+	copies sync.WaitGroup
+	done   chan struct{}
+	exit   Exit
+	err    error
+}
+
+func (e *containerExecutor) Start(cmd Command) (Process, error) {
+	var pipes []*os.File
+	fail := func(err error) (Process, error) {
+		for _, f := range pipes {
+			_ = f.Close()
 		}
-	}()
+		return nil, err
+	}
 	pipe := func() (*os.File, *os.File, error) {
 		r, w, err := os.Pipe()
 		if err == nil {
-			closers = append(closers, r, w)
+			pipes = append(pipes, r, w)
 		}
 		return r, w, err
 	}
 	outR, outW, err := pipe()
 	if err != nil {
-		return Exit{}, err
+		return fail(err)
 	}
-	errR, errW, err := pipe()
-	if err != nil {
-		return Exit{}, err
+	errR, errW := outR, outW
+	if cmd.Stderr != cmd.Stdout {
+		if errR, errW, err = pipe(); err != nil {
+			return fail(err)
+		}
 	}
 	statusR, statusW, err := pipe()
 	if err != nil {
-		return Exit{}, err
+		return fail(err)
 	}
 	caps := &configs.Capabilities{Bounding: supervisorCaps, Effective: supervisorCaps, Permitted: supervisorCaps}
 	p := &libcontainer.Process{
@@ -104,91 +155,123 @@ func (e *containerExecutor) Exec(ctx context.Context, cmd Command) (Exit, error)
 		ExtraFiles:   []*os.File{statusW},
 		Capabilities: caps,
 	}
-	var stdinW *os.File
+	var stdinR, stdinW *os.File
 	if cmd.Stdin != nil {
-		var stdinR *os.File
 		if stdinR, stdinW, err = pipe(); err != nil {
-			return Exit{}, err
+			return fail(err)
 		}
 		p.Stdin = stdinR
 	}
 	if err := e.c.Run(p); err != nil {
-		return Exit{}, fmt.Errorf("start command: %w", err)
+		return fail(fmt.Errorf("start command: %w", err))
 	}
 	// Only the sandbox holds the write ends now: EOF means every process
 	// that could write has exited.
-	for _, f := range []*os.File{outW, errW, statusW} {
-		_ = f.Close()
-	}
-	if p.Stdin != nil {
-		_ = p.Stdin.(*os.File).Close()
+	_ = outW.Close()
+	_ = errW.Close()
+	_ = statusW.Close()
+	s := &supervised{p: p, status: bufio.NewReader(statusR), done: make(chan struct{}),
+		pipes: []*os.File{outR, errR, statusR}}
+	if stdinR != nil {
+		_ = stdinR.Close()
+		s.pipes = append(s.pipes, stdinW)
 		go func() {
 			// A command that does not read its stdin gets EPIPE here.
 			_, _ = io.Copy(stdinW, cmd.Stdin)
 			_ = stdinW.Close()
 		}()
 	}
+	s.copies.Add(1)
+	go func() { defer s.copies.Done(); _, _ = io.Copy(cmd.Stdout, outR) }()
+	if errR != outR {
+		s.copies.Add(1)
+		go func() { defer s.copies.Done(); _, _ = io.Copy(cmd.Stderr, errR) }()
+	}
+	s.pid, s.err = s.readPID()
+	go s.wait()
+	if s.err != nil {
+		<-s.done
+		return nil, s.err
+	}
+	return s, nil
+}
 
-	var copies sync.WaitGroup
-	copies.Add(2)
-	go func() { defer copies.Done(); _, _ = io.Copy(cmd.Stdout, outR) }()
-	go func() { defer copies.Done(); _, _ = io.Copy(cmd.Stderr, errR) }()
-
-	waited := make(chan error, 1)
-	go func() { _, err := p.Wait(); waited <- err }()
-
-	var exit Exit
-	select {
-	case <-waited:
-	case <-ctx.Done():
-		exit.Cancelled = true
-		_ = p.Signal(syscall.Signal(shim.KillSignal))
-		select {
-		case <-waited:
-		case <-time.After(killGrace):
-			_ = p.Signal(syscall.SIGKILL)
-			<-waited
+// readPID reads the supervisor's first report: the command's pid, or why
+// it could not start.
+func (s *supervised) readPID() (int, error) {
+	for {
+		line, err := s.status.ReadString('\n')
+		if err != nil {
+			return 0, errors.New("command supervisor ended without starting the command")
+		}
+		kind, num, _ := strings.Cut(strings.TrimSpace(line), " ")
+		n, _ := strconv.Atoi(num)
+		switch kind {
+		case "pid":
+			return n, nil
+		case "cwd":
+			return 0, fmt.Errorf("%w: %w", ErrCwd, syscall.Errno(n))
 		}
 	}
+}
 
-	status, _ := io.ReadAll(io.LimitReader(statusR, 64))
+// wait collects the supervisor, its report and the output, then closes
+// done.
+func (s *supervised) wait() {
+	defer close(s.done)
+	_, _ = s.p.Wait()
+	report, _ := io.ReadAll(io.LimitReader(s.status, 256))
 	drained := make(chan struct{})
-	go func() { copies.Wait(); close(drained) }()
+	go func() { s.copies.Wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(drainGrace):
-		_ = outR.Close()
-		_ = errR.Close()
-		<-drained
 	}
-	code, sig, err := parseStatus(string(status))
-	if err != nil && exit.Cancelled {
-		// The supervisor itself had to be killed.
-		code, sig, err = 128+int(syscall.SIGKILL), syscall.SIGKILL, nil
+	for _, f := range s.pipes {
+		_ = f.Close()
 	}
-	if err != nil {
-		return exit, err
+	<-drained
+	if s.err != nil {
+		return
 	}
-	exit.Code, exit.Signal = code, sig
-	return exit, nil
+	s.exit.Code, s.exit.Signal, s.err = parseStatus(string(report))
+}
+
+func (s *supervised) PID() int              { return s.pid }
+func (s *supervised) Done() <-chan struct{} { return s.done }
+func (s *supervised) Terminate() error      { return s.p.Signal(syscall.Signal(shim.TermSignal)) }
+
+func (s *supervised) Wait() (Exit, error) {
+	<-s.done
+	return s.exit, s.err
+}
+
+// Kill asks the supervisor to kill the command's tree, and kills the
+// supervisor itself if it does not finish in time.
+func (s *supervised) Kill() error {
+	err := s.p.Signal(syscall.Signal(shim.KillSignal))
+	go func() {
+		select {
+		case <-s.done:
+		case <-time.After(killGrace):
+			_ = s.p.Signal(syscall.SIGKILL)
+		}
+	}()
+	return err
 }
 
 // ErrCwd is returned when the command's working directory cannot be
 // entered; the command did not run.
 var ErrCwd = errors.New("cannot enter working directory")
 
-// parseStatus reads the supervisor's report: "exit N" or "signal N",
-// preceded by "cwd ERRNO" when the working directory could not be entered.
+// parseStatus reads the supervisor's last report: "exit N" or "signal N".
+// A supervisor that was killed itself reports nothing: its command was
+// killed with it.
 func parseStatus(s string) (int, syscall.Signal, error) {
-	if rest, ok := strings.CutPrefix(s, "cwd "); ok {
-		errno, _, _ := strings.Cut(rest, "\n")
-		n, _ := strconv.Atoi(errno)
-		return -1, 0, fmt.Errorf("%w: %w", ErrCwd, syscall.Errno(n))
-	}
 	kind, num, ok := strings.Cut(strings.TrimSpace(s), " ")
 	n, err := strconv.Atoi(num)
 	if !ok || err != nil {
-		return -1, 0, errors.New("command supervisor ended without a report")
+		return 128 + int(syscall.SIGKILL), syscall.SIGKILL, nil
 	}
 	switch kind {
 	case "exit":

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path"
@@ -50,6 +51,7 @@ type session struct {
 	box      *libcontainer.Container
 	exec     Executor
 	deleting bool
+	procs    processes
 }
 
 // NewManager prepares the state tree and the cgroup parent, then recovers
@@ -442,6 +444,9 @@ func (m *Manager) teardown(s *session, keepFiles bool) ([]string, error) {
 			return nil, fmt.Errorf("session %q: %w", s.meta.ID, err)
 		}
 	}
+	// Destroying the sandbox ended its background processes; their logs
+	// are closed once they are collected.
+	s.procs.wait()
 	// libcontainer removed the session cgroup; this catches one whose
 	// container state was already gone.
 	if err := m.cg.Remove(m.cg.SessionPath(s.meta.UserID, s.meta.ID)); err != nil {
@@ -461,8 +466,39 @@ func (m *Manager) teardown(s *session, keepFiles bool) ([]string, error) {
 	return kept, nil
 }
 
-// Exec runs one command in a session and returns its result.
+// Exec runs one command in a session and returns its result, its output
+// kept up to the cap.
 func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest) (api.ExecResult, error) {
+	stdout, stderr := newCappedBuffer(m.cfg.OutputLimit), newCappedBuffer(m.cfg.OutputLimit)
+	res, err := m.execute(ctx, id, req, stdout, stderr)
+	if err != nil {
+		return res, err
+	}
+	res.Stdout, res.StdoutTruncated = stdout.Result()
+	res.Stderr, res.StderrTruncated = stderr.Result()
+	return res, nil
+}
+
+// ExecStream runs one command in a session like Exec, but hands its
+// output to emit as it arrives instead of keeping it. emit is not called
+// once ExecStream has returned; an error from it (the client went away)
+// stops the output, and the cancelled ctx ends the command.
+func (m *Manager) ExecStream(ctx context.Context, id string, req api.ExecRequest, emit func(api.ExecEvent) error) (api.ExecResult, error) {
+	var mu sync.Mutex
+	stdout := &eventWriter{mu: &mu, stream: api.EventStdout, emit: emit}
+	stderr := &eventWriter{mu: &mu, stream: api.EventStderr, emit: emit}
+	res, err := m.execute(ctx, id, req, stdout, stderr)
+	if err != nil {
+		return res, err
+	}
+	if err := errors.Join(stdout.flush(), stderr.flush()); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// execute runs one command with its output going to stdout and stderr.
+func (m *Manager) execute(ctx context.Context, id string, req api.ExecRequest, stdout, stderr io.Writer) (api.ExecResult, error) {
 	s, err := m.lookup(id)
 	if err != nil {
 		return api.ExecResult{}, err
@@ -471,7 +507,6 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest) (api
 	if err != nil {
 		return api.ExecResult{}, err
 	}
-	stdout, stderr := newCappedBuffer(m.cfg.OutputLimit), newCappedBuffer(m.cfg.OutputLimit)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 
 	cgPath := m.cg.SessionPath(s.meta.UserID, s.meta.ID)
@@ -499,8 +534,6 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest) (api
 			res.OOMKilled = true
 		}
 	}
-	res.Stdout, res.StdoutTruncated = stdout.Result()
-	res.Stderr, res.StderrTruncated = stderr.Result()
 	return res, nil
 }
 

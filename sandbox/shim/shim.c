@@ -167,6 +167,14 @@ static int sandbox_exec(int argc, char **argv) {
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &old);
 
+	// started tells the supervisor whether the child got as far as exec:
+	// it is closed by a successful exec (O_CLOEXEC) or carries the errno
+	// of a working directory that could not be entered.
+	int started[2];
+	if (pipe2(started, O_CLOEXEC) < 0) {
+		perror("sandboxd: pipe");
+		return 125;
+	}
 	pid_t child = fork();
 	if (child < 0) {
 		perror("sandboxd: fork");
@@ -181,12 +189,10 @@ static int sandbox_exec(int argc, char **argv) {
 			perror("sandboxd: drop privileges");
 			_exit(126);
 		}
-		// As the user, so that permissions are the user's. A cwd that
-		// cannot be entered is the caller's mistake, reported as such.
+		// As the user, so that permissions are the user's.
 		if (chdir(cwd) < 0) {
-			char buf[32];
-			int len = snprintf(buf, sizeof(buf), "cwd %d\n", errno);
-			if (write(STATUS_FD, buf, (size_t)len) < 0)
+			int err = errno;
+			if (write(started[1], &err, sizeof(err)) < 0)
 				_exit(125);
 			_exit(126);
 		}
@@ -195,6 +201,17 @@ static int sandbox_exec(int argc, char **argv) {
 		fprintf(stderr, "sandboxd: %s: %s\n", cmd[0], strerror(err));
 		_exit(err == ENOENT ? 127 : 126);
 	}
+	close(started[1]);
+	int cwd_err = 0;
+	char buf[32];
+	int len;
+	if (read(started[0], &cwd_err, sizeof(cwd_err)) == (ssize_t)sizeof(cwd_err))
+		len = snprintf(buf, sizeof(buf), "cwd %d\n", cwd_err);
+	else
+		len = snprintf(buf, sizeof(buf), "pid %d\n", (int)child);
+	close(started[0]);
+	if (write(STATUS_FD, buf, (size_t)len) < 0)
+		return 125;
 
 	int status = 0, done = 0;
 	while (!done) {

@@ -54,6 +54,11 @@ type Config struct {
 		MaxListEntries     int   `yaml:"max_list_entries"`
 	} `yaml:"files"`
 
+	Processes struct {
+		MaxPerSession int `yaml:"max_per_session"`
+		BufferBytes   int `yaml:"buffer_bytes"`
+	} `yaml:"processes"`
+
 	KeepExtensions []string `yaml:"keep_extensions"`
 }
 
@@ -80,6 +85,8 @@ func Default() Config {
 	c.Files.MaxFileBytes = 100 << 20
 	c.Files.MaxFilesPerSession = 10000
 	c.Files.MaxListEntries = 100000
+	c.Processes.MaxPerSession = 8
+	c.Processes.BufferBytes = 1 << 20
 	c.KeepExtensions = []string{".pdf", ".xlsx", ".pptx", ".docx"}
 	return c
 }
@@ -124,6 +131,8 @@ func (c *Config) Validate() error {
 		return errors.New("config: exec.output_limit_bytes must be positive")
 	case c.Files.MaxFileBytes <= 0 || c.Files.MaxListEntries <= 0 || c.Files.MaxFilesPerSession < 0:
 		return errors.New("config: files.max_file_bytes and files.max_list_entries must be positive, files.max_files_per_session not negative")
+	case c.Processes.MaxPerSession <= 0 || c.Processes.BufferBytes < 1024:
+		return errors.New("config: processes.max_per_session must be positive and processes.buffer_bytes at least 1024")
 	case c.SandboxUID <= 0 || c.SandboxGID <= 0:
 		return errors.New("config: sandbox_uid and sandbox_gid must not be root")
 	}
@@ -142,24 +151,26 @@ func (c *Config) SocketFileMode() (os.FileMode, error) {
 // Sandbox is the manager's part of the configuration.
 func (c *Config) Sandbox(helper, version string) sandbox.Config {
 	return sandbox.Config{
-		StateDir:           c.StateDir,
-		CgroupParent:       c.CgroupParent,
-		Helper:             helper,
-		SandboxUID:         c.SandboxUID,
-		SandboxGID:         c.SandboxGID,
-		Python:             c.Python,
-		DefaultLimits:      c.Limits.Default,
-		MaxLimits:          c.Limits.Max,
-		MaxSessionsPerUser: c.Quota.MaxSessions,
-		MaxWorkspaceMB:     c.Quota.MaxWorkspaceSizeMB,
-		ExecTimeout:        seconds(c.Exec.TimeoutSec),
-		MaxExecTimeout:     seconds(c.Exec.MaxTimeoutSec),
-		OutputLimit:        c.Exec.OutputLimitBytes,
-		MaxFileBytes:       c.Files.MaxFileBytes,
-		MaxFilesPerSession: c.Files.MaxFilesPerSession,
-		MaxListEntries:     c.Files.MaxListEntries,
-		KeepExtensions:     c.KeepExtensions,
-		Version:            version,
+		StateDir:               c.StateDir,
+		CgroupParent:           c.CgroupParent,
+		Helper:                 helper,
+		SandboxUID:             c.SandboxUID,
+		SandboxGID:             c.SandboxGID,
+		Python:                 c.Python,
+		DefaultLimits:          c.Limits.Default,
+		MaxLimits:              c.Limits.Max,
+		MaxSessionsPerUser:     c.Quota.MaxSessions,
+		MaxWorkspaceMB:         c.Quota.MaxWorkspaceSizeMB,
+		ExecTimeout:            seconds(c.Exec.TimeoutSec),
+		MaxExecTimeout:         seconds(c.Exec.MaxTimeoutSec),
+		OutputLimit:            c.Exec.OutputLimitBytes,
+		MaxFileBytes:           c.Files.MaxFileBytes,
+		MaxFilesPerSession:     c.Files.MaxFilesPerSession,
+		MaxListEntries:         c.Files.MaxListEntries,
+		MaxProcessesPerSession: c.Processes.MaxPerSession,
+		ProcessBufferBytes:     c.Processes.BufferBytes,
+		KeepExtensions:         c.KeepExtensions,
+		Version:                version,
 	}
 }
 
