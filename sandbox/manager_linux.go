@@ -62,6 +62,9 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if err := Healthy(Doctor(cfg)); err != nil {
+		return nil, fmt.Errorf("this host cannot sandbox (see sandboxd doctor): %w", err)
+	}
 	cg, err := cgroup.New(cfg.CgroupParent)
 	if err != nil {
 		return nil, err

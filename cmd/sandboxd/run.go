@@ -12,7 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/coreos/go-systemd/v22/journal"
+
 	"github.com/sandboxd/sandboxd/api/server"
+	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/cmd/sandboxd/internal/config"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
@@ -22,6 +26,7 @@ var version = "dev"
 
 const usage = `Usage: sandboxd [flags]              serve the API (the default)
        sandboxd env build [--force]  build the shared base venv
+       sandboxd doctor               check that this host can sandbox
        sandboxd version
 
 Flags:
@@ -80,6 +85,8 @@ func run(args []string) int {
 		err = serve(ctx, cfg, log)
 	case rest[0] == "version":
 		fmt.Println(version)
+	case rest[0] == "doctor":
+		return doctor(cfg)
 	case len(rest) >= 2 && rest[0] == "env" && rest[1] == "build":
 		err = buildEnv(ctx, cfg, log, rest[2:])
 	default:
@@ -94,10 +101,15 @@ func run(args []string) int {
 	return 0
 }
 
+// newLogger logs to the journal, with structured fields, when stderr is
+// connected to it (a systemd service), and as text to w otherwise.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	if ok, _ := journal.StderrIsJournalStream(); ok {
+		return slog.New(newJournalHandler(l)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
@@ -112,6 +124,16 @@ func newManager(ctx context.Context, cfg config.Config, log *slog.Logger) (*sand
 	}
 	sc := cfg.Sandbox(exe, version)
 	sc.Logger = log
+	// Under systemd with Delegate=yes the unit's own cgroup is the
+	// daemon's to manage, and its sessions belong beneath it.
+	parent, delegated, err := cgroup.Delegated()
+	if err != nil {
+		return nil, err
+	}
+	if delegated {
+		sc.CgroupParent = parent
+		log.Info("using the cgroup systemd delegated", "cgroup", parent)
+	}
 	return sandbox.NewManager(ctx, sc)
 }
 
@@ -125,21 +147,23 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := m.BuildBaseEnv(ctx, false); err != nil {
 		return err
 	}
-	mode, _ := cfg.SocketFileMode()
-	ln, err := server.Listen(cfg.Socket, mode, cfg.SocketGroup)
+	ln, err := listen(cfg, log)
 	if err != nil {
 		return err
 	}
 	srv := server.New(m, server.Config{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log, Version: version})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("serving", "socket", cfg.Socket, "state_dir", cfg.StateDir, "version", version)
+	log.Info("serving", "socket", ln.Addr().String(), "state_dir", cfg.StateDir, "version", version)
+	notify(log, sd.SdNotifyReady)
+	go watchdog(ctx, log, func() bool { return m.Info(ctx).APIVersion != "" })
 	select {
 	case err := <-served:
 		return err
 	case <-ctx.Done():
 	}
 	// Sessions keep running: a restarted daemon adopts them.
+	notify(log, sd.SdNotifyStopping)
 	log.Info("shutting down; sessions keep running")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -158,4 +182,28 @@ func buildEnv(ctx context.Context, cfg config.Config, log *slog.Logger, args []s
 	}
 	defer m.Close()
 	return m.BuildBaseEnv(ctx, *force)
+}
+
+// doctor prints each check and exits non-zero when one fails.
+func doctor(cfg config.Config) int {
+	checks := sandbox.Doctor(cfg.Sandbox("", version))
+	failed := false
+	for _, c := range checks {
+		failed = failed || c.Err != nil
+		status := "ok  "
+		detail := c.Detail
+		if c.Err != nil {
+			status, detail = "FAIL", c.Err.Error()
+		}
+		fmt.Printf("%s %-10s %s\n", status, c.Name, detail)
+	}
+	if err := sandbox.Healthy(checks); err != nil {
+		fmt.Println("this host cannot run sandboxd sessions")
+		return 1
+	}
+	if failed {
+		fmt.Println("sandboxd runs here with the features above off")
+		return 1
+	}
+	return 0
 }

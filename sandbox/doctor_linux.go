@@ -1,0 +1,86 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/sandboxd/sandboxd/cgroup"
+	"github.com/sandboxd/sandboxd/mounts"
+)
+
+// Check is one thing the host must offer for sessions to be confined.
+type Check struct {
+	Name string
+	// Err says what is missing, or is nil.
+	Err    error
+	Detail string
+	// Optional checks turn a feature off when they fail (openat2: the
+	// files API) instead of keeping the daemon from starting.
+	Optional bool
+}
+
+// Doctor checks that this host can sandbox: root, cgroups with the cpu,
+// memory and pids controllers, the namespaces, overlayfs, openat2 and the
+// Python the base venv is made from. The daemon refuses to start when a
+// check fails rather than run commands unconfined.
+func Doctor(cfg Config) []Check {
+	var checks []Check
+	add := func(name, detail string, err error) {
+		checks = append(checks, Check{Name: name, Detail: detail, Err: err})
+	}
+
+	var err error
+	if os.Geteuid() != 0 {
+		err = errors.New("not root: namespaces, cgroups and mounts need it")
+	}
+	add("root", fmt.Sprintf("euid %d", os.Geteuid()), err)
+
+	cg, err := cgroup.New(cfg.CgroupParent)
+	if err != nil {
+		add("cgroups", "", err)
+	} else {
+		controllers, err := cg.Controllers()
+		add("cgroups", fmt.Sprintf("mode %s, parent %s, controllers %s", cg.Mode(), cg.Parent(), strings.Join(controllers, " ")), err)
+	}
+
+	var missing []string
+	for _, ns := range []string{"mnt", "pid", "ipc", "uts", "net", "cgroup"} {
+		if _, err := os.Stat("/proc/self/ns/" + ns); err != nil {
+			missing = append(missing, ns)
+		}
+	}
+	err = nil
+	if len(missing) > 0 {
+		err = fmt.Errorf("the kernel lacks %s namespaces", strings.Join(missing, ", "))
+	}
+	add("namespaces", "mnt pid ipc uts net cgroup", err)
+
+	fs, err := os.ReadFile("/proc/filesystems")
+	if err == nil && !strings.Contains(string(fs), "\toverlay\n") {
+		err = errors.New("overlayfs is not available (modprobe overlay)")
+	}
+	add("overlayfs", "", err)
+
+	checks = append(checks, Check{Name: "openat2", Detail: "symlink-safe file API", Err: mounts.CheckOpenat2(), Optional: true})
+
+	out, err := exec.Command(cfg.Python, "-c", "import venv, ensurepip, sys; print(sys.version.split()[0])").CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("%s cannot make venvs (install python3-venv): %w: %s", cfg.Python, err, strings.TrimSpace(string(out)))
+	}
+	add("python", cfg.Python+" "+strings.TrimSpace(string(out)), err)
+	return checks
+}
+
+// Healthy returns the failed required checks joined, or nil.
+func Healthy(checks []Check) error {
+	var errs []error
+	for _, c := range checks {
+		if c.Err != nil && !c.Optional {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Name, c.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
