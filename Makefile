@@ -12,7 +12,10 @@ DEV_STATE  ?= $(CURDIR)/var/state
 DEV_SOCKET ?= $(CURDIR)/var/run/sandboxd.sock
 DEV_CGROUP ?= /sandboxd-dev
 
-.PHONY: all build run test bench vet clean
+# Debian versions must start with a digit: 0.1.0+git<commits>.<hash>.
+DEB_VERSION ?= 0.1.0+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0).$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+.PHONY: all build run test bench vet clean deb verify-units
 
 all: build
 
@@ -35,5 +38,13 @@ test: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/
 
+# The Debian package: dist/sandboxd_$(DEB_VERSION)_amd64.deb.
+deb: verify-units
+	$(MAKE) build VERSION=$(DEB_VERSION)
+	packaging/build-deb.sh $(DEB_VERSION)
+
+verify-units:
+	packaging/verify-units.sh
+
 clean:
-	rm -rf bin
+	rm -rf bin dist
