@@ -146,3 +146,13 @@ func TestSandboxConfig(t *testing.T) {
 	assert.Equal(t, c.StateDir, sc.StateDir, "state dir")
 	assert.Equal(t, c.CgroupParent, sc.CgroupParent, "cgroup parent")
 }
+
+// The file the package installs states the defaults; it must stay equal
+// to them.
+func TestShippedConfigIsTheDefault(t *testing.T) {
+	c := Default()
+	require.NoError(t, c.Load("../../../../packaging/config.yaml"), "load packaging/config.yaml")
+	want := Default()
+	want.SocketGroup = "sandboxd" // the package's group; the default is none
+	assert.Equal(t, want, c, "packaging/config.yaml equals the compiled-in defaults")
+}
