@@ -15,7 +15,7 @@ DEV_CGROUP ?= /sandboxd-dev
 # Debian versions must start with a digit: 0.1.0+git<commits>.<hash>.
 DEB_VERSION ?= 0.1.0+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0).$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: all build run test bench vet clean deb verify-units
+.PHONY: all build run test test-python bench vet clean deb verify-units
 
 all: build
 
@@ -34,6 +34,11 @@ vet:
 test: vet
 	@[ "$$(id -u)" = 0 ] || echo "NOTE: not root: tests that need namespaces, cgroups and mounts are skipped"
 	$(GO) test -count=1 -p 1 ./...
+	$(MAKE) test-python
+
+# The Python client and Mini-Agent adapters (api/python) against a real daemon.
+test-python: build
+	python3 -m unittest discover -s api/python/tests -v
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/

@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import (
     IO,
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -68,6 +69,9 @@ _DEFAULT_EXEC_TIMEOUT = 30.0
 _MAX_ERROR_BODY = 64 << 10
 _CHUNK = 64 << 10
 
+#: The event types a stream yields; others are skipped.
+_EVENT_TYPES = frozenset(("stdout", "stderr", "exit", "error"))
+
 Body = Union[bytes, bytearray, memoryview, str, IO[bytes], IO[str]]
 QueryValue = Union[str, int, float, bool, None]
 
@@ -81,6 +85,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         #: The connected socket, kept so that close() can shut it down even
         #: after http.client handed it over to a response.
         self.raw_sock: Optional[socket.socket] = None
+        self.aborted = False
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -92,6 +97,20 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
             raise
         self.sock = sock
         self.raw_sock = sock
+        if self.aborted:
+            self.abort()
+            raise ConnectionAbortedError("request aborted")
+
+    def abort(self) -> None:
+        """Shut the socket down (from any thread): a request or response in
+        progress fails, and the daemon sees the caller go away."""
+        self.aborted = True
+        sock = self.raw_sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def shutdown(self) -> None:
         """Close the connection so that the daemon sees it go at once."""
@@ -202,6 +221,7 @@ class ExecStream(Iterator[ExecEvent]):
     and "stderr" chunks (``event.data`` is bytes), then one "exit" event with
     the result — also kept in :attr:`result` — or one "error" event if the
     command failed after the stream began. The iteration ends after that.
+    Event types this client does not know are skipped.
 
     :meth:`close` (or leaving a ``with`` block, or dropping the object) closes
     the connection, and the daemon then kills the command and everything it
@@ -218,6 +238,7 @@ class ExecStream(Iterator[ExecEvent]):
         self._conn: Optional[_UnixHTTPConnection] = conn
         self._resp: Optional[http.client.HTTPResponse] = resp
         self._buf = b""
+        self._pos = 0  # where the unparsed part of _buf begins
         self._finished = False
         # Events known up front (a daemon without streaming answered the
         # whole result at once).
@@ -241,9 +262,10 @@ class ExecStream(Iterator[ExecEvent]):
                 self._finished = True
             return ev
         while not self._finished:
-            nl = self._buf.find(b"\n")
+            nl = self._buf.find(b"\n", self._pos)
             if nl >= 0:
-                line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+                line = self._buf[self._pos : nl]
+                self._pos = nl + 1
             elif self._resp is not None:
                 try:
                     chunk = self._resp.read1(_CHUNK)
@@ -252,12 +274,14 @@ class ExecStream(Iterator[ExecEvent]):
                     self.close()
                     raise InternalError("exec stream broke: %s" % e, status=0) from e
                 if chunk:
-                    self._buf += chunk
+                    self._buf = self._buf[self._pos :] + chunk
+                    self._pos = 0
                 else:
                     self._close_conn()  # end of the body
                 continue
-            elif self._buf.strip():
-                line, self._buf = self._buf, b""  # a last line without its newline
+            elif self._buf[self._pos :].strip():
+                line = self._buf[self._pos :]  # a last line without its newline
+                self._buf, self._pos = b"", 0
             else:
                 self.close()
                 raise InternalError("exec stream ended before its exit event", status=0)
@@ -271,6 +295,8 @@ class ExecStream(Iterator[ExecEvent]):
             if not isinstance(doc, dict):
                 continue
             ev = ExecEvent.from_dict(doc)
+            if ev.type not in _EVENT_TYPES:
+                continue  # a newer daemon's event: skipped, as the API asks
             if ev.type == "exit":
                 self.result = ev.result if ev.result is not None else ExecResult()
                 self.close()
@@ -297,18 +323,14 @@ class ExecStream(Iterator[ExecEvent]):
         from another thread while one is blocked reading this stream (that
         reader then gets an InternalError). The daemon kills the command."""
         conn = self._conn
-        sock = conn.raw_sock if conn is not None else None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        if conn is not None:
+            conn.abort()
 
     def close(self) -> None:
         """Stop reading and close the connection; a command still running is
         killed by the daemon. Closing twice is fine."""
         self._finished = True
-        self._buf = b""
+        self._buf, self._pos = b"", 0
         self._close_conn()
 
     def __enter__(self) -> "ExecStream":
@@ -360,10 +382,13 @@ class Client:
         headers: Optional[Dict[str, str]] = None,
         timeout: Optional[float] = None,
         use_timeout: bool = False,
+        on_connect: Optional[Callable[[Callable[[], None]], None]] = None,
     ) -> Tuple[_UnixHTTPConnection, http.client.HTTPResponse]:
         """Send one request and return the connection and the response, whose
         status the caller checks; the caller closes the connection."""
         conn = _UnixHTTPConnection(self.socket_path, timeout if use_timeout else self.timeout)
+        if on_connect is not None:
+            on_connect(conn.abort)
         hdrs = {"Accept": "application/json", "Connection": "close"}
         if json_body is not None:
             body = json.dumps(json_body).encode("utf-8")
@@ -529,6 +554,7 @@ class Client:
         env: Optional[Mapping[str, str]] = None,
         stdin: Optional[str] = None,
         timeout: Optional[float] = None,
+        on_connect: Optional[Callable[[Callable[[], None]], None]] = None,
     ) -> ExecStream:
         """Run one command and return its events as they happen.
 
@@ -537,7 +563,11 @@ class Client:
         returned :class:`ExecStream` then yields "stdout"/"stderr" events
         (``event.data`` is bytes, exact even when not UTF-8) and ends with
         an "exit" event carrying the result, or an "error" event. Closing the
-        stream early closes the connection and the daemon kills the command::
+        stream early closes the connection and the daemon kills the command.
+
+        ``on_connect``, when given, is called at once with an ``abort()``
+        function that another thread may call at any time — even before the
+        answer begins — to close the connection and so cancel the command::
 
             with client.exec_stream(sid, command="make") as events:
                 for ev in events:
@@ -552,6 +582,7 @@ class Client:
         conn, resp = self._open(
             "POST", self._session(id) + "/exec", json_body=body,
             headers={"Accept": NDJSON}, timeout=self._exec_timeout(timeout), use_timeout=True,
+            on_connect=on_connect,
         )
         try:
             self._raise_for(resp)
@@ -649,30 +680,15 @@ class Client:
         offset: Optional[int] = None,
         length: Optional[int] = None,
     ) -> bytes:
-        """A regular file's content, or ``length`` bytes from ``offset``
-        (an HTTP Range request). Reading past the end gives b""."""
+        """A regular file's content, or ``length`` bytes (fewer at the end of
+        the file) from ``offset``. An offset past the end is InvalidArgument;
+        a file (or slice) over the daemon's size cap is TooLarge."""
         if (offset is not None and offset < 0) or (length is not None and length < 0):
             raise ValueError("offset and length must not be negative")
-        headers: Dict[str, str] = {}
-        start = offset or 0
         if length == 0:
             return b""
-        if offset or length is not None:
-            end = "" if length is None else str(start + length - 1)
-            headers["Range"] = "bytes=%d-%s" % (start, end)
-        conn, resp = self._open("GET", self._files(id, "/content"), {"path": path, "root": root}, headers=headers)
-        try:
-            if resp.status == 416:  # the range starts past the end
-                resp.read()
-                return b""
-            self._raise_for(resp)
-            data = resp.read()
-        finally:
-            conn.shutdown()
-        if headers and resp.status != 206:
-            # The whole file came back: cut the range out here.
-            data = data[start:] if length is None else data[start : start + length]
-        return data
+        q = {"path": path, "root": root, "offset": offset or None, "length": length or None}
+        return self._call("GET", self._files(id, "/content"), q, raw=True)
 
     def read_text(
         self,

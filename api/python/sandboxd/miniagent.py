@@ -59,7 +59,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
-from .client import Client, ExecStream
+from .client import Client
 from .errors import Conflict, InvalidArgument, NotFound, SandboxdError
 from .types import ExecResult
 
@@ -193,6 +193,26 @@ class SandboxTool(Tool):
         """Run a blocking client call in a worker thread."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
+    async def _session_gone(self) -> bool:
+        """After a NotFound: whether it was the session that is missing,
+        rather than the file or process asked for."""
+        try:
+            await self._call(self.client.get_session, self.session_id)
+        except NotFound:
+            return True
+        except Exception:
+            return False
+        return False
+
+    async def _process_ids(self) -> Optional[List[str]]:
+        """The session's background process ids; None when the session is gone."""
+        try:
+            return [p.id for p in await self._call(self.client.list_processes, self.session_id)]
+        except NotFound:
+            return None
+        except Exception:
+            return []
+
 
 class PathRefused(ValueError):
     """A path that is not in the session's workspace."""
@@ -215,6 +235,14 @@ def _resolve(path: Any) -> str:
             f"use a path relative to {WORKSPACE} or under {WORKSPACE}/"
         )
     return full
+
+
+def _err_text(e: BaseException) -> str:
+    """An exception as the model should read it: the daemon's message
+    without the HTTP status, anything else as str()."""
+    if isinstance(e, SandboxdError):
+        return e.message
+    return str(e)
 
 
 def _format_ids(ids: List[str]) -> str:
@@ -342,16 +370,17 @@ class BashTool(SandboxTool):
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            return BashOutputResult(success=False, error=str(e), stdout="", stderr=str(e), exit_code=-1)
+            return BashOutputResult(success=False, error=_err_text(e), stdout="", stderr=_err_text(e), exit_code=-1)
 
     async def _run_foreground(self, command: str, timeout: Any):
         """Run the command as a streamed exec in a worker thread, so that a
         cancelled task closes the connection and the daemon kills it."""
-        holder: Dict[str, ExecStream] = {}
+        aborts: List[Callable[[], None]] = []
 
         def run():
-            stream = self.client.exec_stream(self.session_id, command=command, timeout=timeout)
-            holder["stream"] = stream
+            stream = self.client.exec_stream(
+                self.session_id, command=command, timeout=timeout, on_connect=aborts.append
+            )
             out = bytearray()
             err = bytearray()
             out_cut = err_cut = False
@@ -379,9 +408,8 @@ class BashTool(SandboxTool):
         try:
             return await asyncio.to_thread(run)
         except asyncio.CancelledError:
-            stream = holder.get("stream")
-            if stream is not None:
-                stream.abort()
+            for abort in aborts:
+                abort()  # the daemon kills the command when the caller goes
             raise
 
 
@@ -446,12 +474,6 @@ class BashOutputTool(SandboxTool):
             "required": ["bash_id"],
         }
 
-    async def _available(self) -> List[str]:
-        try:
-            return [p.id for p in await self._call(self.client.list_processes, self.session_id)]
-        except Exception:
-            return []
-
     async def execute(self, bash_id: str, filter_str: Optional[str] = None) -> BashOutputResult:
         """Fetch ``bash_id``'s output not read before."""
         try:
@@ -484,8 +506,12 @@ class BashOutputTool(SandboxTool):
                     "dropped": out.dropped,
                 },
             )
-        except NotFound:
-            available_ids = await self._available()
+        except NotFound as e:
+            available_ids = await self._process_ids()
+            if available_ids is None:  # the session itself is gone
+                return BashOutputResult(
+                    success=False, error=f"Failed to get bash output: {_err_text(e)}", stdout="", stderr=_err_text(e), exit_code=-1
+                )
             return BashOutputResult(
                 success=False,
                 error=f"Shell not found: {bash_id}. Available: {_format_ids(available_ids)}",
@@ -497,7 +523,7 @@ class BashOutputTool(SandboxTool):
             raise
         except Exception as e:
             return BashOutputResult(
-                success=False, error=f"Failed to get bash output: {str(e)}", stdout="", stderr=str(e), exit_code=-1
+                success=False, error=f"Failed to get bash output: {_err_text(e)}", stdout="", stderr=_err_text(e), exit_code=-1
             )
 
 
@@ -554,11 +580,12 @@ class BashKillTool(SandboxTool):
                 bash_id=bash_id,
                 metadata={"status": "terminated", "process_status": out.status, "signal": out.signal, "dropped": out.dropped},
             )
-        except NotFound:
-            try:
-                available_ids = [p.id for p in await self._call(self.client.list_processes, self.session_id)]
-            except Exception:
-                available_ids = []
+        except NotFound as e:
+            available_ids = await self._process_ids()
+            if available_ids is None:  # the session itself is gone
+                return BashOutputResult(
+                    success=False, error=f"Failed to terminate bash shell: {_err_text(e)}", stdout="", stderr=_err_text(e), exit_code=-1
+                )
             msg = f"Shell not found: {bash_id}"
             return BashOutputResult(
                 success=False,
@@ -571,7 +598,7 @@ class BashKillTool(SandboxTool):
             raise
         except Exception as e:
             return BashOutputResult(
-                success=False, error=f"Failed to terminate bash shell: {str(e)}", stdout="", stderr=str(e), exit_code=-1
+                success=False, error=f"Failed to terminate bash shell: {_err_text(e)}", stdout="", stderr=_err_text(e), exit_code=-1
             )
 
 
@@ -662,6 +689,8 @@ class ReadTool(SandboxTool):
                     self.client.read_text, self.session_id, full, start + 1, 1 if empty else count
                 )
             except NotFound:
+                if await self._session_gone():
+                    raise
                 return ToolResult(success=False, content="", error=f"File not found: {path}")
             numbered = [] if empty else [f"{ln.n:6d}|{ln.text}" for ln in text.lines]
             content = truncate_text_by_tokens("\n".join(numbered), READ_MAX_TOKENS)
@@ -669,7 +698,7 @@ class ReadTool(SandboxTool):
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            return ToolResult(success=False, content="", error=str(e))
+            return ToolResult(success=False, content="", error=_err_text(e))
 
 
 class WriteTool(SandboxTool):
@@ -713,7 +742,7 @@ class WriteTool(SandboxTool):
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            return ToolResult(success=False, content="", error=str(e))
+            return ToolResult(success=False, content="", error=_err_text(e))
 
 
 _OCCURS_RE = re.compile(r"occurs (\d+) times")
@@ -763,6 +792,8 @@ class EditTool(SandboxTool):
             try:
                 await self._call(self.client.edit_file, self.session_id, full, old_str, new_str)
             except NotFound:
+                if await self._session_gone():
+                    raise
                 return ToolResult(success=False, content="", error=f"File not found: {path}")
             except Conflict as e:
                 m = _OCCURS_RE.search(e.message)
@@ -783,7 +814,7 @@ class EditTool(SandboxTool):
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            return ToolResult(success=False, content="", error=str(e))
+            return ToolResult(success=False, content="", error=_err_text(e))
 
 
 def tools(client: Client, session_id: str) -> List[SandboxTool]:

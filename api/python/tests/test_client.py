@@ -157,6 +157,18 @@ class ExecStreamTest(SessionTestCase):
         events = list(self.c.exec_stream(self.sid, command=r"printf '\377\376'"))
         self.assertEqual(b"".join(e.data for e in events if e.type == "stdout"), b"\xff\xfe")
 
+    def test_large_output_beyond_the_exec_cap(self):
+        data = os.urandom(3 << 20)  # more than exec's 1 MiB cap per stream
+        self.c.write_file(self.sid, "big.dat", data)
+        out = bytearray()
+        with self.c.exec_stream(self.sid, argv=["cat", "big.dat"]) as stream:
+            for ev in stream:
+                if ev.type == "stdout":
+                    out += ev.data
+        self.assertEqual(len(out), len(data))
+        self.assertEqual(bytes(out), data)
+        self.assertEqual(stream.result.exit_code, 0)
+
     def test_refused_before_the_stream(self):
         with self.assertRaises(sandboxd.NotFound):
             self.c.exec_stream(new_id("missing"), command="true")
@@ -220,6 +232,18 @@ class ProcessesTest(SessionTestCase):
         with self.assertRaises(sandboxd.InvalidArgument):
             self.c.process_output(self.sid, p.id, filter="(unclosed")
         self.c.kill_process(self.sid, p.id)
+
+    def test_too_many(self):
+        started = []
+        with self.assertRaises(sandboxd.QuotaExceeded) as cm:
+            for _ in range(64):
+                started.append(self.c.start_process(self.sid, argv=["sleep", "60"]))
+        self.assertEqual(cm.exception.status, 429)
+        self.assertGreater(len(started), 0)
+        self.assertEqual(len(self.c.list_processes(self.sid)), len(started))
+        for p in started:
+            self.c.kill_process(self.sid, p.id, grace=0)
+        self.assertEqual(self.c.list_processes(self.sid), [])
 
     def test_missing(self):
         with self.assertRaises(sandboxd.NotFound):

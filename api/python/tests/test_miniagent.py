@@ -313,5 +313,22 @@ class FilesTest(AdapterTestCase):
         self.assertNotIn("root:", r.content)
 
 
+class SessionGoneTest(AdapterTestCase):
+    def test_errors_name_the_session(self):
+        self.c.delete_session(self.sid)
+        r = run(self.read.execute(path="a.txt"))
+        self.assertFalse(r.success)
+        self.assertIn(self.sid, r.error)
+        self.assertNotIn("File not found", r.error)
+        o = run(self.bash_output.execute(bash_id="p1"))
+        self.assertFalse(o.success)
+        self.assertTrue(o.error.startswith("Failed to get bash output: "), o.error)
+        k = run(self.bash_kill.execute(bash_id="p1"))
+        self.assertTrue(k.error.startswith("Failed to terminate bash shell: "), k.error)
+        b = run(self.bash.execute(command="true"))
+        self.assertEqual((b.success, b.exit_code), (False, -1))
+        self.assertIn(self.sid, b.error)
+
+
 if __name__ == "__main__":
     unittest.main()

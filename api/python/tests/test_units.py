@@ -11,7 +11,7 @@ from datetime import timezone
 import _fixture  # noqa: F401  (puts api/python on sys.path)
 import sandboxd
 from sandboxd import errors, miniagent
-from sandboxd.client import _encode_query, _go_duration, _seg
+from sandboxd.client import ExecStream, _encode_query, _go_duration, _seg
 from sandboxd.types import ExecEvent, ProcessOutput, Session, TextFile, parse_time
 
 
@@ -106,6 +106,47 @@ class EncodingTest(unittest.TestCase):
             c.exec("s", command="a", argv=["b"])
         with self.assertRaises(ValueError):
             c.exec("s")
+
+
+class _FakeResp:
+    """Stands in for an HTTPResponse: read1 hands out the given chunks."""
+
+    def __init__(self, chunks):
+        self.chunks = list(chunks)
+
+    def read1(self, n=-1):
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def close(self):
+        pass
+
+
+class StreamParseTest(unittest.TestCase):
+    def stream(self, *chunks):
+        return ExecStream(None, _FakeResp(chunks))
+
+    def test_lines_split_anywhere(self):
+        s = self.stream(
+            b'{"type":"stdout","da', b'ta":"a\\n"}\n{"type":"future","x":1}\n\n{"type":"stderr","data_b64":"/w=="}\n',
+            b'{"type":"exit","result":{"exit_code":3}}',  # no final newline
+        )
+        events = list(s)
+        self.assertEqual([(e.type, e.data) for e in events], [("stdout", b"a\n"), ("stderr", b"\xff"), ("exit", b"")])
+        self.assertEqual(s.result.exit_code, 3)
+
+    def test_error_event_ends_the_stream(self):
+        s = self.stream(b'{"type":"error","error":"boom","code":"internal"}\n{"type":"stdout","data":"late"}\n')
+        events = list(s)
+        self.assertEqual([e.type for e in events], ["error"])
+        self.assertEqual((s.error_event.error, s.error_event.code), ("boom", "internal"))
+
+    def test_cut_stream_is_an_error(self):
+        s = self.stream(b'{"type":"stdout","data":"a"}\n')
+        self.assertEqual(next(s).data, b"a")
+        with self.assertRaises(sandboxd.InternalError):
+            next(s)
+        with self.assertRaises(StopIteration):
+            next(s)
 
 
 class AdapterUnitTest(unittest.TestCase):
