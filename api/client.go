@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxErrorBody bounds how much of a non-JSON error body is kept.
@@ -79,6 +81,59 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (ExecResu
 	var res ExecResult
 	err := c.do(ctx, http.MethodPost, sessionPath(id)+"/exec", nil, req, &res)
 	return res, err
+}
+
+// ExecStream runs one command in session id like Exec, but hands its output
+// to fn as it arrives: stdout and stderr events, each chunk in Data, or in
+// DataB64 when it is not UTF-8. It returns the command's result, whose
+// Stdout and Stderr are empty. A failure before the output began is an
+// *Error with the HTTP status; one after it is an *Error with Status 0. If
+// fn fails, ExecStream stops and returns fn's error. Both that and
+// cancelling ctx close the connection, and the daemon then kills the
+// command's whole process tree.
+func (c *Client) ExecStream(ctx context.Context, id string, req ExecRequest, fn func(ExecEvent) error) (ExecResult, error) {
+	hreq, err := c.jsonRequest(ctx, http.MethodPost, sessionPath(id)+"/exec", nil, req)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	hreq.Header.Set("Accept", NDJSON)
+	resp, err := c.send(hreq)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	defer resp.Body.Close()
+	where := hreq.Method + " " + hreq.URL.EscapedPath()
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != NDJSON {
+		return ExecResult{}, fmt.Errorf("%s: answer is %q, not %s", where, resp.Header.Get("Content-Type"), NDJSON)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev ExecEvent
+		if err := dec.Decode(&ev); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The stream always ends with an exit or error event.
+				err = io.ErrUnexpectedEOF
+			}
+			if ctx.Err() != nil {
+				err = context.Cause(ctx)
+			}
+			return ExecResult{}, fmt.Errorf("%s: read stream: %w", where, err)
+		}
+		switch ev.Type {
+		case EventStdout, EventStderr:
+			if err := fn(ev); err != nil {
+				return ExecResult{}, err
+			}
+		case EventExit:
+			if ev.Result == nil {
+				return ExecResult{}, fmt.Errorf("%s: exit event without a result", where)
+			}
+			return *ev.Result, nil
+		case EventError:
+			return ExecResult{}, &Error{Message: ev.Error, Code: ev.Code}
+		}
+		// Event types newer than this client are skipped.
+	}
 }
 
 // DeleteSession ends session id; with keepFiles its output files are kept.
@@ -232,12 +287,58 @@ func (c *Client) DownloadOutput(ctx context.Context, userID, name string) (io.Re
 	return c.stream(ctx, path, nil)
 }
 
+// StartProcess starts a background command in session id. Its output is
+// read with ProcessOutput; KillProcess ends it.
+func (c *Client) StartProcess(ctx context.Context, id string, req StartProcessRequest) (Process, error) {
+	var p Process
+	err := c.do(ctx, http.MethodPost, sessionPath(id)+"/processes", nil, req, &p)
+	return p, err
+}
+
+// ListProcesses lists session id's background processes, oldest first.
+func (c *Client) ListProcesses(ctx context.Context, id string) ([]Process, error) {
+	var list ProcessList
+	err := c.do(ctx, http.MethodGet, sessionPath(id)+"/processes", nil, nil, &list)
+	return list.Processes, err
+}
+
+// ProcessOutput returns the output lines of background process pid (its
+// Process.ID) not read before, only those the regular expression filter
+// matches when it is not empty, and the process's state.
+func (c *Client) ProcessOutput(ctx context.Context, id, pid, filter string) (ProcessOutput, error) {
+	var q url.Values
+	if filter != "" {
+		q = url.Values{"filter": {filter}}
+	}
+	var out ProcessOutput
+	err := c.do(ctx, http.MethodGet, processPath(id, pid)+"/output", q, nil, &out)
+	return out, err
+}
+
+// KillProcess ends background process pid: SIGTERM to its whole tree, then
+// SIGKILL after grace (the daemon's default, 5 s, when grace is not
+// positive). It returns the unread output and the final state; the
+// process is then gone.
+func (c *Client) KillProcess(ctx context.Context, id, pid string, grace time.Duration) (ProcessOutput, error) {
+	var q url.Values
+	if grace > 0 {
+		q = url.Values{"grace": {grace.String()}}
+	}
+	var out ProcessOutput
+	err := c.do(ctx, http.MethodDelete, processPath(id, pid), q, nil, &out)
+	return out, err
+}
+
 func sessionPath(id string) string {
 	return "/" + Version + "/sessions/" + url.PathEscape(id)
 }
 
 func filesPath(id string) string {
 	return sessionPath(id) + "/files"
+}
+
+func processPath(id, pid string) string {
+	return sessionPath(id) + "/processes/" + url.PathEscape(pid)
 }
 
 // fileQuery is the query of a files route: root when it is not the
@@ -256,22 +357,29 @@ func fileQuery(root, path string) url.Values {
 // do sends one request with in (when not nil) as its JSON body and decodes
 // a 2xx answer into out (when not nil). Any other answer becomes an *Error.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := c.request(ctx, method, path, query, body)
+	req, err := c.jsonRequest(ctx, method, path, query, in)
 	if err != nil {
 		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	return c.call(req, out)
+}
+
+// jsonRequest builds a request for path with in (when not nil) as its JSON
+// body.
+func (c *Client) jsonRequest(ctx context.Context, method, path string, query url.Values, in any) (*http.Request, error) {
+	if in == nil {
+		return c.request(ctx, method, path, query, nil)
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: encode request: %w", method, path, err)
+	}
+	req, err := c.request(ctx, method, path, query, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return req, nil
 }
 
 // stream sends a GET and returns the body of its 2xx answer.

@@ -27,9 +27,12 @@ import (
 const fileCap = 1 << 20
 
 // fakeBackend keeps sessions in a map; it is only used from one request at
-// a time. Its files are those of sessions s1 and "a/b c", in memory.
+// a time. Its files and background processes are those of sessions s1 and
+// "a/b c", in memory; its streamed exec is scripted.
 type fakeBackend struct {
 	*servertest.Files
+	*servertest.Processes
+	*servertest.Stream
 	sessions map[string]api.Session
 	lastExec api.ExecRequest
 }
@@ -101,7 +104,12 @@ func startServer(t *testing.T) (*api.Client, *fakeBackend) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "api.sock")
 
-	fb := &fakeBackend{Files: servertest.New(fileCap, "s1", "a/b c"), sessions: map[string]api.Session{}}
+	fb := &fakeBackend{
+		Files:     servertest.New(fileCap, "s1", "a/b c"),
+		Processes: servertest.NewProcesses("s1", "a/b c"),
+		Stream:    &servertest.Stream{},
+		sessions:  map[string]api.Session{},
+	}
 	srv := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler)})
 	ln, err := server.Listen(path, 0, "")
 	require.NoError(t, err, "listen on %s", path)
@@ -200,6 +208,22 @@ func TestClientTypedErrors(t *testing.T) {
 			call:     func() error { _, err := c.CreateSession(ctx, api.CreateSessionRequest{}); return err },
 			sentinel: api.ErrInvalidArgument, wantStatus: http.StatusBadRequest, wantMsg: "user_id is required: invalid argument",
 		},
+		{
+			name:     "start a process in a missing session",
+			call:     func() error { _, err := c.StartProcess(ctx, "nope", api.StartProcessRequest{Command: "x"}); return err },
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `session "nope": not found`,
+		},
+		{
+			name:     "output with a bad filter",
+			call:     func() error { _, err := c.ProcessOutput(ctx, "s1", "p1", "("); return err },
+			sentinel: api.ErrInvalidArgument, wantStatus: http.StatusBadRequest,
+			wantMsg: "filter: error parsing regexp: missing closing ): `(`: invalid argument",
+		},
+		{
+			name:     "kill a missing process",
+			call:     func() error { _, err := c.KillProcess(ctx, "s1", "p9", 0); return err },
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `session "s1" has no background process "p9": not found`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,21 +238,28 @@ func TestClientTypedErrors(t *testing.T) {
 	}
 }
 
-func TestClientNonJSONError(t *testing.T) {
+// startRawServer serves h, standing in for the daemon, on a fresh Unix
+// socket and returns a client for it.
+func startRawServer(t *testing.T, h http.HandlerFunc) *api.Client {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sbx")
 	require.NoError(t, err, "make temp dir")
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "proxy.sock")
 	ln, err := net.Listen("unix", path)
 	require.NoError(t, err, "listen")
-	// Something that is not sandboxd, answering in plain text.
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "bad gateway", http.StatusBadGateway)
-	})}
+	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
+	return api.NewClient(path)
+}
 
-	_, err = api.NewClient(path).GetSession(context.Background(), "s1")
+func TestClientNonJSONError(t *testing.T) {
+	// Something that is not sandboxd, answering in plain text.
+	c := startRawServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	})
+	_, err := c.GetSession(context.Background(), "s1")
 	apiErr, ok := errors.AsType[*api.Error](err)
 	require.True(t, ok, "error is an *api.Error: %v", err)
 	assert.Equal(t, &api.Error{Code: api.CodeInternal, Message: "bad gateway", Status: http.StatusBadGateway}, apiErr,
@@ -491,7 +522,12 @@ func startRecordingServer(t *testing.T) (*api.Client, *fakeBackend, <-chan int64
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "api.sock")
 
-	fb := &fakeBackend{Files: servertest.New(fileCap, "s1"), sessions: map[string]api.Session{}}
+	fb := &fakeBackend{
+		Files:     servertest.New(fileCap, "s1"),
+		Processes: servertest.NewProcesses("s1"),
+		Stream:    &servertest.Stream{},
+		sessions:  map[string]api.Session{},
+	}
 	h := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler)}).Handler()
 	lengths := make(chan int64, 1)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -503,4 +539,233 @@ func startRecordingServer(t *testing.T) (*api.Client, *fakeBackend, <-chan int64
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	return api.NewClient(path), fb, lengths
+}
+
+// streamTimeout bounds a streamed exec in the tests: a client holding
+// events back would otherwise wait forever on a fake that waits for it.
+const streamTimeout = 10 * time.Second
+
+func TestClientExecStreamDeliversEventsAsTheyCome(t *testing.T) {
+	c, fb := startServer(t)
+	want := []api.ExecEvent{
+		{Type: api.EventStdout, Data: "one\n"},
+		{Type: api.EventStderr, DataB64: "//4="},
+		{Type: api.EventStdout, Data: "two"},
+	}
+	result := api.ExecResult{ExitCode: 2, DurationMS: 30}
+	next := make(chan struct{})
+	fb.Stream = &servertest.Stream{Events: want, Result: result, Next: next}
+	ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
+	defer cancel()
+
+	req := api.ExecRequest{Argv: []string{"make", "-j4"}, Env: map[string]string{"K": "v"}}
+	var got []api.ExecEvent
+	res, err := c.ExecStream(ctx, "a/b c", req, func(ev api.ExecEvent) error {
+		got = append(got, ev)
+		// The fake emits the next event, or ends, only once this one is
+		// seen here.
+		next <- struct{}{}
+		return nil
+	})
+	require.NoError(t, err, "ExecStream")
+	assert.Equal(t, want, got, "every output event, in order")
+	assert.Equal(t, result, res, "the exit event's result")
+	id, sent := fb.Stream.Request()
+	assert.Equal(t, "a/b c", id, "session id survives the path")
+	assert.Equal(t, req, sent, "backend got the request as sent")
+}
+
+func TestClientExecStreamErrors(t *testing.T) {
+	tests := []struct {
+		name       string
+		stream     *servertest.Stream
+		wantEvents int
+		sentinel   error
+		wantStatus int
+		wantMsg    string
+	}{
+		{
+			name:     "before the stream",
+			stream:   &servertest.Stream{Err: fmt.Errorf("session %q: %w", "nope", api.ErrNotFound)},
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `session "nope": not found`,
+		},
+		{
+			name: "after the stream began",
+			stream: &servertest.Stream{
+				Events: []api.ExecEvent{{Type: api.EventStdout, Data: "partial"}},
+				Err:    fmt.Errorf("session %q: %w", "s1", api.ErrUnavailable),
+			},
+			wantEvents: 1, sentinel: api.ErrUnavailable, wantStatus: 0, wantMsg: `session "s1": unavailable`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, fb := startServer(t)
+			fb.Stream = tt.stream
+			var events int
+			_, err := c.ExecStream(context.Background(), "s1", api.ExecRequest{Command: "true"}, func(api.ExecEvent) error {
+				events++
+				return nil
+			})
+			require.Error(t, err, "ExecStream fails")
+			assert.Equal(t, tt.wantEvents, events, "events seen before the failure")
+			assert.ErrorIs(t, err, tt.sentinel, "error matches its sentinel")
+			apiErr, ok := errors.AsType[*api.Error](err)
+			require.True(t, ok, "error is an *api.Error: %T", err)
+			assert.Equal(t, tt.wantStatus, apiErr.Status, "HTTP status")
+			assert.Equal(t, tt.wantMsg, apiErr.Message, "server's message")
+		})
+	}
+}
+
+// TestClientExecStreamStopCancelsTheCommand checks that a caller that stops
+// reading, by cancelling ctx or failing its callback, cancels the daemon's
+// exec, which is what kills the command.
+func TestClientExecStreamStopCancelsTheCommand(t *testing.T) {
+	errStop := errors.New("seen enough")
+	tests := []struct {
+		name string
+		// stop is the callback's answer to the first event, given the
+		// exec's cancel.
+		stop func(cancel context.CancelFunc) error
+		want error
+	}{
+		{"cancelled context", func(cancel context.CancelFunc) error { cancel(); return nil }, context.Canceled},
+		{"failing callback", func(context.CancelFunc) error { return errStop }, errStop},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, fb := startServer(t)
+			cancelled := make(chan struct{})
+			fb.Stream = &servertest.Stream{
+				Events:    []api.ExecEvent{{Type: api.EventStdout, Data: "1"}, {Type: api.EventStdout, Data: "2"}},
+				Next:      make(chan struct{}),
+				Cancelled: cancelled,
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
+			defer cancel()
+			var events int
+			_, err := c.ExecStream(ctx, "s1", api.ExecRequest{Command: "seq 2"}, func(api.ExecEvent) error {
+				events++
+				return tt.stop(cancel)
+			})
+			assert.ErrorIs(t, err, tt.want, "ExecStream's error")
+			assert.Equal(t, 1, events, "no event after the stop")
+			select {
+			case <-cancelled:
+			case <-time.After(streamTimeout):
+				t.Fatal("the daemon's exec was not cancelled")
+			}
+		})
+	}
+}
+
+func TestClientExecStreamReadsTheWire(t *testing.T) {
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		wantEvents  int
+		wantResult  api.ExecResult
+		wantErr     string // substring; empty: success
+		wantErrIs   error
+	}{
+		{
+			name: "unknown event types are skipped", contentType: api.NDJSON,
+			body:       `{"type":"stdout","data":"a"}` + "\n" + `{"type":"progress","data":"50%"}` + "\n" + `{"type":"exit","result":{"exit_code":4}}` + "\n",
+			wantEvents: 1, wantResult: api.ExecResult{ExitCode: 4},
+		},
+		{
+			name: "a stream cut off", contentType: api.NDJSON,
+			body:       `{"type":"stdout","data":"a"}` + "\n",
+			wantEvents: 1, wantErr: "read stream", wantErrIs: io.ErrUnexpectedEOF,
+		},
+		{
+			name: "an exit without a result", contentType: api.NDJSON,
+			body: `{"type":"exit"}` + "\n", wantErr: "exit event without a result",
+		},
+		{
+			name: "a daemon that does not stream", contentType: "application/json",
+			body: `{"exit_code":0}`, wantErr: `answer is "application/json", not application/x-ndjson`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := startRawServer(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tt.contentType)
+				_, _ = io.WriteString(w, tt.body)
+			})
+			var events int
+			res, err := c.ExecStream(context.Background(), "s1", api.ExecRequest{Command: "x"}, func(api.ExecEvent) error {
+				events++
+				return nil
+			})
+			assert.Equal(t, tt.wantEvents, events, "output events passed on")
+			if tt.wantErr == "" {
+				require.NoError(t, err, "ExecStream")
+				assert.Equal(t, tt.wantResult, res, "result")
+				return
+			}
+			require.Error(t, err, "ExecStream fails")
+			assert.Contains(t, err.Error(), tt.wantErr, "error says what is wrong")
+			if tt.wantErrIs != nil {
+				assert.ErrorIs(t, err, tt.wantErrIs, "error's cause")
+			}
+		})
+	}
+}
+
+func TestClientExecStreamAsksForNDJSON(t *testing.T) {
+	accepts := make(chan string, 1)
+	c := startRawServer(t, func(w http.ResponseWriter, r *http.Request) {
+		accepts <- r.Header.Get("Accept")
+		w.Header().Set("Content-Type", api.NDJSON)
+		_, _ = io.WriteString(w, `{"type":"exit","result":{"exit_code":0}}`+"\n")
+	})
+	_, err := c.ExecStream(context.Background(), "s1", api.ExecRequest{Command: "x"}, func(api.ExecEvent) error { return nil })
+	require.NoError(t, err, "ExecStream")
+	assert.Equal(t, api.NDJSON, <-accepts, "Accept header")
+}
+
+func TestClientProcesses(t *testing.T) {
+	ctx := context.Background()
+	c, fb := startServer(t)
+	const id = "a/b c" // escaped in the path
+
+	p, err := c.StartProcess(ctx, id, api.StartProcessRequest{Command: "python3 -m http.server", Cwd: "/workspace"})
+	require.NoError(t, err, "StartProcess")
+	assert.Equal(t, api.Process{ID: "p1", PID: 101, Command: "python3 -m http.server", Status: api.StatusRunning,
+		StartedAt: fb.Epoch().Add(time.Second)}, p, "the started process")
+	require.NoError(t, fb.Print(id, p.ID, "Serving", "GET / 200", "GET /x 404"), "print")
+
+	list, err := c.ListProcesses(ctx, id)
+	require.NoError(t, err, "ListProcesses")
+	assert.Equal(t, []api.Process{p}, list, "the one process")
+
+	out, err := c.ProcessOutput(ctx, id, p.ID, " 404$")
+	require.NoError(t, err, "ProcessOutput filtered")
+	assert.Equal(t, []string{"GET /x 404"}, out.Lines, "only the lines the filter matches")
+	assert.Equal(t, p, out.Process, "the process's state comes along")
+	out, err = c.ProcessOutput(ctx, id, p.ID, "")
+	require.NoError(t, err, "ProcessOutput again")
+	assert.Empty(t, out.Lines, "read lines are not read again, matched or not")
+
+	require.NoError(t, fb.Print(id, p.ID, "bye"), "print")
+	killed, err := c.KillProcess(ctx, id, p.ID, 1500*time.Millisecond)
+	require.NoError(t, err, "KillProcess")
+	assert.Equal(t, 1500*time.Millisecond, fb.Grace(), "grace sent")
+	assert.Equal(t, []string{"bye"}, killed.Lines, "the last unread output")
+	assert.Equal(t, api.StatusKilled, killed.Status, "status")
+	require.NotNil(t, killed.ExitCode, "exit code set")
+	assert.Equal(t, 143, *killed.ExitCode, "128+SIGTERM")
+
+	p2, err := c.StartProcess(ctx, id, api.StartProcessRequest{Argv: []string{"sleep", "9"}})
+	require.NoError(t, err, "StartProcess again")
+	_, err = c.KillProcess(ctx, id, p2.ID, 0)
+	require.NoError(t, err, "KillProcess without a grace")
+	assert.Equal(t, 5*time.Second, fb.Grace(), "no grace sent: the daemon's default")
+
+	list, err = c.ListProcesses(ctx, id)
+	require.NoError(t, err, "ListProcesses after the kills")
+	assert.Empty(t, list, "killed processes are gone")
 }

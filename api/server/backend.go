@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 )
@@ -16,8 +17,34 @@ type Backend interface {
 	ListSessions(ctx context.Context, userID string) ([]api.Session, error)
 	GetSession(ctx context.Context, id string) (api.Session, error)
 	Exec(ctx context.Context, id string, req api.ExecRequest) (api.ExecResult, error)
+	// ExecStream runs a command like Exec but hands its output to emit as
+	// it arrives; the result's Stdout and Stderr stay empty. emit is called
+	// serially and never after ExecStream returns; an error from it stops
+	// the output, and cancelling ctx kills the command's whole tree.
+	ExecStream(ctx context.Context, id string, req api.ExecRequest, emit func(api.ExecEvent) error) (api.ExecResult, error)
 	DeleteSession(ctx context.Context, id string, keepFiles bool) (api.DeleteSessionResult, error)
 	FileBackend
+	ProcessBackend
+}
+
+// ProcessBackend is the background processes of a session: commands
+// started now and read from, or killed, later. pid is a process's ID
+// within its session (api.Process.ID), not its PID.
+type ProcessBackend interface {
+	// StartProcess starts a background command; too many live ones is
+	// ErrQuotaExceeded.
+	StartProcess(ctx context.Context, id string, req api.StartProcessRequest) (api.Process, error)
+	// ListProcesses lists the session's background processes, oldest
+	// first.
+	ListProcesses(ctx context.Context, id string) ([]api.Process, error)
+	// ProcessOutput takes the output lines not read before, only those
+	// the regular expression filter matches when it is not empty; an
+	// invalid filter is ErrInvalidArgument.
+	ProcessOutput(ctx context.Context, id, pid, filter string) (api.ProcessOutput, error)
+	// KillProcess sends SIGTERM to the process's whole tree, SIGKILL after
+	// grace (negative is ErrInvalidArgument), removes the process and
+	// returns its unread output and final state.
+	KillProcess(ctx context.Context, id, pid string, grace time.Duration) (api.ProcessOutput, error)
 }
 
 // FileBackend is the files API: every path is relative to the session's

@@ -46,10 +46,17 @@ func classify(err error) (int, string) {
 // the socket is local and the context helps the caller more than it could
 // leak.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := s.report(r, err)
+	s.writeJSON(w, r, status, api.Error{Message: err.Error(), Code: code})
+}
+
+// report classifies err and logs it in full when it is a 500: the request
+// log line only has the status, and nothing else tells what broke.
+func (s *Server) report(r *http.Request, err error) (int, string) {
 	status, code := classify(err)
 	if status == http.StatusInternalServerError {
 		s.log.ErrorContext(r.Context(), "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 	}
-	s.writeJSON(w, r, status, api.Error{Message: err.Error(), Code: code})
+	return status, code
 }

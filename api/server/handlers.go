@@ -51,10 +51,15 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// exec runs a command, answering with its result or, when the client
+// accepts NDJSON, with its output as it comes.
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 	var req api.ExecRequest
 	if err := s.decode(r, &req); err != nil {
 		return err
+	}
+	if acceptsNDJSON(r) {
+		return s.execStream(w, r, r.PathValue("id"), req)
 	}
 	res, err := s.backend.Exec(r.Context(), r.PathValue("id"), req)
 	if err != nil {

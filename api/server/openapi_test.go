@@ -42,6 +42,8 @@ type response struct {
 }
 
 type schema struct {
+	Ref        string               `yaml:"$ref"`
+	AllOf      []schema             `yaml:"allOf"`
 	Required   []string             `yaml:"required"`
 	Properties map[string]yaml.Node `yaml:"properties"`
 }
@@ -136,10 +138,15 @@ var schemaTypes = map[string]reflect.Type{
 	"EditResult":           reflect.TypeFor[api.EditResult](),
 	"MkdirRequest":         reflect.TypeFor[api.MkdirRequest](),
 	"MoveRequest":          reflect.TypeFor[api.MoveRequest](),
+	"ExecEvent":            reflect.TypeFor[api.ExecEvent](),
+	"StartProcessRequest":  reflect.TypeFor[api.StartProcessRequest](),
+	"Process":              reflect.TypeFor[api.Process](),
+	"ProcessList":          reflect.TypeFor[api.ProcessList](),
+	"ProcessOutput":        reflect.TypeFor[api.ProcessOutput](),
 }
 
 func TestOpenAPISchemasCoverEveryWireType(t *testing.T) {
-	for _, file := range []string{"../types.go", "../files.go"} {
+	for _, file := range []string{"../types.go", "../files.go", "../process.go"} {
 		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
 		require.NoError(t, err, "parse %s", file)
 		for _, decl := range f.Decls {
@@ -157,29 +164,56 @@ func TestOpenAPISchemasCoverEveryWireType(t *testing.T) {
 	}
 }
 
+// jsonFields are the JSON names of typ's fields, those of an embedded
+// struct included as encoding/json flattens them, and the ones always
+// encoded.
+func jsonFields(typ reflect.Type) (fields, required []string) {
+	for f := range typ.Fields() {
+		tag, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			embedded, embeddedRequired := jsonFields(f.Type)
+			fields, required = append(fields, embedded...), append(required, embeddedRequired...)
+			continue
+		}
+		if tag == "-" || tag == "" {
+			continue
+		}
+		fields = append(fields, tag)
+		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
+			required = append(required, tag)
+		}
+	}
+	return fields, required
+}
+
+// schemaFields are the properties of sc and the required ones, those of
+// its allOf parts included.
+func schemaFields(t *testing.T, doc openAPI, sc schema) (props, required []string) {
+	t.Helper()
+	if name, ok := strings.CutPrefix(sc.Ref, "#/components/schemas/"); ok {
+		require.Contains(t, doc.Components.Schemas, name, "$ref %s is defined", sc.Ref)
+		return schemaFields(t, doc, doc.Components.Schemas[name])
+	}
+	for p := range sc.Properties {
+		props = append(props, p)
+	}
+	required = sc.Required
+	for _, part := range sc.AllOf {
+		partProps, partRequired := schemaFields(t, doc, part)
+		props, required = append(props, partProps...), append(required, partRequired...)
+	}
+	return props, required
+}
+
 func TestOpenAPISchemasMatchTheTypes(t *testing.T) {
 	doc := loadOpenAPI(t)
 	for name, typ := range schemaTypes {
 		t.Run(name, func(t *testing.T) {
 			require.Contains(t, doc.Components.Schemas, name, "schema %s is defined", name)
-			sc := doc.Components.Schemas[name]
-			var fields, required []string
-			for f := range typ.Fields() {
-				tag, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-				if tag == "-" || tag == "" {
-					continue
-				}
-				fields = append(fields, tag)
-				if !strings.Contains(opts, "omitempty") {
-					required = append(required, tag)
-				}
-			}
-			var props []string
-			for p := range sc.Properties {
-				props = append(props, p)
-			}
+			fields, required := jsonFields(typ)
+			props, schemaRequired := schemaFields(t, doc, doc.Components.Schemas[name])
 			assert.ElementsMatch(t, fields, props, "schema %s's properties are api.%s's JSON fields", name, typ.Name())
-			assert.ElementsMatch(t, required, sc.Required, "schema %s requires exactly the fields without omitempty", name)
+			assert.ElementsMatch(t, required, schemaRequired, "schema %s requires exactly the fields without omitempty or omitzero", name)
 		})
 	}
 }

@@ -2,8 +2,10 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 )
@@ -46,4 +48,26 @@ func queryCount(q url.Values, name string, def int64) (int64, error) {
 		return 0, fmt.Errorf("%s %q: want a non-negative integer: %w", name, q.Get(name), api.ErrInvalidArgument)
 	}
 	return v, nil
+}
+
+// queryDuration parses query parameter name as a Go duration ("5s",
+// "500ms") or a plain number of seconds ("5", "0.5"), which is what a
+// Python caller most naturally sends; absent is def, negative is refused.
+func queryDuration(q url.Values, name string, def time.Duration) (time.Duration, error) {
+	if !q.Has(name) {
+		return def, nil
+	}
+	v := q.Get(name)
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil || math.IsNaN(secs) || math.Abs(secs) > math.MaxInt64/float64(time.Second) {
+			return 0, fmt.Errorf("%s %q: want a duration such as 5s or 500ms, or a number of seconds: %w", name, v, api.ErrInvalidArgument)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%s %q: must not be negative: %w", name, v, api.ErrInvalidArgument)
+	}
+	return d, nil
 }

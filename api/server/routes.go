@@ -47,6 +47,10 @@ var routes = []route{
 	{http.MethodPost, "/v1/sessions/{id}/files/mkdir", defaultLimit, (*Server).mkdir},
 	{http.MethodPost, "/v1/sessions/{id}/files/move", defaultLimit, (*Server).moveFile},
 	{http.MethodGet, "/v1/users/{user_id}/files/outputs/{name}", defaultLimit, (*Server).downloadOutput},
+	{http.MethodPost, "/v1/sessions/{id}/processes", defaultLimit, (*Server).startProcess},
+	{http.MethodGet, "/v1/sessions/{id}/processes", defaultLimit, (*Server).listProcesses},
+	{http.MethodGet, "/v1/sessions/{id}/processes/{pid}/output", defaultLimit, (*Server).processOutput},
+	{http.MethodDelete, "/v1/sessions/{id}/processes/{pid}", defaultLimit, (*Server).killProcess},
 }
 
 // muxPattern is the route's ServeMux pattern, which the mux also reports

@@ -37,10 +37,12 @@ var testSession = api.Session{
 }
 
 // fakeBackend records what the session handlers asked for and answers with
-// canned values, or with err from every method that can fail; its files are
-// in memory.
+// canned values, or with err from every method that can fail; its files and
+// background processes are in memory, its streamed exec scripted.
 type fakeBackend struct {
 	*servertest.Files
+	*servertest.Processes
+	*servertest.Stream
 	mu      sync.Mutex
 	err     error
 	calls   []string
@@ -58,11 +60,13 @@ type fakeBackend struct {
 const fileCap = 1 << 20
 
 // newFake returns a fakeBackend knowing session s1 that fails with err
-// when err is not nil.
+// when err is not nil; a streamed exec then fails before it begins.
 func newFake(err error) *fakeBackend {
 	files := servertest.New(fileCap, "s1")
 	files.Err = err
-	return &fakeBackend{Files: files, err: err}
+	procs := servertest.NewProcesses("s1")
+	procs.Err = err
+	return &fakeBackend{Files: files, Processes: procs, Stream: &servertest.Stream{Err: err}, err: err}
 }
 
 func (f *fakeBackend) record(call string) error {
@@ -327,6 +331,10 @@ func TestEveryRouteReportsBackendErrors(t *testing.T) {
 		{http.MethodPost, "/v1/sessions/s1/files/mkdir", `{"path":"d"}`},
 		{http.MethodPost, "/v1/sessions/s1/files/move", `{"from":"a.txt","to":"b.txt"}`},
 		{http.MethodGet, "/v1/users/u1/files/outputs/report.pdf", ""},
+		{http.MethodPost, "/v1/sessions/s1/processes", `{"command":"sleep 9"}`},
+		{http.MethodGet, "/v1/sessions/s1/processes", ""},
+		{http.MethodGet, "/v1/sessions/s1/processes/p1/output", ""},
+		{http.MethodDelete, "/v1/sessions/s1/processes/p1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
@@ -394,12 +402,26 @@ func TestBadRequests(t *testing.T) {
 		{"wrong method on move", http.MethodDelete, "/v1/sessions/s1/files/move", ``, 405, "method_not_allowed", "DELETE", "POST"},
 		{"wrong method on outputs", http.MethodDelete, "/v1/users/u1/files/outputs/a.pdf", ``, 405, "method_not_allowed", "DELETE", "GET, HEAD"},
 		{"unknown files route", http.MethodGet, "/v1/sessions/s1/files/chmod", ``, 404, api.CodeNotFound, "no route", ""},
+		{"wrong method on processes", http.MethodPut, "/v1/sessions/s1/processes", `{}`, 405, "method_not_allowed", "PUT", "GET, HEAD, POST"},
+		{"wrong method on a process", http.MethodGet, "/v1/sessions/s1/processes/p1", ``, 405, "method_not_allowed", "GET", "DELETE"},
+		{"wrong method on output", http.MethodDelete, "/v1/sessions/s1/processes/p1/output", ``, 405, "method_not_allowed", "DELETE", "GET, HEAD"},
+		{"unknown process route", http.MethodGet, "/v1/sessions/s1/processes/p1/stdin", ``, 404, api.CodeNotFound, "no route", ""},
+		{"unknown start field", http.MethodPost, "/v1/sessions/s1/processes", `{"command":"x","timeout":5}`, 400, api.CodeInvalidArgument, `"timeout"`, ""},
+		{"oversized start", http.MethodPost, "/v1/sessions/s1/processes", `{"command":"` + strings.Repeat("x", 300) + `"}`, 413, api.CodeTooLarge, "256 bytes", ""},
+		{"bad grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=soon", ``, 400, api.CodeInvalidArgument, `grace "soon": want a duration`, ""},
+		{"empty grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=", ``, 400, api.CodeInvalidArgument, `grace ""`, ""},
+		{"negative grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=-1s", ``, 400, api.CodeInvalidArgument, `grace "-1s": must not be negative`, ""},
+		{"negative grace in seconds", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=-0.5", ``, 400, api.CodeInvalidArgument, `grace "-0.5": must not be negative`, ""},
+		{"NaN grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=NaN", ``, 400, api.CodeInvalidArgument, `grace "NaN"`, ""},
+		{"endless grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=1e300", ``, 400, api.CodeInvalidArgument, `grace "1e300"`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fb := newFake(nil)
-			// A files route that reached the backend would answer 500.
+			// A files or processes route that reached the backend would
+			// answer 500.
 			fb.Files.Err = errors.New("the backend was called")
+			fb.Processes.Err = fb.Files.Err
 			srv, _ := newServer(fb, 256)
 			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
 			assert.Equal(t, tt.wantStatus, rec.Code, "status; body %s", rec.Body)

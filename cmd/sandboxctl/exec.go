@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,9 +14,15 @@ import (
 
 const execUsage = `Usage: sandboxctl exec [FLAGS] ID -- ARGV...
        sandboxctl exec [FLAGS] ID -c 'COMMAND'
+       sandboxctl exec --background [--cwd DIR] [--env K=V] ID -- ARGV... | -c 'COMMAND'
 
 Runs a command in session ID, prints its stdout and stderr to sandboxctl's
-and exits with its exit status (128+n when signal n ended it).
+and exits with its exit status (128+n when signal n ended it). The output
+comes when the command has ended, or as it is written with --stream.
+Interrupting sandboxctl kills the command.
+
+With --background the command is started as a background process instead,
+whose JSON is printed: see sandboxctl ps, logs and kill.
 
 Flags:
 `
@@ -48,6 +56,8 @@ func execute(ctx context.Context, c *api.Client, args []string, std stdio) error
 	fs.Var(env, "env", "set an environment variable, K=V (repeatable)")
 	stdinFile := fs.String("stdin-file", "", "send this file as the command's stdin; - sends sandboxctl's stdin")
 	fs.StringVar(&req.Command, "c", "", "run this command line with /bin/sh -c instead of ARGV")
+	stream := fs.Bool("stream", false, "print the output as it is written, not when the command has ended")
+	background := fs.Bool("background", false, "start a background process and print it (no --timeout, --stdin-file or --stream)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -66,6 +76,18 @@ func execute(ctx context.Context, c *api.Client, args []string, std stdio) error
 	if len(env) > 0 {
 		req.Env = env
 	}
+	if *background {
+		for _, name := range []string{"timeout", "stdin-file", "stream"} {
+			if isSet(fs, name) {
+				return usagef("exec: --%s does not go with --background", name)
+			}
+		}
+		p, err := c.StartProcess(ctx, id, api.StartProcessRequest{Argv: req.Argv, Command: req.Command, Cwd: req.Cwd, Env: req.Env})
+		if err != nil {
+			return err
+		}
+		return printJSON(std.out, p)
+	}
 	if *stdinFile != "" {
 		stdin, err := readStdin(*stdinFile, std.in)
 		if err != nil {
@@ -74,21 +96,63 @@ func execute(ctx context.Context, c *api.Client, args []string, std stdio) error
 		req.Stdin = stdin
 	}
 
-	res, err := c.Exec(ctx, id, req)
+	run := runBuffered
+	if *stream {
+		run = runStreamed
+	}
+	res, err := run(ctx, c, id, req, std)
 	if err != nil {
 		return err
-	}
-	if _, err := io.WriteString(std.out, res.Stdout); err != nil {
-		return fmt.Errorf("write stdout: %w", err)
-	}
-	if _, err := io.WriteString(std.err, res.Stderr); err != nil {
-		return fmt.Errorf("write stderr: %w", err)
 	}
 	reportEnd(std.err, res)
 	if res.ExitCode != 0 {
 		return exitStatus(res.ExitCode)
 	}
 	return nil
+}
+
+// isSet reports whether flag name was given.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// runBuffered runs the command and prints its output once it has ended.
+func runBuffered(ctx context.Context, c *api.Client, id string, req api.ExecRequest, std stdio) (api.ExecResult, error) {
+	res, err := c.Exec(ctx, id, req)
+	if err != nil {
+		return res, err
+	}
+	if _, err := io.WriteString(std.out, res.Stdout); err != nil {
+		return res, fmt.Errorf("write stdout: %w", err)
+	}
+	if _, err := io.WriteString(std.err, res.Stderr); err != nil {
+		return res, fmt.Errorf("write stderr: %w", err)
+	}
+	return res, nil
+}
+
+// runStreamed runs the command and prints its output as it comes, the
+// bytes of each stream exactly as written.
+func runStreamed(ctx context.Context, c *api.Client, id string, req api.ExecRequest, std stdio) (api.ExecResult, error) {
+	return c.ExecStream(ctx, id, req, func(ev api.ExecEvent) error {
+		w := std.out
+		if ev.Type == api.EventStderr {
+			w = std.err
+		}
+		data := []byte(ev.Data)
+		if ev.DataB64 != "" {
+			var err error
+			if data, err = base64.StdEncoding.DecodeString(ev.DataB64); err != nil {
+				return fmt.Errorf("decode %s: %w", ev.Type, err)
+			}
+		}
+		if _, err := w.Write(data); err != nil {
+			return fmt.Errorf("write %s: %w", ev.Type, err)
+		}
+		return nil
+	})
 }
 
 func readStdin(name string, stdin io.Reader) (string, error) {

@@ -30,6 +30,11 @@ Commands:
   session create|ls|get|rm      manage sessions
   exec ID -- ARGV...            run a program in a session
   exec ID -c 'COMMAND'          run a shell command line in a session
+  exec --stream ID ...          print a command's output as it is written
+  exec --background ID ...      start a background process
+  ps ID                         list a session's background processes
+  logs [--filter RE] ID PID     print a background process's new output
+  kill [--grace 5s] ID PID      kill a background process
   ls ID [PATH]                  list a session's directory
   stat ID PATH                  describe a session's file
   cat ID PATH                   print a session's file
@@ -120,6 +125,12 @@ func dispatch(ctx context.Context, c *api.Client, args []string, std stdio) erro
 		return edit(ctx, c, rest, std)
 	case "download":
 		return download(ctx, c, rest, std)
+	case "ps":
+		return processList(ctx, c, rest, std)
+	case "logs":
+		return processLogs(ctx, c, rest, std)
+	case "kill":
+		return processKill(ctx, c, rest, std)
 	default:
 		return usagef("unknown command %q; see sandboxctl --help", cmd)
 	}

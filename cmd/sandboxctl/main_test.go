@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,9 +24,12 @@ import (
 
 // fakeBackend knows session "s1" and records the last request of each kind.
 // Exec of argv ["true"] succeeds quietly; anything else exits 3 with
-// output, timed out and truncated. Its files, s1's, are in memory.
+// output, timed out and truncated. Its files and background processes,
+// s1's, are in memory; its streamed exec is scripted.
 type fakeBackend struct {
 	*servertest.Files
+	*servertest.Processes
+	*servertest.Stream
 	create api.CreateSessionRequest
 	user   string
 	exec   api.ExecRequest
@@ -80,7 +85,7 @@ func startServer(t *testing.T) (string, *fakeBackend) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "api.sock")
 
-	fb := &fakeBackend{Files: servertest.New(1<<20, s1.ID)}
+	fb := &fakeBackend{Files: servertest.New(1<<20, s1.ID), Processes: servertest.NewProcesses(s1.ID), Stream: &servertest.Stream{}}
 	srv := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler)})
 	ln, err := server.Listen(path, 0, "")
 	require.NoError(t, err, "listen on %s", path)
@@ -170,6 +175,25 @@ func TestCommands(t *testing.T) {
 		{name: "session help", args: []string{"session", "--help"}, wantStderr: "rm [--keep-files] ID"},
 		{name: "create help", args: []string{"session", "create", "--help"}, wantStderr: "-memory-mb"},
 		{name: "exec help", args: []string{"exec", "--help"}, wantStderr: "-stdin-file"},
+		{
+			name: "exec in the background", args: []string{"exec", "--background", "--cwd", "/w", "--env", "A=1", "s1", "--", "sleep", "9"},
+			wantStdout: `"status": "running"`,
+			check: func(t *testing.T, fb *fakeBackend) {
+				list, err := fb.ListProcesses(context.Background(), s1.ID)
+				require.NoError(t, err, "list")
+				require.Len(t, list, 1, "one process started")
+				assert.Equal(t, "sleep 9", list[0].Command, "argv after --")
+			},
+		},
+		{
+			name: "exec a command line in the background", args: []string{"exec", "--background", "s1", "-c", "make serve"},
+			wantStdout: `"command": "make serve"`,
+		},
+		{name: "exec in the background with a timeout", args: []string{"exec", "--background", "--timeout", "5", "s1", "--", "x"}, wantCode: 2, wantStderr: "--timeout does not go with --background"},
+		{name: "exec in the background with stdin", args: []string{"exec", "--background", "--stdin-file", "-", "s1", "--", "x"}, wantCode: 2, wantStderr: "--stdin-file does not go with --background"},
+		{name: "exec in the background streamed", args: []string{"exec", "--stream", "s1", "--background", "-c", "x"}, wantCode: 2, wantStderr: "--stream does not go with --background"},
+		{name: "exec in the background in a missing session", args: []string{"exec", "--background", "nope", "--", "x"}, wantCode: 1, wantStderr: "not found"},
+		{name: "exec in the background without a command", args: []string{"exec", "--background", "s1"}, wantCode: 2, wantStderr: "either -- ARGV... or -c"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -393,4 +417,165 @@ func TestDownloadSavesInTheWorkingDirectory(t *testing.T) {
 	b, err := os.ReadFile("résumé.docx")
 	require.NoError(t, err, "the output is saved under its name")
 	assert.Equal(t, "PK\x03\x04", string(b), "saved content")
+}
+
+func TestExecStream(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		stream     *servertest.Stream
+		wantCode   int
+		wantStdout string // exactly
+		wantStderr string // substring
+	}{
+		{
+			name: "output as it comes, then the exit status",
+			args: []string{"exec", "--stream", "--env", "A=1", "s1", "--", "make"},
+			stream: &servertest.Stream{
+				Events: []api.ExecEvent{
+					{Type: api.EventStdout, Data: "out\n"},
+					{Type: api.EventStderr, DataB64: base64.StdEncoding.EncodeToString([]byte("\xff\xfe\n"))},
+					{Type: api.EventStdout, Data: "é"},
+				},
+				Result: api.ExecResult{ExitCode: 3, TimedOut: true},
+			},
+			wantCode: 3, wantStdout: "out\né", wantStderr: "\xff\xfe\nsandboxctl: the command timed out",
+		},
+		{
+			name:   "success",
+			args:   []string{"exec", "s1", "--stream", "-c", "true"},
+			stream: &servertest.Stream{},
+		},
+		{
+			name:     "failure before the output",
+			args:     []string{"exec", "--stream", "s1", "--", "x"},
+			stream:   &servertest.Stream{Err: fmt.Errorf("session %q: %w", "s1", api.ErrQuotaExceeded)},
+			wantCode: 1, wantStderr: `sandboxctl: session "s1": quota exceeded (quota_exceeded, HTTP 429)`,
+		},
+		{
+			name: "failure after the output began",
+			args: []string{"exec", "--stream", "s1", "--", "x"},
+			stream: &servertest.Stream{
+				Events: []api.ExecEvent{{Type: api.EventStdout, Data: "partial"}},
+				Err:    fmt.Errorf("session %q: %w", "s1", api.ErrUnavailable),
+			},
+			wantCode: 1, wantStdout: "partial", wantStderr: `sandboxctl: session "s1": unavailable`,
+		},
+		{
+			name: "undecodable output",
+			args: []string{"exec", "--stream", "s1", "--", "x"},
+			stream: &servertest.Stream{
+				Events: []api.ExecEvent{{Type: api.EventStdout, DataB64: "not base64!"}},
+			},
+			wantCode: 1, wantStderr: "decode stdout",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			socket, fb := startServer(t)
+			fb.Stream = tt.stream
+			got := runCLI(socket, "", tt.args...)
+			assert.Equal(t, tt.wantCode, got.code, "exit status; stderr: %s", got.stderr)
+			assert.Equal(t, tt.wantStdout, got.stdout, "stdout")
+			assert.Contains(t, got.stderr, tt.wantStderr, "stderr")
+			assert.Empty(t, fb.exec, "the plain exec is not used")
+		})
+	}
+}
+
+// seedProcesses starts p1 ("sleep 9", running, three unread lines) and p2
+// ("make\n  all", exited 0) in s1.
+func seedProcesses(t *testing.T, fb *fakeBackend) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := fb.StartProcess(ctx, s1.ID, api.StartProcessRequest{Command: "sleep 9"})
+	require.NoError(t, err, "start p1")
+	require.NoError(t, fb.Print(s1.ID, "p1", "one", "two", "error: x"), "print to p1")
+	_, err = fb.StartProcess(ctx, s1.ID, api.StartProcessRequest{Command: "make\n  all"})
+	require.NoError(t, err, "start p2")
+	require.NoError(t, fb.Exit(s1.ID, "p2", 0), "exit p2")
+}
+
+func TestProcessCommands(t *testing.T) {
+	type check func(t *testing.T, fb *fakeBackend, got outcome)
+	gracePassed := func(want time.Duration) check {
+		return func(t *testing.T, fb *fakeBackend, _ outcome) {
+			assert.Equal(t, want, fb.Grace(), "grace sent")
+		}
+	}
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string // substring
+		wantStderr string // substring
+		check      check
+	}{
+		{
+			name: "ps", args: []string{"ps", "s1"},
+			check: func(t *testing.T, _ *fakeBackend, got outcome) {
+				assert.Regexp(t, `^ID  PID  STATUS   EXIT  STARTED              COMMAND\n`+
+					`p1  101  running  -     \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  sleep 9\n`+
+					`p2  102  exited   0     \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  make all\n\z`, got.stdout, "a table of the processes")
+			},
+		},
+		{
+			name: "ps as JSON", args: []string{"ps", "--json", "s1"},
+			check: func(t *testing.T, fb *fakeBackend, got outcome) {
+				var list api.ProcessList
+				require.NoError(t, json.Unmarshal([]byte(got.stdout), &list), "stdout is a JSON process list")
+				want, err := fb.ListProcesses(context.Background(), s1.ID)
+				require.NoError(t, err, "list")
+				assert.Equal(t, want, list.Processes, "the processes")
+			},
+		},
+		{name: "ps of a missing session", args: []string{"ps", "nope"}, wantCode: 1, wantStderr: "not found"},
+		{name: "ps without an ID", args: []string{"ps"}, wantCode: 2, wantStderr: "ps takes one session ID"},
+		{
+			name: "logs", args: []string{"logs", "s1", "p1"},
+			check: func(t *testing.T, _ *fakeBackend, got outcome) {
+				assert.Equal(t, "one\ntwo\nerror: x\n", got.stdout, "the unread lines")
+			},
+		},
+		{
+			name: "logs filtered", args: []string{"logs", "--filter", "^err", "s1", "p1"},
+			check: func(t *testing.T, _ *fakeBackend, got outcome) {
+				assert.Equal(t, "error: x\n", got.stdout, "the matching line")
+			},
+		},
+		{name: "logs with a bad filter", args: []string{"logs", "--filter", "(", "s1", "p1"}, wantCode: 1, wantStderr: "invalid_argument"},
+		{name: "logs of a missing process", args: []string{"logs", "s1", "p9"}, wantCode: 1, wantStderr: "not found"},
+		{name: "logs without a process", args: []string{"logs", "s1"}, wantCode: 2, wantStderr: "logs takes a session ID and a process ID"},
+		{
+			name: "kill", args: []string{"kill", "s1", "p1"},
+			wantStdout: "one\ntwo\nerror: x\n", wantStderr: "sandboxctl: process p1 (pid 101) killed, exit code 143 (SIGTERM)\n",
+			check: func(t *testing.T, fb *fakeBackend, _ outcome) {
+				assert.Equal(t, 5*time.Second, fb.Grace(), "no --grace: the daemon's default")
+				list, err := fb.ListProcesses(context.Background(), s1.ID)
+				require.NoError(t, err, "list")
+				assert.Len(t, list, 1, "the killed process is gone")
+			},
+		},
+		{name: "kill with a grace", args: []string{"kill", "--grace", "500ms", "s1", "p1"}, check: gracePassed(500 * time.Millisecond)},
+		{name: "kill an exited process", args: []string{"kill", "s1", "p2"}, wantStderr: "sandboxctl: process p2 (pid 102) exited, exit code 0\n"},
+		{name: "kill with a negative grace", args: []string{"kill", "--grace", "-1s", "s1", "p1"}, wantCode: 2, wantStderr: "--grace must not be negative"},
+		{name: "kill with a bad grace", args: []string{"kill", "--grace", "soon", "s1", "p1"}, wantCode: 2, wantStderr: "invalid value"},
+		{name: "kill a missing process", args: []string{"kill", "s1", "p9"}, wantCode: 1, wantStderr: "not found"},
+		{name: "ps help", args: []string{"ps", "--help"}, wantStderr: "-json"},
+		{name: "logs help", args: []string{"logs", "--help"}, wantStderr: "-filter"},
+		{name: "kill help", args: []string{"kill", "--help"}, wantStderr: "-grace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			socket, fb := startServer(t)
+			seedProcesses(t, fb)
+			got := runCLI(socket, "", tt.args...)
+			assert.Equal(t, tt.wantCode, got.code, "exit status; stderr: %s", got.stderr)
+			assert.Contains(t, got.stdout, tt.wantStdout, "stdout")
+			assert.Contains(t, got.stderr, tt.wantStderr, "stderr")
+			if tt.check != nil {
+				tt.check(t, fb, got)
+			}
+		})
+	}
 }

@@ -1,5 +1,6 @@
-// Package servertest provides an in-memory server.FileBackend for the tests
-// of the server, the Go client and sandboxctl.
+// Package servertest provides in-memory parts of a server.Backend for the
+// tests of the server, the Go client and sandboxctl: files (Files),
+// background processes (Processes) and a scripted streaming exec (Stream).
 package servertest
 
 import (
