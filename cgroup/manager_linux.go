@@ -206,8 +206,8 @@ func (m *Manager) Remove(cgPath string) error {
 		return fmt.Errorf("cgroup %s is not under %s", cgPath, m.parent)
 	}
 	var errs []error
-	for _, r := range m.roots {
-		dir := filepath.Join(r, cgPath)
+	dirs := m.Dirs(cgPath)
+	for _, dir := range dirs {
 		pids, err := occgroups.GetAllPids(dir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
@@ -218,8 +218,8 @@ func (m *Manager) Remove(cgPath string) error {
 			}
 		}
 	}
-	for _, r := range m.roots {
-		if err := occgroups.RemovePath(filepath.Join(r, cgPath)); err != nil {
+	for _, dir := range dirs {
+		if err := occgroups.RemovePath(dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", cgPath, err))
 		}
 	}
@@ -230,8 +230,8 @@ func (m *Manager) Remove(cgPath string) error {
 // session is left in it; a busy parent is not an error.
 func (m *Manager) RemoveUser(userID string) error {
 	var errs []error
-	for _, r := range m.roots {
-		err := syscall.Rmdir(filepath.Join(r, m.UserPath(userID)))
+	for _, dir := range m.Dirs(m.UserPath(userID)) {
+		err := syscall.Rmdir(dir)
 		if err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.ENOTEMPTY) {
 			errs = append(errs, fmt.Errorf("remove user cgroup %s: %w", userID, err))
 		}
@@ -307,8 +307,8 @@ func (m *Manager) RemoveParent() error {
 	for _, p := range leftovers {
 		errs = append(errs, m.Remove(p))
 	}
-	for _, r := range m.roots {
-		errs = append(errs, occgroups.RemovePath(filepath.Join(r, m.parent)))
+	for _, dir := range m.Dirs(m.parent) {
+		errs = append(errs, occgroups.RemovePath(dir))
 	}
 	return errors.Join(errs...)
 }
