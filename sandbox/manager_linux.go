@@ -127,18 +127,13 @@ func (m *Manager) Close() {
 }
 
 // swapAccounting reports whether memory+swap can be limited, so that a
-// session's swap can be held at zero.
+// session's swap can be held at zero. On v2 libcontainer skips a missing
+// memory.swap.max by itself; on v1 memsw exists only with swap accounting.
 func swapAccounting(mode cgroup.Mode) bool {
-	p := "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"
 	if mode == cgroup.ModeV2 {
-		// The root cgroup has no memory.swap.max; its presence in the
-		// controllers' interface files is what matters.
-		p = "/sys/fs/cgroup/cgroup.controllers"
-		if _, err := os.Stat("/proc/swaps"); err != nil {
-			return false
-		}
+		return true
 	}
-	_, err := os.Stat(p)
+	_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
 	return err == nil
 }
 
