@@ -53,3 +53,13 @@ verify-units:
 
 clean:
 	rm -rf bin dist
+
+# `make vmtest`: the Debian package on cgroup v2 under a real systemd (254,
+# from bookworm-backports), in a Debian bookworm VM booted by qemu (TCG, or
+# KVM where kvm_intel/kvm_amd is loaded); the exit status is the in-VM
+# suite's. The image is cached under .cache/vm. See packaging/vm/README.md.
+VM_DEB ?= dist/sandboxd_$(DEB_VERSION)_amd64.deb
+
+.PHONY: vmtest
+vmtest: deb
+	packaging/vm/run.sh $(VM_DEB)

@@ -138,13 +138,17 @@ func newManager(ctx context.Context, cfg config.Config, log *slog.Logger) (*sand
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	stopGrace := startupGrace(log)
 	m, err := newManager(ctx, cfg, log)
 	if err != nil {
+		stopGrace()
 		return err
 	}
 	defer m.Close()
 	// The first start builds the shared venv; later starts find it.
-	if err := m.BuildBaseEnv(ctx, false); err != nil {
+	err = m.BuildBaseEnv(ctx, false)
+	stopGrace()
+	if err != nil {
 		return err
 	}
 	ln, err := listen(cfg, log)

@@ -64,3 +64,25 @@ func watchdog(ctx context.Context, log *slog.Logger, alive func() bool) {
 		}
 	}
 }
+
+// startupGrace keeps systemd's start timeout (TimeoutStartSec) from
+// running out while the daemon recovers sessions and builds the base venv,
+// which takes seconds on hardware and minutes under emulation. It returns
+// a function that stops the extensions.
+func startupGrace(log *slog.Logger) (stop func()) {
+	const step = 30 * time.Second
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(step / 3)
+		defer t.Stop()
+		for {
+			notify(log, fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", step.Microseconds()))
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done) }
+}
