@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/mounts"
 )
@@ -58,11 +60,7 @@ func Doctor(cfg Config) []Check {
 	}
 	add("namespaces", "mnt pid ipc uts net cgroup", err)
 
-	fs, err := os.ReadFile("/proc/filesystems")
-	if err == nil && !strings.Contains(string(fs), "\toverlay\n") {
-		err = errors.New("overlayfs is not available (modprobe overlay)")
-	}
-	add("overlayfs", "", err)
+	add("overlayfs", "", checkOverlay())
 
 	checks = append(checks, Check{Name: "openat2", Detail: "symlink-safe file API", Err: mounts.CheckOpenat2(), Optional: true})
 
@@ -83,4 +81,24 @@ func Healthy(checks []Check) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkOverlay asks the kernel for an overlay file system context, which
+// loads the module if it is not loaded yet (the kernel's own module
+// autoload, which the unit's ProtectKernelModules= does not stop);
+// /proc/filesystems alone would miss a module not loaded yet.
+func checkOverlay() error {
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err == nil {
+		return unix.Close(fd)
+	}
+	if !errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("overlayfs is not available: %w", err)
+	}
+	// Before fsopen (Linux 5.2): the list of registered file systems.
+	fs, err := os.ReadFile("/proc/filesystems")
+	if err == nil && !strings.Contains(string(fs), "\toverlay\n") {
+		err = errors.New("overlayfs is not available (modprobe overlay)")
+	}
+	return err
 }
