@@ -1,0 +1,266 @@
+#!/bin/bash
+# The in-VM integration suite of `make vmtest`: run as root in the guest
+# (systemd >= 254, cgroup v2, no network) by sandboxd-vmtest.service, with
+# the host share at /host holding the sandboxd .deb. Each check prints
+# `ok <name>` or `FAIL <name>: why`; the last line is `N passed, M failed`
+# and the exit status is non-zero when a check failed.
+#
+# Kept short on purpose: under TCG a fork+exec costs ~35 times what it does
+# on hardware, and the daemon's first start builds the base venv.
+set -u
+export LC_ALL=C.UTF-8 SYSTEMD_PAGER='' SYSTEMD_COLORS=0
+H=${1:-/host}
+SOCK=/run/sandboxd.sock
+UNIT=/system.slice/sandboxd.service
+CG=/sys/fs/cgroup$UNIT
+passed=0 failed=0
+t_start=$(date +%s)
+
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+note() { echo "  # $*"; }
+# check NAME WHY CONDITION...: ok when the condition (a command) succeeds.
+check() {
+	local name=$1 why=$2
+	shift 2
+	if "$@"; then ok "$name"; else bad "$name" "$why"; fi
+}
+
+# req METHOD PATH [BODY]: sets $code (HTTP status, 000 when no answer) and
+# $body. Generous timeout: the first request waits for the base venv build.
+req() {
+	local out
+	out=$(curl -sS --max-time "${REQ_TIMEOUT:-600}" --unix-socket "$SOCK" -X "$1" \
+		-H 'Content-Type: application/json' ${3:+--data-binary "$3"} \
+		-w '\n%{http_code}' "http://sandboxd$2" 2>&1)
+	code=${out##*$'\n'}
+	body=${out%$'\n'*}
+	[ "$code" != "$out" ] || { code=000; body=$out; }
+}
+# jget EXPR: a field of $body, by a Python expression over d (JSON, parsed).
+jget() {
+	python3 -c 'import json,sys
+d = json.loads(sys.argv[1])
+v = eval(sys.argv[2])
+print(v if isinstance(v, str) else json.dumps(v))' "$body" "$1" 2>/dev/null
+}
+# run SID TIMEOUT COMMAND: exec COMMAND (sh -c) in session SID.
+run() {
+	local b
+	b=$(python3 -c 'import json,sys; print(json.dumps({"command": sys.argv[2], "timeout": float(sys.argv[1])}))' "$2" "$3")
+	req POST "/v1/sessions/$1/exec" "$b"
+}
+create() { # create USER SID [LIMITS-JSON]
+	req POST /v1/sessions "{\"user_id\":\"$1\",\"session_id\":\"$2\"${3:+,\"limits\":$3}}"
+	[ "$code" = 201 ] || { note "create $2: $code $body"; return 1; }
+}
+unit_prop() { systemctl show -P "$2" "$1"; }
+wait_active() { # wait_active UNIT SECONDS
+	local i=0
+	while [ "$(systemctl is-active "$1")" != active ]; do
+		i=$((i + 1))
+		[ $i -le $(($2 * 2)) ] || return 1
+		sleep 0.5
+	done
+}
+secs() { echo $(($(date +%s) - $1)); }
+
+# --- install -----------------------------------------------------------------
+deb=$(ls "$H"/sandboxd_*.deb 2>/dev/null | head -1)
+[ -n "$deb" ] || deb=$(ls "$H"/*.deb | head -1)
+note "installing ${deb##*/}"
+if ! dpkg -i "$deb" >/tmp/dpkg.log 2>&1; then
+	cat /tmp/dpkg.log
+	bad install "dpkg -i failed"
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+systemctl enable --now sandboxd.socket 2>&1 | sed 's/^/  # /'
+check install "sandboxd.socket not active or $SOCK not a socket" \
+	test "$(systemctl is-active sandboxd.socket)" = active -a -S "$SOCK"
+
+# --- 1. socket activation and READY ------------------------------------------
+state=$(systemctl is-active sandboxd.service)
+check socket-activation-idle "sandboxd.service is $state before any request" test "$state" = inactive
+# The first request, given up as soon as the daemon fails to start (it
+# waits for the base venv build otherwise).
+t=$(date +%s)
+(req GET /v1; echo "$code" >/tmp/first.code) &
+curlpid=$!
+startfail=
+while kill -0 "$curlpid" 2>/dev/null; do
+	if [ "$(unit_prop sandboxd.service NRestarts)" != 0 ] || [ "$(unit_prop sandboxd.service ActiveState)" = failed ]; then
+		startfail=1
+		kill "$curlpid" 2>/dev/null
+		note "sandboxd.service failed to start: $(unit_prop sandboxd.service Result), NRestarts=$(unit_prop sandboxd.service NRestarts)"
+		journalctl -u sandboxd -o cat --no-pager | tail -n 6 | sed 's/^/  # journal: /'
+		sandboxd --config /etc/sandboxd/config.yaml doctor 2>&1 | sed 's/^/  # doctor: /'
+		break
+	fi
+	sleep 1
+done
+wait "$curlpid" 2>/dev/null
+if [ -z "$startfail" ]; then
+	req GET /v1 # answered at once now
+	note "first request: HTTP $(cat /tmp/first.code 2>/dev/null) after $(secs "$t")s (includes the base venv build)"
+else
+	code=000 body="the daemon failed to start"
+fi
+active=$(unit_prop sandboxd.service ActiveState)
+if [ "$code" = 200 ] && [ "$active" = active ]; then
+	ok socket-activation
+else
+	bad socket-activation "HTTP $code ($body), service $active"
+fi
+# Type=notify: the unit is active only once the daemon sent READY=1.
+type=$(unit_prop sandboxd.service Type)
+sub=$(unit_prop sandboxd.service SubState)
+check ready "Type=$type SubState=$sub, no 'serving' in the journal" \
+	eval '[ "$type" = notify ] && [ "$sub" = running ] && journalctl -u sandboxd -o cat --no-pager | grep -q "^serving"'
+if [ "$code" != 200 ]; then
+	# Nothing else can pass; say why once instead of timing out per check.
+	jwarn=$(journalctl -u sandboxd _COMM=sandboxd -p warning -o cat --no-pager | sort | uniq -c)
+	[ -z "$jwarn" ] || echo "$jwarn" | sed 's/^/  # daemon: /'
+	echo "the daemon does not serve: the other checks were not run"
+	echo "suite took $(secs "$t_start")s"
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+mainpid=$(unit_prop sandboxd.service MainPID)
+own=$(cut -d: -f3 "/proc/$mainpid/cgroup" 2>/dev/null)
+check delegate-subgroup "the daemon (pid $mainpid) is in '$own', want $UNIT/supervisor" \
+	test "$own" = "$UNIT/supervisor"
+
+# --- 2. GET /v1 on cgroup v2 ---------------------------------------------------
+mode=$(jget 'd["cgroup_mode"]')
+parent=$(jget 'd["cgroup_parent"]')
+check info-cgroup-v2 "cgroup_mode=$mode cgroup_parent=$parent, want v2 and $UNIT" \
+	test "$mode" = v2 -a "$parent" = "$UNIT"
+
+# --- 3. limits through the v2 controllers ------------------------------------
+t=$(date +%s)
+if create alice lim '{"cpus":0.5,"memory_mb":64,"pids":16,"tmp_mb":16}'; then
+	note "session created in $(secs "$t")s"
+	d=$CG/user_alice/lim
+	if [ -d "$d" ]; then
+		got="cpu.max=$(cat "$d/cpu.max") memory.max=$(cat "$d/memory.max") pids.max=$(cat "$d/pids.max") memory.swap.max=$(cat "$d/memory.swap.max" 2>/dev/null)"
+		check limits-files "$got" test "$got" = "cpu.max=50000 100000 memory.max=67108864 pids.max=16 memory.swap.max=0"
+	else
+		bad limits-files "no cgroup $d: $(find "$CG" -maxdepth 3 -type d | tr '\n' ' ')"
+	fi
+	# memory: a hog is OOM-killed and reported, the session lives on.
+	run lim 120 'python3 -c "b = b\"x\" * (256 << 20); print(len(b))"'
+	oom=$(jget 'd["oom_killed"]')
+	events=$(grep -E '^oom_kill ' "$d/memory.events" 2>/dev/null)
+	check memory-limit "HTTP $code oom_killed=$oom ($events): $body" test "$code" = 200 -a "$oom" = true
+	# pids: forking stops at the limit, the session still answers.
+	run lim 120 'python3 -c "
+import os, time
+n = 0
+try:
+    while n < 1000:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+except OSError as e:
+    print(\"fork failed after\", n, \"errno\", e.errno)
+"'
+	out=$(jget 'd["stdout"]')
+	maxev=$(grep -E '^max ' "$d/pids.events" 2>/dev/null)
+	check pids-limit "HTTP $code stdout='$out' pids.events '$maxev'" \
+		eval '[ "$code" = 200 ] && echo "$out" | grep -q "^fork failed after [0-9]* errno 11"'
+	run lim 60 'echo alive'
+	out=$(jget 'd["stdout"]')
+	check session-survives-limits "HTTP $code stdout='$out' after the hog and the fork bomb: $body" test "$out" = alive
+	# cpu: a busy loop under cpus=0.5 is throttled.
+	run lim 60 'end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done'
+	thr=$(awk '$1 == "nr_throttled" {print $2}' "$d/cpu.stat" 2>/dev/null)
+	check cpu-limit "nr_throttled=${thr:-none} in $d/cpu.stat after 2 s of busy loop" test "${thr:-0}" -gt 0
+	# 4. systemctl status shows the session under the unit.
+	st=$(systemctl status sandboxd --no-pager -l --lines=0 2>&1)
+	check status-lists-sessions "no user_alice/lim in: $st" \
+		eval 'echo "$st" | grep -q "user_alice" && echo "$st" | grep -qw lim'
+	echo "$st" | sed -n '/CGroup:/,$p' | sed 's/^/  # /'
+	req DELETE /v1/sessions/lim
+	check delete "HTTP $code $body" test "$code" = 200
+else
+	bad limits "cannot create the session: $code $body"
+fi
+
+# --- 5. restart with two live sessions ----------------------------------------
+if create bob r1 && create bob r2; then
+	run r1 60 'echo one > /workspace/f'
+	c1=$code
+	run r2 60 'echo two > /workspace/f; echo tmp2 > /tmp/t'
+	c2=$code
+	oldpid=$(unit_prop sandboxd.service MainPID)
+	t=$(date +%s)
+	if systemctl restart sandboxd 2>&1 && wait_active sandboxd.service 300; then
+		newpid=$(unit_prop sandboxd.service MainPID)
+		note "restart took $(secs "$t")s: pid $oldpid -> $newpid"
+		run r1 60 'cat /workspace/f'
+		o1=$(jget 'd["stdout"]')
+		run r2 60 'cat /workspace/f /tmp/t'
+		o2=$(jget 'd["stdout"]')
+		check restart-sessions-live "writes $c1/$c2; after restart r1 '$o1' r2 '$o2' (pid $oldpid -> $newpid)" \
+			test "$o1" = one -a "$o2" = "two"$'\n'"tmp2" -a "$oldpid" != "$newpid"
+	else
+		bad restart-sessions-live "systemctl restart failed: $(systemctl status sandboxd --no-pager -l 2>&1 | tail -20)"
+	fi
+else
+	bad restart-sessions-live "cannot create two sessions"
+fi
+
+# --- 7. the journal ------------------------------------------------------------
+jall=$(journalctl -u sandboxd -o cat --no-pager)
+check journal "no 'serving' or 'request' lines in journalctl -u sandboxd" \
+	eval 'echo "$jall" | grep -q "^serving" && echo "$jall" | grep -q "^request "'
+jses=$(journalctl -u sandboxd SANDBOXD_SESSION=r1 -o cat --no-pager)
+juser=$(journalctl -u sandboxd SANDBOXD_USER=bob -o cat --no-pager)
+check journal-fields "SANDBOXD_SESSION=r1: '$jses'; SANDBOXD_USER=bob: '$juser'" \
+	test -n "$jses" -a -n "$juser"
+note "SANDBOXD_SESSION=r1: $(echo "$jses" | head -3 | tr '\n' '|')"
+# Under the real unit (its sandboxing included) the daemon runs with every
+# feature on: no warning of its own.
+jwarn=$(journalctl -u sandboxd _COMM=sandboxd -p warning -o cat --no-pager | sort | uniq -c)
+check journal-no-warnings "the daemon warned: $jwarn" test -z "$jwarn"
+
+# --- 6. delete everything, stop both units: nothing left ---------------------
+req GET /v1/sessions
+for id in $(jget '" ".join(s["id"] for s in d["sessions"])'); do
+	req DELETE "/v1/sessions/$id"
+	[ "$code" = 200 ] || note "delete $id: $code $body"
+done
+systemctl stop sandboxd.service sandboxd.socket
+sleep 1
+leaks=
+for u in sandboxd.service sandboxd.socket; do
+	[ "$(systemctl is-active $u)" = inactive ] || leaks+=" $u is $(systemctl is-active $u);"
+done
+if [ -d "$CG" ]; then
+	procs=$(find "$CG" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')
+	[ -z "${procs// /}" ] || leaks+=" processes in $CG: $procs;"
+	leaks+=" cgroups left: $(find "$CG" -mindepth 1 -type d | tr '\n' ' ');"
+fi
+for p in /proc/[0-9]*; do
+	r=$(readlink "$p/root" 2>/dev/null) || continue
+	u=$(awk '/^Uid:/ {print $2}' "$p/status" 2>/dev/null)
+	if [ "$r" != / ] || [ "$u" = 10000 ]; then
+		leaks+=" process ${p#/proc/} ($(tr '\0' ' ' <"$p/cmdline"), root $r, uid $u);"
+	fi
+done
+m=$(grep -c /var/lib/sandboxd /proc/1/mountinfo)
+[ "$m" = 0 ] || leaks+=" $m mounts under /var/lib/sandboxd: $(grep /var/lib/sandboxd /proc/1/mountinfo | cut -d' ' -f5 | tr '\n' ' ');"
+left=$(ls -A /var/lib/sandboxd/containers 2>/dev/null)
+[ -z "$left" ] || leaks+=" container state left: $left;"
+[ ! -e "$SOCK" ] || leaks+=" $SOCK still exists;"
+check stop-nothing-leaked "${leaks:-}" test -z "$leaks"
+systemctl start sandboxd.socket
+req GET /v1
+n=$(jget 'd["sessions"]')
+check start-again "HTTP $code sessions=$n after starting the socket again: $body" test "$code" = 200 -a "$n" = 0
+
+echo "suite took $(secs "$t_start")s"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
