@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/stretchr/testify/assert"
@@ -159,4 +160,17 @@ func TestRecoveryAdoptsRestartsAndFinishes(t *testing.T) {
 	assert.ErrorIs(t, err, api.ErrNotFound, "an interrupted delete is finished")
 	assertSessionGone(t, deleting)
 	assert.FileExists(t, filepath.Join(env.m.layout.User(deleting.UserID).Outputs(), "file.docx"), "with its kept files")
+}
+
+func TestDeadSandboxIsReportedStopped(t *testing.T) {
+	s := newSession(t, "dead", nil)
+	c, err := libcontainer.Load(env.m.layout.Containers(), s.ID)
+	require.NoError(t, err, "load container")
+	require.NoError(t, c.Signal(syscall.SIGKILL), "kill the sandbox from outside")
+	require.Eventually(t, func() bool {
+		got, err := env.m.GetSession(context.Background(), s.ID)
+		return err == nil && got.Status == "stopped"
+	}, 5*time.Second, 20*time.Millisecond, "the session is reported stopped")
+	_, err = env.m.Exec(context.Background(), s.ID, api.ExecRequest{Command: "true"})
+	assert.ErrorIs(t, err, api.ErrUnavailable, "exec in a stopped session says why")
 }

@@ -217,7 +217,7 @@ func (m *Manager) CreateSession(ctx context.Context, req api.CreateSessionReques
 	}
 	created = true
 	m.log.InfoContext(ctx, "session created", "session", s.meta.ID, "user", s.meta.UserID)
-	return s.meta.api(), nil
+	return s.meta.api(statusRunning), nil
 }
 
 // reserve claims the session's id, refusing a duplicate or a user at the
@@ -358,6 +358,21 @@ func (m *Manager) userQuota(userID string) quota {
 	return q
 }
 
+// Session statuses: a stopped session's sandbox died under the daemon
+// (killed from outside); its files are intact, and the next daemon start
+// gives it a new sandbox.
+const (
+	statusRunning = "running"
+	statusStopped = "stopped"
+)
+
+func (s *session) status() string {
+	if st, err := s.box.Status(); err == nil && st == libcontainer.Running {
+		return statusRunning
+	}
+	return statusStopped
+}
+
 // lookup returns a live session.
 func (m *Manager) lookup(id string) (*session, error) {
 	m.mu.Lock()
@@ -375,7 +390,7 @@ func (m *Manager) GetSession(_ context.Context, id string) (api.Session, error) 
 	if err != nil {
 		return api.Session{}, err
 	}
-	return s.meta.api(), nil
+	return s.meta.api(s.status()), nil
 }
 
 // ListSessions lists the live sessions, of one user when userID is set.
@@ -390,7 +405,7 @@ func (m *Manager) ListSessions(_ context.Context, userID string) ([]api.Session,
 	out := []api.Session{}
 	for _, s := range m.sessions {
 		if s.box != nil && !s.deleting && (userID == "" || s.meta.UserID == userID) {
-			out = append(out, s.meta.api())
+			out = append(out, s.meta.api(s.status()))
 		}
 	}
 	slices.SortFunc(out, func(a, b api.Session) int {
@@ -500,6 +515,9 @@ func (m *Manager) execute(ctx context.Context, id string, req api.ExecRequest, s
 	s, err := m.lookup(id)
 	if err != nil {
 		return api.ExecResult{}, err
+	}
+	if s.status() != statusRunning {
+		return api.ExecResult{}, fmt.Errorf("%w: session %q: its sandbox is not running (a daemon restart gives it a new one)", api.ErrUnavailable, id)
 	}
 	cmd, timeout, err := m.command(req)
 	if err != nil {

@@ -27,13 +27,13 @@ type deleteIntent struct {
 	KeepFiles bool `json:"keep_files"`
 }
 
-func (m sessionMeta) api() api.Session {
+func (m sessionMeta) api(status string) api.Session {
 	return api.Session{
 		ID:        m.ID,
 		UserID:    m.UserID,
 		CreatedAt: m.CreatedAt,
 		Limits:    m.Limits,
-		Status:    "running",
+		Status:    status,
 		Workspace: mounts.WorkspaceDir,
 	}
 }
