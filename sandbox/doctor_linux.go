@@ -62,7 +62,7 @@ func Doctor(cfg Config) []Check {
 
 	add("overlayfs", "", checkOverlay())
 
-	checks = append(checks, Check{Name: "openat2", Detail: "symlink-safe file API", Err: mounts.CheckOpenat2(), Optional: true})
+	checks = append(checks, Check{Name: checkOpenat2, Detail: "symlink-safe file API", Err: mounts.CheckOpenat2(), Optional: true})
 
 	out, err := exec.Command(cfg.Python, "-c", "import venv, ensurepip, sys; print(sys.version.split()[0])").CombinedOutput()
 	if err != nil {
@@ -70,6 +70,19 @@ func Doctor(cfg Config) []Check {
 	}
 	add("python", cfg.Python+" "+strings.TrimSpace(string(out)), err)
 	return checks
+}
+
+// checkOpenat2 names the check whose failure turns the files API off.
+const checkOpenat2 = "openat2"
+
+// optionalFailure is the error of the named check, or nil.
+func optionalFailure(checks []Check, name string) error {
+	for _, c := range checks {
+		if c.Name == name {
+			return c.Err
+		}
+	}
+	return nil
 }
 
 // Healthy returns the failed required checks joined, or nil.

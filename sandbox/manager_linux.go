@@ -62,7 +62,8 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if err := Healthy(Doctor(cfg)); err != nil {
+	checks := Doctor(cfg)
+	if err := Healthy(checks); err != nil {
 		return nil, fmt.Errorf("this host cannot sandbox (see sandboxd doctor): %w", err)
 	}
 	cg, err := cgroup.New(cfg.CgroupParent)
@@ -82,7 +83,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		swap:        swapAccounting(cg.Mode()),
 		controllers: controllers,
 		sessions:    map[string]*session{},
-		filesErr:    mounts.CheckOpenat2(),
+		filesErr:    optionalFailure(checks, checkOpenat2),
 	}
 	if m.filesErr != nil {
 		m.log.Error("the files API is off", "err", m.filesErr)
