@@ -38,14 +38,15 @@ const (
 	CodeAlreadyExists   = "already_exists"
 	CodeTooLarge        = "too_large"
 	CodeQuotaExceeded   = "quota_exceeded"
+	CodePidsLimit       = "pids_limit"
 	CodeUnsupported     = "unsupported_content"
 	CodeUnavailable     = "unavailable"
 	CodeInternal        = "internal"
 )
 
-// Sentinel errors. The daemon wraps them with context (fmt.Errorf("session
-// %q: %w", id, api.ErrNotFound)); the server maps each to its HTTP status in
-// one table.
+// Sentinel errors, one per code. The Go client's errors match them with
+// errors.Is; the server wraps them for failures of its own (a body that does
+// not decode).
 var (
 	ErrInvalidArgument = &Error{Code: CodeInvalidArgument, Message: "invalid argument"}
 	ErrNotFound        = &Error{Code: CodeNotFound, Message: "not found"}
@@ -58,6 +59,9 @@ var (
 	ErrAlreadyExists = &Error{Code: CodeAlreadyExists, Message: "already exists"}
 	ErrTooLarge      = &Error{Code: CodeTooLarge, Message: "too large"}
 	ErrQuotaExceeded = &Error{Code: CodeQuotaExceeded, Message: "quota exceeded"}
+	// ErrPidsLimit: the session's processes are all in use; a command
+	// could not be started.
+	ErrPidsLimit = &Error{Code: CodePidsLimit, Message: "pids limit reached"}
 	// ErrUnsupported: the content is not what the route serves (binary or
 	// invalid UTF-8 for a text route).
 	ErrUnsupported = &Error{Code: CodeUnsupported, Message: "unsupported content"}

@@ -7,16 +7,16 @@ const Version = "v1"
 
 // Limits are a session's kernel-enforced resource limits. On create, zero
 // fields take the daemon's defaults; values above the daemon's maximums are
-// refused.
+// capped.
 type Limits struct {
 	// CPUs is the CPU bandwidth in cores (0.5 = half a core).
-	CPUs float64 `json:"cpus,omitempty" yaml:"cpus"`
+	CPUs float64 `json:"cpus,omitempty"`
 	// MemoryMB is the memory limit in MiB; swap is disabled.
-	MemoryMB int64 `json:"memory_mb,omitempty" yaml:"memory_mb"`
+	MemoryMB int64 `json:"memory_mb,omitempty"`
 	// Pids caps the number of processes and threads.
-	Pids int64 `json:"pids,omitempty" yaml:"pids"`
+	Pids int64 `json:"pids,omitempty"`
 	// TmpMB is the size of the session's /tmp (it counts against MemoryMB).
-	TmpMB int64 `json:"tmp_mb,omitempty" yaml:"tmp_mb"`
+	TmpMB int64 `json:"tmp_mb,omitempty"`
 }
 
 // Info is the answer of GET /v1.
@@ -44,8 +44,12 @@ type Session struct {
 	UserID    string    `json:"user_id"`
 	CreatedAt time.Time `json:"created_at"`
 	Limits    Limits    `json:"limits"`
-	// Status is "running" or "stopped".
+	// Status is "running", "stopped" (the sandbox died; the next daemon
+	// start gives the session a new one) or "broken" (the daemon could not
+	// restore it; Reason says why).
 	Status string `json:"status"`
+	// Reason says why a session is not running.
+	Reason string `json:"reason,omitempty"`
 	// Workspace is where the session's files live inside the sandbox.
 	Workspace string `json:"workspace"`
 }
@@ -88,4 +92,12 @@ type DeleteSessionResult struct {
 	ID string `json:"id"`
 	// KeptFiles are the names the kept files got in shared_files/outputs/.
 	KeptFiles []string `json:"kept_files"`
+	// NotKept are the files that should have been kept and could not be.
+	NotKept []NotKept `json:"not_kept"`
+}
+
+// NotKept is a file a delete with keep_files could not keep, and why.
+type NotKept struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
 }

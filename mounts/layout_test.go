@@ -3,43 +3,11 @@ package mounts
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-func TestValidateID(t *testing.T) {
-	tests := []struct {
-		id string
-		ok bool
-	}{
-		{"alice", true},
-		{"A-1_b", true},
-		{"7", true},
-		{strings.Repeat("a", MaxIDLength), true},
-		{"", false},
-		{strings.Repeat("a", MaxIDLength+1), false},
-		{"../x", false},
-		{"a/b", false},
-		{"..", false},
-		{".hidden", false},
-		{"-flag", false},
-		{"_x", false},
-		{"a\x00b", false},
-		{"a b", false},
-		{"é", false},
-	}
-	for _, tt := range tests {
-		err := ValidateID("user_id", tt.id)
-		if tt.ok {
-			assert.NoError(t, err, "%q is valid", tt.id)
-		} else {
-			assert.ErrorIs(t, err, ErrInvalidID, "%q is refused", tt.id)
-		}
-	}
-}
 
 func TestKeepFiles(t *testing.T) {
 	from, to := t.TempDir(), t.TempDir()

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/sandboxd/sandboxd/api"
 )
 
 // p50 reports the median of the timed operations as "p50-ms".
@@ -28,7 +26,7 @@ func BenchmarkSession(b *testing.B) {
 		var ds []time.Duration
 		for b.Loop() {
 			start := time.Now()
-			s, err := env.m.CreateSession(ctx, api.CreateSessionRequest{UserID: "bench"})
+			s, err := env.m.CreateSession(ctx, CreateRequest{UserID: "bench"})
 			ds = append(ds, time.Since(start))
 			if err != nil {
 				b.Fatal(err)
@@ -40,7 +38,7 @@ func BenchmarkSession(b *testing.B) {
 		reportP50(b, ds)
 	})
 	b.Run("exec-true", func(b *testing.B) {
-		s, err := env.m.CreateSession(ctx, api.CreateSessionRequest{UserID: "bench", Limits: benchLimits()})
+		s, err := env.m.CreateSession(ctx, CreateRequest{UserID: "bench", Limits: benchLimits()})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -48,7 +46,7 @@ func BenchmarkSession(b *testing.B) {
 		var ds []time.Duration
 		for b.Loop() {
 			start := time.Now()
-			res, err := env.m.Exec(ctx, s.ID, api.ExecRequest{Argv: []string{"true"}})
+			res, err := env.m.Exec(ctx, s.ID, ExecRequest{Command: Command{Argv: []string{"true"}}})
 			ds = append(ds, time.Since(start))
 			if err != nil || res.ExitCode != 0 {
 				b.Fatal(err, res)
@@ -60,7 +58,7 @@ func BenchmarkSession(b *testing.B) {
 		var ds []time.Duration
 		for b.Loop() {
 			b.StopTimer()
-			s, err := env.m.CreateSession(ctx, api.CreateSessionRequest{UserID: "bench"})
+			s, err := env.m.CreateSession(ctx, CreateRequest{UserID: "bench"})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -78,10 +76,10 @@ func BenchmarkSession(b *testing.B) {
 
 // benchLimits lets SANDBOXD_BENCH_CPUS raise the session's CPU limit, to
 // tell the cost of exec from the throttling of the default 0.5 CPU.
-func benchLimits() *api.Limits {
+func benchLimits() *Limits {
 	cpus, err := strconv.ParseFloat(os.Getenv("SANDBOXD_BENCH_CPUS"), 64)
 	if err != nil {
 		return nil
 	}
-	return &api.Limits{CPUs: cpus}
+	return &Limits{CPUs: cpus}
 }

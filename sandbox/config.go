@@ -3,8 +3,6 @@ package sandbox
 import (
 	"log/slog"
 	"time"
-
-	"github.com/sandboxd/sandboxd/api"
 )
 
 // Config is what a Manager is built from; cmd/sandboxd fills it from flags
@@ -22,8 +20,8 @@ type Config struct {
 	// Python is the interpreter the base venv is made from.
 	Python string
 
-	DefaultLimits api.Limits
-	MaxLimits     api.Limits
+	DefaultLimits Limits
+	MaxLimits     Limits
 
 	// MaxSessionsPerUser and MaxWorkspaceMB are the quota of a user
 	// without a quota.json of their own (0 = unlimited).
@@ -47,6 +45,9 @@ type Config struct {
 	// ProcessBufferBytes bounds the unread output kept per background
 	// process; older lines are dropped and counted.
 	ProcessBufferBytes int
+	// ProcessBufferTotalBytes bounds the unread output of all background
+	// processes of the daemon together.
+	ProcessBufferTotalBytes int64
 
 	// KeepExtensions are the kinds of files delete?keep_files=true moves
 	// into the user's shared_files/outputs/.
@@ -54,4 +55,16 @@ type Config struct {
 
 	Logger  *slog.Logger
 	Version string
+
+	// Faults, when set (by tests only), is asked at each named step of
+	// create, delete and recovery whether to fail there.
+	Faults Faults
+}
+
+// Faults injects failures at named steps, so that tests can show that a
+// failure or a crash at any step leaves nothing half-done.
+type Faults interface {
+	// At returns an error to fail the step with, or nil to go on. It may
+	// also never return (a test that kills the daemon there).
+	At(step string) error
 }

@@ -19,7 +19,6 @@ import (
 	// nsenter joins a running sandbox's namespaces for each command.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 
-	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/mounts"
 	"github.com/sandboxd/sandboxd/sandbox/shim"
 )
@@ -29,8 +28,6 @@ const (
 	mib       = 1 << 20
 	// destroyWait bounds how long a killed container may take to die.
 	destroyWait = 10 * time.Second
-	// sandboxPath is PATH inside: the session's venv first.
-	sandboxPath = "PATH=" + mounts.VenvDir + "/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 )
 
 // boxSpec is everything one container is built from.
@@ -39,11 +36,32 @@ type boxSpec struct {
 	hostname   string
 	rootfs     string
 	cgroupPath string
-	limits     api.Limits
+	limits     Limits
 	mounts     []*configs.Mount
 	// swap is false where the kernel has no swap accounting, so memory
 	// alone is limited.
 	swap bool
+}
+
+// boxSpec is the container of a session.
+func (m *Manager) boxSpec(s *session) boxSpec {
+	limits := s.meta.Limits.limits()
+	return boxSpec{
+		id:         s.meta.ID,
+		hostname:   s.meta.ID,
+		rootfs:     m.layout.Rootfs(),
+		cgroupPath: m.cg.SessionPath(s.meta.UserID, s.meta.ID),
+		limits:     limits,
+		swap:       m.swap,
+		mounts: mounts.Mounts(mounts.Spec{
+			Layout:   m.layout,
+			UserID:   s.meta.UserID,
+			Session:  s.dir,
+			BaseEnv:  m.layout.BaseEnv(),
+			Helper:   m.cfg.Helper,
+			TmpBytes: limits.TmpMB * mib,
+		}),
+	}
 }
 
 // containerConfig turns a boxSpec into libcontainer's configuration: new
@@ -91,25 +109,55 @@ func containerConfig(s boxSpec) *configs.Config {
 
 // startContainer creates the container and starts its PID 1, the reaper.
 // The container outlives the daemon (nothing ties it to the daemon's
-// lifetime), so a restarted daemon can adopt it.
-func startContainer(stateRoot string, s boxSpec) (*libcontainer.Container, error) {
+// lifetime), so a restarted daemon can adopt it. State a crashed daemon
+// left under the same id is removed first.
+func (m *Manager) startContainer(s boxSpec) (*libcontainer.Container, error) {
+	stateRoot := m.layout.Containers()
+	if err := removeContainer(stateRoot, s.id); err != nil {
+		return nil, err
+	}
 	c, err := libcontainer.Create(stateRoot, s.id, containerConfig(s))
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
+	if err := m.fault("sandbox:created"); err != nil {
+		_ = c.Destroy()
+		return nil, err
+	}
 	init := &libcontainer.Process{
 		Args: []string{mounts.HelperPath, shim.InitMode},
-		Env:  []string{sandboxPath},
+		Env:  []string{},
 		Init: true,
 	}
 	if err := c.Run(init); err != nil {
 		_ = c.Destroy()
+		_ = os.RemoveAll(filepath.Join(stateRoot, s.id))
 		return nil, fmt.Errorf("start container: %w", err)
 	}
 	// The reaper is this daemon's child until the daemon exits; collect
 	// it when it is killed so it does not linger as a zombie.
 	go func() { _, _ = init.Wait() }()
 	return c, nil
+}
+
+// removeContainer destroys the container with id if libcontainer has state
+// for it, and removes its state directory whatever is in it: a daemon
+// killed inside libcontainer.Create or Run leaves a directory that Load
+// cannot read and Create refuses to overwrite.
+func removeContainer(stateRoot, id string) error {
+	dir := filepath.Join(stateRoot, id)
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if c, err := libcontainer.Load(stateRoot, id); err == nil {
+		if err := destroyContainer(c); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove container state %s: %w", id, err)
+	}
+	return nil
 }
 
 // destroyContainer kills everything in the container (SIGKILL to its PID 1
@@ -138,7 +186,52 @@ func destroyContainer(c *libcontainer.Container) error {
 	return nil
 }
 
-// containerIDs lists the containers libcontainer has state for.
+// startSandbox starts the session's container and attaches to it.
+func (m *Manager) startSandbox(s *session) error {
+	c, err := m.startContainer(m.boxSpec(s))
+	if err != nil {
+		return fmt.Errorf("session %q: %w", s.meta.ID, err)
+	}
+	if err := m.attach(s, c); err != nil {
+		_ = destroyContainer(c)
+		return err
+	}
+	return nil
+}
+
+// attach takes hold of a running container as the session's sandbox.
+func (m *Manager) attach(s *session, c *libcontainer.Container) error {
+	st, err := c.State()
+	if err != nil {
+		return fmt.Errorf("session %q: container state: %w", s.meta.ID, err)
+	}
+	fd, err := unix.PidfdOpen(st.InitProcessPid, 0)
+	if err != nil {
+		return fmt.Errorf("session %q: pidfd of its PID 1: %w", s.meta.ID, err)
+	}
+	s.box = c
+	s.init = os.NewFile(uintptr(fd), "pidfd")
+	s.exec = &containerExecutor{c: c, uid: m.owner.UID, gid: m.owner.GID}
+	return nil
+}
+
+// destroySandbox ends the session's sandbox, whatever state it is in, and
+// removes its container state and cgroup.
+func (m *Manager) destroySandbox(s *session) error {
+	s.release()
+	if err := removeContainer(m.layout.Containers(), s.meta.ID); err != nil {
+		return fmt.Errorf("session %q: %w", s.meta.ID, err)
+	}
+	// libcontainer removed the session cgroup; this catches one whose
+	// container state was already gone.
+	if err := m.cg.Remove(m.cg.SessionPath(s.meta.UserID, s.meta.ID)); err != nil {
+		return fmt.Errorf("session %q: %w", s.meta.ID, err)
+	}
+	return nil
+}
+
+// containerIDs lists the entries of libcontainer's state root, loadable or
+// not.
 func containerIDs(stateRoot string) ([]string, error) {
 	entries, err := os.ReadDir(stateRoot)
 	if err != nil {
@@ -147,9 +240,7 @@ func containerIDs(stateRoot string) ([]string, error) {
 	var ids []string
 	for _, e := range entries {
 		if e.IsDir() {
-			if _, err := os.Stat(filepath.Join(stateRoot, e.Name(), "state.json")); err == nil {
-				ids = append(ids, e.Name())
-			}
+			ids = append(ids, e.Name())
 		}
 	}
 	return ids, nil

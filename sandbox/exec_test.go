@@ -8,12 +8,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/sandboxd/sandboxd/api"
 )
 
 func TestTimeoutKillsTheWholeTree(t *testing.T) {
-	s := newSession(t, "timeout", nil)
+	s := startSession(t, "timeout", nil)
 
 	start := time.Now()
 	res := run(t, s.ID, `sleep 1000 & setsid sleep 1000 & sleep 1000`, 1)
@@ -27,7 +25,7 @@ func TestTimeoutKillsTheWholeTree(t *testing.T) {
 }
 
 func TestBackgroundChildDoesNotHangTheCall(t *testing.T) {
-	s := newSession(t, "background", nil)
+	s := startSession(t, "background", nil)
 
 	start := time.Now()
 	res := run(t, s.ID, `sleep 1000 & echo started`, 30)
@@ -39,12 +37,12 @@ func TestBackgroundChildDoesNotHangTheCall(t *testing.T) {
 }
 
 func TestCancelKillsTheWholeTree(t *testing.T) {
-	s := newSession(t, "cancel", nil)
+	s := startSession(t, "cancel", nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	res, err := env.m.Exec(ctx, s.ID, api.ExecRequest{Command: "setsid sleep 1000 & sleep 1000", TimeoutSec: 60})
+	res, err := env.m.Exec(ctx, s.ID, ExecRequest{Command: Command{Shell: "setsid sleep 1000 & sleep 1000"}, Timeout: secs(60)})
 	require.NoError(t, err, "exec")
 	assert.Less(t, time.Since(start), 3*time.Second, "the call returns when its context ends")
 	assert.False(t, res.TimedOut, "a cancel is not a timeout")
@@ -52,7 +50,7 @@ func TestCancelKillsTheWholeTree(t *testing.T) {
 }
 
 func TestOutputIsCappedPerStream(t *testing.T) {
-	s := newSession(t, "output", nil)
+	s := startSession(t, "output", nil)
 
 	res := run(t, s.ID, `head -c 5M /dev/zero | tr '\0' o; echo tail >&2`, 30)
 	assert.Equal(t, 0, res.ExitCode, "the command ran to its end")
@@ -63,85 +61,71 @@ func TestOutputIsCappedPerStream(t *testing.T) {
 }
 
 func TestExecRequestFields(t *testing.T) {
-	s := newSession(t, "fields", nil)
+	s := startSession(t, "fields", nil)
 	require.Equal(t, 0, run(t, s.ID, "mkdir -p /workspace/sub", 10).ExitCode, "mkdir")
 
 	tests := []struct {
 		name       string
-		req        api.ExecRequest
+		req        ExecRequest
 		wantStdout string
 		wantCode   int
 	}{
-		{"argv", api.ExecRequest{Argv: []string{"printf", "%s|", "a b", "$HOME"}}, "a b|$HOME|", 0},
-		{"command", api.ExecRequest{Command: "echo $HOME"}, "/workspace\n", 0},
-		{"stdin", api.ExecRequest{Argv: []string{"cat"}, Stdin: "hello"}, "hello", 0},
-		{"no stdin", api.ExecRequest{Argv: []string{"cat"}}, "", 0},
-		{"env", api.ExecRequest{Command: "echo $FOO", Env: map[string]string{"FOO": "bar"}}, "bar\n", 0},
-		{"relative cwd", api.ExecRequest{Command: "pwd", Cwd: "sub"}, "/workspace/sub\n", 0},
-		{"absolute cwd", api.ExecRequest{Command: "pwd", Cwd: "/tmp"}, "/tmp\n", 0},
-		{"exit code", api.ExecRequest{Command: "exit 3"}, "", 3},
-		{"missing program", api.ExecRequest{Argv: []string{"no-such-program"}}, "", 127},
+		{"argv", ExecRequest{Command: Command{Argv: []string{"printf", "%s|", "a b", "$HOME"}}}, "a b|$HOME|", 0},
+		{"command", ExecRequest{Command: Command{Shell: "echo $HOME"}}, "/workspace\n", 0},
+		{"stdin", ExecRequest{Command: Command{Argv: []string{"cat"}}, Stdin: "hello"}, "hello", 0},
+		{"no stdin", ExecRequest{Command: Command{Argv: []string{"cat"}}}, "", 0},
+		{"env", ExecRequest{Command: Command{Shell: "echo $FOO", Env: map[string]string{"FOO": "bar"}}}, "bar\n", 0},
+		{"relative cwd", ExecRequest{Command: Command{Shell: "pwd", Cwd: "sub"}}, "/workspace/sub\n", 0},
+		{"absolute cwd", ExecRequest{Command: Command{Shell: "pwd", Cwd: "/tmp"}}, "/tmp\n", 0},
+		{"exit code", ExecRequest{Command: Command{Shell: "exit 3"}}, "", 3},
+		{"missing program", ExecRequest{Command: Command{Argv: []string{"no-such-program"}}}, "", 127},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res, err := env.m.Exec(context.Background(), s.ID, tt.req)
 			require.NoError(t, err, "exec")
-			assert.Equal(t, tt.wantStdout, res.Stdout, "stdout (stderr %q)", res.Stderr)
+			assert.Equal(t, tt.wantStdout, string(res.Stdout), "stdout (stderr %q)", res.Stderr)
 			assert.Equal(t, tt.wantCode, res.ExitCode, "exit code")
 		})
 	}
 }
 
-func TestExecRequestValidation(t *testing.T) {
-	s := newSession(t, "validation", nil)
+func TestExecRefusals(t *testing.T) {
+	s := startSession(t, "validation", nil)
 	tests := []struct {
 		name string
-		req  api.ExecRequest
+		req  ExecRequest
+		kind error
 		want string
 	}{
-		{"nothing to run", api.ExecRequest{}, "argv or command is required"},
-		{"both", api.ExecRequest{Argv: []string{"true"}, Command: "true"}, "not both"},
-		{"empty argv0", api.ExecRequest{Argv: []string{""}}, "argv[0] is empty"},
-		{"NUL in argument", api.ExecRequest{Argv: []string{"echo", "a\x00b"}}, "NUL"},
-		{"NUL in cwd", api.ExecRequest{Command: "true", Cwd: "a\x00b"}, "NUL"},
-		{"bad env name", api.ExecRequest{Command: "true", Env: map[string]string{"A=B": "c"}}, "env name"},
-		{"negative timeout", api.ExecRequest{Command: "true", TimeoutSec: -1}, "timeout"},
-		{"missing cwd", api.ExecRequest{Command: "true", Cwd: "/nonexistent"}, "no such file or directory"},
-		{"cwd not a directory", api.ExecRequest{Command: "true", Cwd: "/etc/passwd"}, "not a directory"},
+		{"nothing to run", ExecRequest{}, ErrInvalid, "argv or command is required"},
+		{"negative timeout", ExecRequest{Command: Command{Shell: "true"}, Timeout: secs(-1)}, ErrInvalid, "timeout"},
+		{"missing cwd", ExecRequest{Command: Command{Shell: "true", Cwd: "/nonexistent"}}, ErrInvalid, "no such file or directory"},
+		{"cwd not a directory", ExecRequest{Command: Command{Shell: "true", Cwd: "/etc/passwd"}}, ErrInvalid, "not a directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := env.m.Exec(context.Background(), s.ID, tt.req)
 			require.Error(t, err, "refused")
-			assert.ErrorIs(t, err, api.ErrInvalidArgument, "an invalid argument")
+			assert.ErrorIs(t, err, tt.kind, "the kind of refusal")
 			assert.Contains(t, err.Error(), tt.want, "the message says why")
 		})
 	}
-	_, err := env.m.Exec(context.Background(), "no-such-session", api.ExecRequest{Command: "true"})
-	assert.ErrorIs(t, err, api.ErrNotFound, "exec in a missing session")
-}
-
-func TestTimeoutIsCappedByConfig(t *testing.T) {
-	requireRoot(t)
-	_, timeout, err := env.m.command(api.ExecRequest{Command: "true", TimeoutSec: 1e6})
-	require.NoError(t, err, "a long timeout is accepted")
-	assert.Equal(t, env.cfg.MaxExecTimeout, timeout, "and capped at the maximum")
-	_, timeout, err = env.m.command(api.ExecRequest{Command: "true"})
-	require.NoError(t, err, "no timeout is accepted")
-	assert.Equal(t, env.cfg.ExecTimeout, timeout, "and takes the default")
+	_, err := env.m.Exec(context.Background(), "no-such-session", ExecRequest{Command: Command{Shell: "true"}})
+	assert.ErrorIs(t, err, ErrNotFound, "exec in a missing session")
 }
 
 func TestConcurrentExecsInOneSession(t *testing.T) {
-	s := newSession(t, "concurrent", nil)
-	results := make(chan api.ExecResult, 4)
+	s := startSession(t, "concurrent", nil)
+	results := make(chan ExecResult, 4)
 	for i := 0; i < 4; i++ {
 		go func() {
-			res, _ := env.m.Exec(context.Background(), s.ID, api.ExecRequest{Command: "sleep 0.5; echo done"})
+			res, _ := env.m.Exec(context.Background(), s.ID, ExecRequest{Command: Command{Shell: "sleep 0.5; echo done"}})
 			results <- res
 		}()
 	}
 	for i := 0; i < 4; i++ {
 		res := <-results
-		assert.Equal(t, "done\n", res.Stdout, "each concurrent command completes: %q", strings.TrimSpace(res.Stderr))
+		assert.Equal(t, "done\n", string(res.Stdout), "each concurrent command completes: %q", strings.TrimSpace(string(res.Stderr)))
 	}
 }

@@ -14,8 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/api/server"
 	"github.com/sandboxd/sandboxd/mounts"
 )
 
@@ -23,34 +21,40 @@ import (
 // mounts.Root, so no path it is given can resolve outside them. Each call
 // opens its own root descriptor: there is no lock around file I/O.
 
-// fileTarget is one path resolved to its tree.
+// fileTarget is one path resolved to its tree, for one call: close it
+// when the call is over.
 type fileTarget struct {
 	root *mounts.Root
-	// name is api.RootWorkspace or api.RootShared.
-	name string
+	name Root
 	rel  string
+	// s is the session, held for the call; done releases it.
+	s    *session
+	done func()
+}
+
+func (t fileTarget) close() {
+	_ = t.root.Close()
+	t.done()
 }
 
 // resolvePath maps a path as the API takes it — relative to the root, or
 // absolute as the sandbox sees it — to a tree and a clean relative path.
 // A workspace path under "shared/" is the user's shared files, as it is
 // inside the sandbox.
-func resolvePath(root, p string) (string, string, error) {
+func resolvePath(root Root, p string) (Root, string, error) {
 	switch root {
-	case "", api.RootWorkspace:
-		root = api.RootWorkspace
-	case api.RootShared:
+	case RootWorkspace, RootShared:
 	default:
-		return "", "", fmt.Errorf("%w: root %q: want %q or %q", api.ErrInvalidArgument, root, api.RootWorkspace, api.RootShared)
+		return "", "", fmt.Errorf("%w: root %q: want %q or %q", ErrInvalid, root, RootWorkspace, RootShared)
 	}
 	if strings.HasPrefix(p, "/") {
 		prefix := mounts.WorkspaceDir
-		if root == api.RootShared {
+		if root == RootShared {
 			prefix = mounts.SharedDir
 		}
 		rest, ok := strings.CutPrefix(p, prefix)
 		if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
-			return "", "", fmt.Errorf("%w: path %q: an absolute path must be under %s", api.ErrInvalidArgument, p, prefix)
+			return "", "", fmt.Errorf("%w: path %q: an absolute path must be under %s", ErrInvalid, p, prefix)
 		}
 		p = strings.TrimPrefix(rest, "/")
 	}
@@ -58,39 +62,40 @@ func resolvePath(root, p string) (string, string, error) {
 	if err != nil {
 		return "", "", fileError(err)
 	}
-	if root == api.RootWorkspace {
+	if root == RootWorkspace {
 		if rel == "shared" {
-			return api.RootShared, ".", nil
+			return RootShared, ".", nil
 		}
 		if rest, ok := strings.CutPrefix(rel, "shared/"); ok {
-			return api.RootShared, rest, nil
+			return RootShared, rest, nil
 		}
 	}
 	return root, rel, nil
 }
 
 // openTarget resolves p in session id's root and opens that tree.
-func (m *Manager) openTarget(id, root, p string) (fileTarget, *session, error) {
+func (m *Manager) openTarget(id string, root Root, p string) (fileTarget, error) {
 	if m.filesErr != nil {
-		return fileTarget{}, nil, fmt.Errorf("%w: the file API is off: %w", api.ErrUnavailable, m.filesErr)
-	}
-	s, err := m.lookup(id)
-	if err != nil {
-		return fileTarget{}, nil, err
+		return fileTarget{}, fmt.Errorf("%w: the file API is off: %w", ErrUnavailable, m.filesErr)
 	}
 	name, rel, err := resolvePath(root, p)
 	if err != nil {
-		return fileTarget{}, nil, err
+		return fileTarget{}, err
+	}
+	s, done, err := m.acquire(id)
+	if err != nil {
+		return fileTarget{}, err
 	}
 	dir := s.dir.Files()
-	if name == api.RootShared {
+	if name == RootShared {
 		dir = m.layout.User(s.meta.UserID).SharedFiles()
 	}
 	r, err := mounts.OpenRoot(dir, m.owner)
 	if err != nil {
-		return fileTarget{}, nil, fmt.Errorf("session %q: %w", id, err)
+		done()
+		return fileTarget{}, fmt.Errorf("session %q: %w", id, err)
 	}
-	return fileTarget{root: r, name: name, rel: rel}, s, nil
+	return fileTarget{root: r, name: name, rel: rel, s: s, done: done}, nil
 }
 
 // fileError maps what resolution and the file system said to the API's
@@ -101,22 +106,22 @@ func fileError(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, mounts.ErrNoOpenat2):
-		sentinel = api.ErrUnavailable
+		sentinel = ErrUnavailable
 	case errors.Is(err, mounts.ErrEscape), errors.Is(err, mounts.ErrNotRegular), errors.Is(err, mounts.ErrLinked),
 		errors.Is(err, unix.ELOOP), errors.Is(err, fs.ErrPermission):
-		sentinel = api.ErrPermission
+		sentinel = ErrForbidden
 	case errors.Is(err, fs.ErrNotExist):
-		sentinel = api.ErrNotFound
+		sentinel = ErrNotFound
 	case errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EBUSY):
 		// Before fs.ErrExist, which ENOTEMPTY also matches.
-		sentinel = api.ErrConflict
+		sentinel = ErrConflict
 	case errors.Is(err, fs.ErrExist):
-		sentinel = api.ErrAlreadyExists
+		sentinel = ErrExists
 	case errors.Is(err, errTooLarge):
-		sentinel = api.ErrTooLarge
+		sentinel = ErrTooLarge
 	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENAMETOOLONG),
 		errors.Is(err, unix.EINVAL), errors.Is(err, unix.EXDEV):
-		sentinel = api.ErrInvalidArgument
+		sentinel = ErrInvalid
 	default:
 		return err
 	}
@@ -128,83 +133,75 @@ func fileError(err error) error {
 
 var errTooLarge = errors.New("larger than the file size cap")
 
-func apiInfo(i mounts.Info) api.FileInfo {
-	t := api.TypeOther
+func fileInfo(i mounts.Info) FileInfo {
+	t := TypeOther
 	switch {
 	case i.Mode.IsRegular():
-		t = api.TypeFile
+		t = TypeFile
 	case i.Mode.IsDir():
-		t = api.TypeDir
+		t = TypeDir
 	case i.Mode&os.ModeSymlink != 0:
-		t = api.TypeSymlink
+		t = TypeSymlink
 	}
 	rel := i.Path
 	if rel == "." {
 		rel = ""
 	}
-	return api.FileInfo{
+	return FileInfo{
 		Name:       i.Name,
 		Path:       rel,
 		Type:       t,
 		Size:       i.Size,
-		Mode:       fmt.Sprintf("%04o", i.Mode.Perm()),
+		Mode:       i.Mode,
 		ModTime:    i.ModTime.UTC(),
 		LinkTarget: i.Target,
 	}
 }
 
 // ListFiles lists a directory of a session's tree.
-func (m *Manager) ListFiles(_ context.Context, id, root, p string, recursive bool) (api.FileList, error) {
-	t, _, err := m.openTarget(id, root, p)
+func (m *Manager) ListFiles(_ context.Context, id string, root Root, p string, recursive bool) (FileList, error) {
+	t, err := m.openTarget(id, root, p)
 	if err != nil {
-		return api.FileList{}, err
+		return FileList{}, err
 	}
-	defer t.root.Close()
+	defer t.close()
 	infos, truncated, err := t.root.List(t.rel, recursive, m.cfg.MaxListEntries)
 	if err != nil {
-		return api.FileList{}, fileError(err)
+		return FileList{}, fileError(err)
 	}
-	list := api.FileList{Root: t.name, Path: strings.TrimPrefix(t.rel, "."), Entries: make([]api.FileInfo, 0, len(infos)), Truncated: truncated}
+	list := FileList{Root: t.name, Path: strings.TrimPrefix(t.rel, "."), Entries: make([]FileInfo, 0, len(infos)), Truncated: truncated}
 	for _, i := range infos {
-		list.Entries = append(list.Entries, apiInfo(i))
+		list.Entries = append(list.Entries, fileInfo(i))
 	}
 	return list, nil
 }
 
 // StatFile describes one entry, not following a final symlink.
-func (m *Manager) StatFile(_ context.Context, id, root, p string) (api.FileInfo, error) {
-	t, _, err := m.openTarget(id, root, p)
+func (m *Manager) StatFile(_ context.Context, id string, root Root, p string) (FileInfo, error) {
+	t, err := m.openTarget(id, root, p)
 	if err != nil {
-		return api.FileInfo{}, err
+		return FileInfo{}, err
 	}
-	defer t.root.Close()
+	defer t.close()
 	info, err := t.root.Stat(t.rel)
 	if err != nil {
-		return api.FileInfo{}, fileError(err)
+		return FileInfo{}, fileError(err)
 	}
-	return apiInfo(info), nil
+	return fileInfo(info), nil
 }
-
-// openFile is an open regular file of a session.
-type openFile struct {
-	*os.File
-	info api.FileInfo
-}
-
-func (f openFile) Info() api.FileInfo { return f.info }
 
 // OpenFile opens a regular file for reading.
-func (m *Manager) OpenFile(_ context.Context, id, root, p string) (server.File, error) {
-	t, _, err := m.openTarget(id, root, p)
+func (m *Manager) OpenFile(_ context.Context, id string, root Root, p string) (File, error) {
+	t, err := m.openTarget(id, root, p)
 	if err != nil {
-		return nil, err
+		return File{}, err
 	}
-	defer t.root.Close()
+	defer t.close()
 	f, info, err := t.root.OpenFile(t.rel)
 	if err != nil {
-		return nil, fileError(err)
+		return File{}, fileError(err)
 	}
-	return openFile{File: f, info: apiInfo(info)}, nil
+	return File{ReadSeekCloser: f, Info: fileInfo(info)}, nil
 }
 
 // MaxFileBytes is the size cap of uploads and of whole-file reads.
@@ -219,17 +216,17 @@ func (m *Manager) readText(t fileTarget) (string, os.FileMode, error) {
 	}
 	defer f.Close()
 	if info.Size > m.cfg.MaxFileBytes {
-		return "", 0, fmt.Errorf("%w: %s is %d bytes, over the cap of %d", api.ErrTooLarge, t.rel, info.Size, m.cfg.MaxFileBytes)
+		return "", 0, fmt.Errorf("%w: %s is %d bytes, over the cap of %d", ErrTooLarge, t.rel, info.Size, m.cfg.MaxFileBytes)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, m.cfg.MaxFileBytes+1))
 	if err != nil {
 		return "", 0, fmt.Errorf("read %s: %w", t.rel, err)
 	}
 	if int64(len(data)) > m.cfg.MaxFileBytes {
-		return "", 0, fmt.Errorf("%w: %s grew over the cap of %d bytes", api.ErrTooLarge, t.rel, m.cfg.MaxFileBytes)
+		return "", 0, fmt.Errorf("%w: %s grew over the cap of %d bytes", ErrTooLarge, t.rel, m.cfg.MaxFileBytes)
 	}
 	if !utf8.Valid(data) || bytes.IndexByte(data, 0) >= 0 {
-		return "", 0, fmt.Errorf("%w: %s is binary or not valid UTF-8 text", api.ErrUnsupported, t.rel)
+		return "", 0, fmt.Errorf("%w: %s is binary or not valid UTF-8 text", ErrNotText, t.rel)
 	}
 	return string(data), info.Mode, nil
 }
@@ -237,23 +234,23 @@ func (m *Manager) readText(t fileTarget) (string, os.FileMode, error) {
 // ReadText returns lines [line, line+limit) of a text file, numbered from
 // 1, without their line endings, and the file's line count. limit 0 means
 // to the end.
-func (m *Manager) ReadText(_ context.Context, id, root, p string, line, limit int) (api.TextFile, error) {
+func (m *Manager) ReadText(_ context.Context, id string, root Root, p string, line, limit int) (TextFile, error) {
 	if line < 1 || limit < 0 {
-		return api.TextFile{}, fmt.Errorf("%w: line must be at least 1 and limit not negative", api.ErrInvalidArgument)
+		return TextFile{}, fmt.Errorf("%w: line must be at least 1 and limit not negative", ErrInvalid)
 	}
-	t, _, err := m.openTarget(id, root, p)
+	t, err := m.openTarget(id, root, p)
 	if err != nil {
-		return api.TextFile{}, err
+		return TextFile{}, err
 	}
-	defer t.root.Close()
+	defer t.close()
 	text, _, err := m.readText(t)
 	if err != nil {
-		return api.TextFile{}, err
+		return TextFile{}, err
 	}
 	lines := splitLines(text)
-	out := api.TextFile{Path: t.rel, Lines: []api.TextLine{}, TotalLines: len(lines)}
+	out := TextFile{Path: t.rel, Lines: []TextLine{}, TotalLines: len(lines)}
 	for i := line - 1; i < len(lines) && (limit == 0 || i < line-1+limit); i++ {
-		out.Lines = append(out.Lines, api.TextLine{Number: i + 1, Text: lines[i]})
+		out.Lines = append(out.Lines, TextLine{Number: i + 1, Text: lines[i]})
 	}
 	return out, nil
 }
@@ -289,30 +286,34 @@ func (c *capReader) Read(p []byte) (int, error) {
 
 // WriteFile stores body at p atomically, within the size cap and, for a
 // new file in the workspace, the session's file quota.
-func (m *Manager) WriteFile(_ context.Context, id, root, p string, body io.Reader, mkdirs bool) (api.WriteResult, error) {
-	t, s, err := m.openTarget(id, root, p)
+func (m *Manager) WriteFile(_ context.Context, id string, root Root, p string, body io.Reader, mkdirs bool) (WriteResult, error) {
+	t, err := m.openTarget(id, root, p)
 	if err != nil {
-		return api.WriteResult{}, err
+		return WriteResult{}, err
 	}
-	defer t.root.Close()
-	if err := m.checkFileQuota(t, s); err != nil {
-		return api.WriteResult{}, err
+	defer t.close()
+	if err := m.checkFileQuota(t); err != nil {
+		return WriteResult{}, err
 	}
 	res, err := t.root.WriteFile(t.rel, &capReader{r: body, n: m.cfg.MaxFileBytes}, mkdirs)
 	if errors.Is(err, errTooLarge) {
-		return api.WriteResult{}, fmt.Errorf("%w: %s: the upload is over the cap of %d bytes", api.ErrTooLarge, t.rel, m.cfg.MaxFileBytes)
+		return WriteResult{}, fmt.Errorf("%w: %s: the upload is over the cap of %d bytes", ErrTooLarge, t.rel, m.cfg.MaxFileBytes)
 	}
 	if err != nil {
-		return api.WriteResult{}, fileError(err)
+		return WriteResult{}, fileError(err)
 	}
-	return api.WriteResult{Path: t.rel, Size: res.Size, SHA256: res.SHA256}, nil
+	return WriteResult{Path: t.rel, Size: res.Size, SHA256: res.SHA256}, nil
 }
 
 // checkFileQuota refuses a new file in a workspace already holding the
 // session's maximum number of files.
-func (m *Manager) checkFileQuota(t fileTarget, s *session) error {
-	max := m.userQuota(s.meta.UserID).MaxFilesPerSession
-	if max <= 0 || t.name != api.RootWorkspace {
+func (m *Manager) checkFileQuota(t fileTarget) error {
+	q, err := m.userQuota(t.s.meta.UserID)
+	if err != nil {
+		return err
+	}
+	max := q.MaxFilesPerSession
+	if max <= 0 || t.name != RootWorkspace {
 		return nil
 	}
 	if _, err := t.root.Stat(t.rel); err == nil {
@@ -329,7 +330,7 @@ func (m *Manager) checkFileQuota(t fileTarget, s *session) error {
 		}
 	}
 	if n >= max {
-		return fmt.Errorf("%w: session %q holds %d files, its maximum", api.ErrQuotaExceeded, s.meta.ID, n)
+		return fmt.Errorf("%w: session %q holds %d files, its maximum", ErrQuota, t.s.meta.ID, n)
 	}
 	return nil
 }
@@ -337,21 +338,21 @@ func (m *Manager) checkFileQuota(t fileTarget, s *session) error {
 // EditFile replaces req.Old by req.New in a text file: Old must occur
 // exactly once, or exactly req.Count times. In a file with CRLF line
 // endings, "\n" in Old and New stands for "\r\n", so the edit keeps them.
-func (m *Manager) EditFile(_ context.Context, id, root string, req api.EditRequest) (api.EditResult, error) {
+func (m *Manager) EditFile(_ context.Context, id string, root Root, req EditRequest) (EditResult, error) {
 	if req.Old == "" {
-		return api.EditResult{}, fmt.Errorf("%w: old must not be empty", api.ErrInvalidArgument)
+		return EditResult{}, fmt.Errorf("%w: old must not be empty", ErrInvalid)
 	}
 	if req.Count < 0 {
-		return api.EditResult{}, fmt.Errorf("%w: count must not be negative", api.ErrInvalidArgument)
+		return EditResult{}, fmt.Errorf("%w: count must not be negative", ErrInvalid)
 	}
-	t, _, err := m.openTarget(id, root, req.Path)
+	t, err := m.openTarget(id, root, req.Path)
 	if err != nil {
-		return api.EditResult{}, err
+		return EditResult{}, err
 	}
-	defer t.root.Close()
+	defer t.close()
 	text, _, err := m.readText(t)
 	if err != nil {
-		return api.EditResult{}, err
+		return EditResult{}, err
 	}
 	old, repl := req.Old, req.New
 	if strings.Contains(text, "\r\n") && !strings.Contains(old, "\r\n") {
@@ -360,86 +361,86 @@ func (m *Manager) EditFile(_ context.Context, id, root string, req api.EditReque
 	}
 	want := max(req.Count, 1)
 	if n := strings.Count(text, old); n != want {
-		return api.EditResult{}, fmt.Errorf("%w: %s: old text occurs %d times, expected %d", api.ErrConflict, t.rel, n, want)
+		return EditResult{}, fmt.Errorf("%w: %s: old text occurs %d times, expected %d", ErrConflict, t.rel, n, want)
 	}
 	res, err := t.root.WriteFile(t.rel, strings.NewReader(strings.Replace(text, old, repl, want)), false)
 	if err != nil {
-		return api.EditResult{}, fileError(err)
+		return EditResult{}, fileError(err)
 	}
-	return api.EditResult{Path: t.rel, Replacements: want, Size: res.Size, SHA256: res.SHA256}, nil
+	return EditResult{Path: t.rel, Replacements: want, Size: res.Size, SHA256: res.SHA256}, nil
 }
 
 // RemoveFile removes a file, a symlink, an empty directory, or with
 // recursive a tree.
-func (m *Manager) RemoveFile(_ context.Context, id, root, p string, recursive bool) error {
-	t, _, err := m.openTarget(id, root, p)
+func (m *Manager) RemoveFile(_ context.Context, id string, root Root, p string, recursive bool) error {
+	t, err := m.openTarget(id, root, p)
 	if err != nil {
 		return err
 	}
-	defer t.root.Close()
+	defer t.close()
 	return fileError(t.root.Remove(t.rel, recursive))
 }
 
 // Mkdir creates a directory, with its parents when asked.
-func (m *Manager) Mkdir(_ context.Context, id, root string, req api.MkdirRequest) (api.FileInfo, error) {
-	t, _, err := m.openTarget(id, root, req.Path)
+func (m *Manager) Mkdir(_ context.Context, id string, root Root, p string, parents bool) (FileInfo, error) {
+	t, err := m.openTarget(id, root, p)
 	if err != nil {
-		return api.FileInfo{}, err
+		return FileInfo{}, err
 	}
-	defer t.root.Close()
-	if req.Parents {
+	defer t.close()
+	if parents {
 		_, err = t.root.MkdirAll(t.rel)
 	} else {
 		err = t.root.Mkdir(t.rel)
 	}
 	if err != nil {
-		return api.FileInfo{}, fileError(err)
+		return FileInfo{}, fileError(err)
 	}
 	info, err := t.root.Stat(t.rel)
-	return apiInfo(info), fileError(err)
+	return fileInfo(info), fileError(err)
 }
 
 // MoveFile renames within one tree.
-func (m *Manager) MoveFile(_ context.Context, id, root string, req api.MoveRequest) (api.FileInfo, error) {
-	t, _, err := m.openTarget(id, root, req.From)
+func (m *Manager) MoveFile(_ context.Context, id string, root Root, from, to string, overwrite bool) (FileInfo, error) {
+	t, err := m.openTarget(id, root, from)
 	if err != nil {
-		return api.FileInfo{}, err
+		return FileInfo{}, err
 	}
-	defer t.root.Close()
-	toRoot, toRel, err := resolvePath(root, req.To)
+	defer t.close()
+	toRoot, toRel, err := resolvePath(root, to)
 	if err != nil {
-		return api.FileInfo{}, err
+		return FileInfo{}, err
 	}
 	if toRoot != t.name {
-		return api.FileInfo{}, fmt.Errorf("%w: cannot move between the workspace and the shared files", api.ErrInvalidArgument)
+		return FileInfo{}, fmt.Errorf("%w: cannot move between the workspace and the shared files", ErrInvalid)
 	}
-	if err := t.root.Move(t.rel, toRel, req.Overwrite); err != nil {
-		return api.FileInfo{}, fileError(err)
+	if err := t.root.Move(t.rel, toRel, overwrite); err != nil {
+		return FileInfo{}, fileError(err)
 	}
 	info, err := t.root.Stat(toRel)
-	return apiInfo(info), fileError(err)
+	return fileInfo(info), fileError(err)
 }
 
 // OpenOutput opens a file of the user's shared_files/outputs/ for the
 // design's download route.
-func (m *Manager) OpenOutput(_ context.Context, userID, name string) (server.File, error) {
+func (m *Manager) OpenOutput(_ context.Context, userID, name string) (File, error) {
 	if m.filesErr != nil {
-		return nil, fmt.Errorf("%w: the file API is off: %w", api.ErrUnavailable, m.filesErr)
+		return File{}, fmt.Errorf("%w: the file API is off: %w", ErrUnavailable, m.filesErr)
 	}
-	if err := mounts.ValidateID("user_id", userID); err != nil {
-		return nil, fmt.Errorf("%w: %w", api.ErrInvalidArgument, err)
+	if err := validateID("user_id", userID); err != nil {
+		return File{}, err
 	}
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-		return nil, fmt.Errorf("%w: output name %q must be a single file name", api.ErrInvalidArgument, name)
+		return File{}, fmt.Errorf("%w: output name %q must be a single file name", ErrInvalid, name)
 	}
 	r, err := mounts.OpenRoot(m.layout.User(userID).Outputs(), m.owner)
 	if err != nil {
-		return nil, fileError(fmt.Errorf("user %q: %w", userID, err))
+		return File{}, fileError(fmt.Errorf("user %q: %w", userID, err))
 	}
 	defer r.Close()
 	f, info, err := r.OpenFile(path.Clean(name))
 	if err != nil {
-		return nil, fileError(err)
+		return File{}, fileError(err)
 	}
-	return openFile{File: f, info: apiInfo(info)}, nil
+	return File{ReadSeekCloser: f, Info: fileInfo(info)}, nil
 }

@@ -17,15 +17,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/sandboxd/sandboxd/api"
 )
 
 // hostileSession is a session whose workspace holds the traps a sandbox
 // (or a careless host) can plant, and a file outside every root that no
 // operation may read or change.
 type hostileSession struct {
-	api.Session
+	Session
 	files  string // the workspace on the host
 	secret string // a host file outside the roots
 }
@@ -33,7 +31,7 @@ type hostileSession struct {
 const secretText = "host secret\n"
 
 func newHostileSession(t *testing.T) hostileSession {
-	s := newSession(t, "hostile", nil)
+	s := startSession(t, "hostile", nil)
 	h := hostileSession{Session: s, files: env.m.layout.Session(s.UserID, s.ID).Files()}
 	// The secret lives beside the state tree, on the same file system, so
 	// a hard link to it can be made.
@@ -65,7 +63,7 @@ func TestFilesHostilePaths(t *testing.T) {
 	h := newHostileSession(t)
 	ctx := context.Background()
 	read := func(p string) error {
-		f, err := env.m.OpenFile(ctx, h.ID, "", p)
+		f, err := env.m.OpenFile(ctx, h.ID, RootWorkspace, p)
 		if err == nil {
 			data, _ := io.ReadAll(f)
 			f.Close()
@@ -78,59 +76,59 @@ func TestFilesHostilePaths(t *testing.T) {
 		op   func() error
 		want error
 	}{
-		{"parent", func() error { return read("../x") }, api.ErrPermission},
-		{"parent after a component", func() error { return read("a/../../x") }, api.ErrPermission},
-		{"absolute host path", func() error { return read("/etc/passwd") }, api.ErrInvalidArgument},
-		{"NUL byte", func() error { return read("a\x00b") }, api.ErrInvalidArgument},
-		{"over-long name", func() error { return read(strings.Repeat("n", 300)) }, api.ErrInvalidArgument},
-		{"symlink to /etc/shadow", func() error { return read("shadowlink") }, api.ErrPermission},
-		{"symlink to /", func() error { return read("rootlink/etc/passwd") }, api.ErrPermission},
-		{"symlink chain leaving the root", func() error { return read("c1/passwd") }, api.ErrPermission},
-		{"symlink in a middle component", func() error { return read("mid/passwd") }, api.ErrPermission},
-		{"hard link to a host file", func() error { return read("hard") }, api.ErrPermission},
-		{"FIFO", func() error { return read("fifo") }, api.ErrPermission},
-		{"device node", func() error { return read("null") }, api.ErrPermission},
+		{"parent", func() error { return read("../x") }, ErrForbidden},
+		{"parent after a component", func() error { return read("a/../../x") }, ErrForbidden},
+		{"absolute host path", func() error { return read("/etc/passwd") }, ErrInvalid},
+		{"NUL byte", func() error { return read("a\x00b") }, ErrInvalid},
+		{"over-long name", func() error { return read(strings.Repeat("n", 300)) }, ErrInvalid},
+		{"symlink to /etc/shadow", func() error { return read("shadowlink") }, ErrForbidden},
+		{"symlink to /", func() error { return read("rootlink/etc/passwd") }, ErrForbidden},
+		{"symlink chain leaving the root", func() error { return read("c1/passwd") }, ErrForbidden},
+		{"symlink in a middle component", func() error { return read("mid/passwd") }, ErrForbidden},
+		{"hard link to a host file", func() error { return read("hard") }, ErrForbidden},
+		{"FIFO", func() error { return read("fifo") }, ErrForbidden},
+		{"device node", func() error { return read("null") }, ErrForbidden},
 		{"text of a symlink leaving the root", func() error {
-			_, err := env.m.ReadText(ctx, h.ID, "", "shadowlink", 1, 0)
+			_, err := env.m.ReadText(ctx, h.ID, RootWorkspace, "shadowlink", 1, 0)
 			return err
-		}, api.ErrPermission},
+		}, ErrForbidden},
 		{"list through a symlink to /", func() error {
-			_, err := env.m.ListFiles(ctx, h.ID, "", "rootlink", false)
+			_, err := env.m.ListFiles(ctx, h.ID, RootWorkspace, "rootlink", false)
 			return err
-		}, api.ErrPermission},
+		}, ErrForbidden},
 		{"write under a symlink to /etc", func() error {
-			_, err := env.m.WriteFile(ctx, h.ID, "", "mid/sandboxd-escape", strings.NewReader("x"), false)
+			_, err := env.m.WriteFile(ctx, h.ID, RootWorkspace, "mid/sandboxd-escape", strings.NewReader("x"), false)
 			return err
-		}, api.ErrPermission},
+		}, ErrForbidden},
 		{"write with mkdirs through a symlink to /", func() error {
-			_, err := env.m.WriteFile(ctx, h.ID, "", "rootlink/tmp/sandboxd-escape", strings.NewReader("x"), true)
+			_, err := env.m.WriteFile(ctx, h.ID, RootWorkspace, "rootlink/tmp/sandboxd-escape", strings.NewReader("x"), true)
 			return err
-		}, api.ErrPermission},
+		}, ErrForbidden},
 		{"mkdir under a symlink", func() error {
-			_, err := env.m.Mkdir(ctx, h.ID, "", api.MkdirRequest{Path: "mid/sandboxd-escape"})
+			_, err := env.m.Mkdir(ctx, h.ID, RootWorkspace, "mid/sandboxd-escape", false)
 			return err
-		}, api.ErrPermission},
+		}, ErrForbidden},
 		{"move out through a symlink", func() error {
-			_, err := env.m.MoveFile(ctx, h.ID, "", api.MoveRequest{From: "a.txt", To: "mid/sandboxd-escape"})
+			_, err := env.m.MoveFile(ctx, h.ID, RootWorkspace, "a.txt", "mid/sandboxd-escape", false)
 			return err
-		}, api.ErrPermission},
+		}, ErrForbidden},
 		{"edit through a symlink", func() error {
-			_, err := env.m.EditFile(ctx, h.ID, "", api.EditRequest{Path: "shadowlink", Old: "root", New: "x"})
+			_, err := env.m.EditFile(ctx, h.ID, RootWorkspace, EditRequest{Path: "shadowlink", Old: "root", New: "x"})
 			return err
-		}, api.ErrPermission},
+		}, ErrForbidden},
 		{"edit a hard link", func() error {
-			_, err := env.m.EditFile(ctx, h.ID, "", api.EditRequest{Path: "hard", Old: "host", New: "x"})
+			_, err := env.m.EditFile(ctx, h.ID, RootWorkspace, EditRequest{Path: "hard", Old: "host", New: "x"})
 			return err
-		}, api.ErrPermission},
-		{"remove the root", func() error { return env.m.RemoveFile(ctx, h.ID, "", "", true) }, api.ErrConflict},
+		}, ErrForbidden},
+		{"remove the root", func() error { return env.m.RemoveFile(ctx, h.ID, RootWorkspace, "", true) }, ErrConflict},
 		{"download with a path", func() error {
 			_, err := env.m.OpenOutput(ctx, h.UserID, "../sessions/x")
 			return err
-		}, api.ErrInvalidArgument},
+		}, ErrInvalid},
 		{"unknown root", func() error {
 			_, err := env.m.ListFiles(ctx, h.ID, "host", "", false)
 			return err
-		}, api.ErrInvalidArgument},
+		}, ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,12 +158,12 @@ func TestFilesHostileTargetsAreContained(t *testing.T) {
 	// Writing over a symlink, a hard link or a FIFO replaces the name in
 	// the workspace; the host files behind them are untouched.
 	for _, name := range []string{"shadowlink", "hard", "fifo"} {
-		res, err := env.m.WriteFile(ctx, h.ID, "", name, strings.NewReader("replaced"), false)
+		res, err := env.m.WriteFile(ctx, h.ID, RootWorkspace, name, strings.NewReader("replaced"), false)
 		require.NoError(t, err, "write over %s", name)
 		assert.Equal(t, int64(8), res.Size, "size written to %s", name)
-		info, err := env.m.StatFile(ctx, h.ID, "", name)
+		info, err := env.m.StatFile(ctx, h.ID, RootWorkspace, name)
 		require.NoError(t, err, "stat %s", name)
-		assert.Equal(t, api.TypeFile, info.Type, "%s is now a regular file", name)
+		assert.Equal(t, TypeFile, info.Type, "%s is now a regular file", name)
 	}
 	after, err := os.ReadFile("/etc/shadow")
 	require.NoError(t, err, "read /etc/shadow")
@@ -173,21 +171,21 @@ func TestFilesHostileTargetsAreContained(t *testing.T) {
 	h.assertSecretIntact(t)
 
 	// Removing symlinks removes the links, never what they point to.
-	require.NoError(t, env.m.RemoveFile(ctx, h.ID, "", "rootlink", true), "remove the link to /")
-	require.NoError(t, env.m.RemoveFile(ctx, h.ID, "", "mid", true), "remove the link to /etc")
+	require.NoError(t, env.m.RemoveFile(ctx, h.ID, RootWorkspace, "rootlink", true), "remove the link to /")
+	require.NoError(t, env.m.RemoveFile(ctx, h.ID, RootWorkspace, "mid", true), "remove the link to /etc")
 	assert.FileExists(t, "/etc/passwd", "/etc is intact")
 
 	// A symlink that stays inside is followed; listings report links.
-	f, err := env.m.OpenFile(ctx, h.ID, "", "inlink")
+	f, err := env.m.OpenFile(ctx, h.ID, RootWorkspace, "inlink")
 	require.NoError(t, err, "a symlink inside the root is followed")
 	data, _ := io.ReadAll(f)
 	f.Close()
 	assert.Equal(t, "inner\n", string(data), "content through an inner symlink")
-	list, err := env.m.ListFiles(ctx, h.ID, "", "", false)
+	list, err := env.m.ListFiles(ctx, h.ID, RootWorkspace, "", false)
 	require.NoError(t, err, "list the workspace")
 	for _, e := range list.Entries {
 		if e.Name == "c1" {
-			assert.Equal(t, api.TypeSymlink, e.Type, "a symlink is reported as one")
+			assert.Equal(t, TypeSymlink, e.Type, "a symlink is reported as one")
 			assert.Equal(t, "c2", e.LinkTarget, "with its target")
 		}
 	}
@@ -196,20 +194,20 @@ func TestFilesHostileTargetsAreContained(t *testing.T) {
 func TestFilesDirectorySwappedForSymlink(t *testing.T) {
 	h := newHostileSession(t)
 	ctx := context.Background()
-	_, err := env.m.StatFile(ctx, h.ID, "", "sw/f")
+	_, err := env.m.StatFile(ctx, h.ID, RootWorkspace, "sw/f")
 	require.NoError(t, err, "the directory is there at first")
 
 	res := run(t, h.ID, "cd /workspace && rm -r sw && ln -s / sw", 10)
 	require.Equal(t, 0, res.ExitCode, "swap the directory for a symlink: %s", res.Stderr)
 
-	_, err = env.m.OpenFile(ctx, h.ID, "", "sw/etc/passwd")
-	assert.ErrorIs(t, err, api.ErrPermission, "the next call does not follow the swap")
-	_, err = env.m.WriteFile(ctx, h.ID, "", "sw/f", strings.NewReader("x"), false)
-	assert.ErrorIs(t, err, api.ErrPermission, "nor does a write")
+	_, err = env.m.OpenFile(ctx, h.ID, RootWorkspace, "sw/etc/passwd")
+	assert.ErrorIs(t, err, ErrForbidden, "the next call does not follow the swap")
+	_, err = env.m.WriteFile(ctx, h.ID, RootWorkspace, "sw/f", strings.NewReader("x"), false)
+	assert.ErrorIs(t, err, ErrForbidden, "nor does a write")
 }
 
 func TestFilesRoundTrips(t *testing.T) {
-	s := newSession(t, "roundtrip", nil)
+	s := startSession(t, "roundtrip", nil)
 	ctx := context.Background()
 
 	// A 50 MiB binary upload and download.
@@ -217,11 +215,11 @@ func TestFilesRoundTrips(t *testing.T) {
 	_, err := rand.Read(blob)
 	require.NoError(t, err, "random data")
 	sum := sha256.Sum256(blob)
-	res, err := env.m.WriteFile(ctx, s.ID, "", "/workspace/data/blob.bin", bytes.NewReader(blob), true)
+	res, err := env.m.WriteFile(ctx, s.ID, RootWorkspace, "/workspace/data/blob.bin", bytes.NewReader(blob), true)
 	require.NoError(t, err, "upload")
 	assert.Equal(t, int64(len(blob)), res.Size, "size")
 	assert.Equal(t, hex.EncodeToString(sum[:]), res.SHA256, "sha256 of the upload")
-	f, err := env.m.OpenFile(ctx, s.ID, "", "data/blob.bin")
+	f, err := env.m.OpenFile(ctx, s.ID, RootWorkspace, "data/blob.bin")
 	require.NoError(t, err, "open for download")
 	h := sha256.New()
 	_, err = io.Copy(h, f)
@@ -230,9 +228,9 @@ func TestFilesRoundTrips(t *testing.T) {
 	assert.Equal(t, sum[:], h.Sum(nil), "sha256 of the download")
 
 	// An upload over the cap is refused and leaves nothing.
-	_, err = env.m.WriteFile(ctx, s.ID, "", "big.bin", io.LimitReader(zeroReader{}, env.cfg.MaxFileBytes+1), false)
-	assert.ErrorIs(t, err, api.ErrTooLarge, "over the cap")
-	list, err := env.m.ListFiles(ctx, s.ID, "", "", false)
+	_, err = env.m.WriteFile(ctx, s.ID, RootWorkspace, "big.bin", io.LimitReader(zeroReader{}, env.cfg.MaxFileBytes+1), false)
+	assert.ErrorIs(t, err, ErrTooLarge, "over the cap")
+	list, err := env.m.ListFiles(ctx, s.ID, RootWorkspace, "", false)
 	require.NoError(t, err, "list")
 	for _, e := range list.Entries {
 		assert.NotContains(t, e.Name, "big.bin", "no file from the refused upload")
@@ -240,43 +238,43 @@ func TestFilesRoundTrips(t *testing.T) {
 	}
 
 	// Written through the API: the sandbox user's, with a process's mode.
-	_, err = env.m.WriteFile(ctx, s.ID, "", "notes/hello.txt", strings.NewReader("hello\n"), true)
+	_, err = env.m.WriteFile(ctx, s.ID, RootWorkspace, "notes/hello.txt", strings.NewReader("hello\n"), true)
 	require.NoError(t, err, "write text")
 	inside := run(t, s.ID, "stat -c '%u %a %n' /workspace/notes /workspace/notes/hello.txt && cat /workspace/notes/hello.txt", 10)
 	assert.Equal(t, "10000 755 /workspace/notes\n10000 644 /workspace/notes/hello.txt\nhello\n", inside.Stdout, "visible inside with the sandbox user's ownership")
 
 	// Written inside: readable through the API, in both roots.
 	require.Equal(t, 0, run(t, s.ID, "printf 'one\\ntwo\\nthree\\n' > /workspace/lines.txt && echo s > /workspace/shared/data/s.txt", 10).ExitCode, "write inside")
-	text, err := env.m.ReadText(ctx, s.ID, "", "lines.txt", 2, 1)
+	text, err := env.m.ReadText(ctx, s.ID, RootWorkspace, "lines.txt", 2, 1)
 	require.NoError(t, err, "read text")
-	assert.Equal(t, []api.TextLine{{Number: 2, Text: "two"}}, text.Lines, "line 2 only")
+	assert.Equal(t, []TextLine{{Number: 2, Text: "two"}}, text.Lines, "line 2 only")
 	assert.Equal(t, 3, text.TotalLines, "total line count")
-	shared, err := env.m.ReadText(ctx, s.ID, api.RootShared, "data/s.txt", 1, 0)
+	shared, err := env.m.ReadText(ctx, s.ID, RootShared, "data/s.txt", 1, 0)
 	require.NoError(t, err, "read the shared root")
 	assert.Equal(t, "s", shared.Lines[0].Text, "shared file")
-	viaWorkspace, err := env.m.StatFile(ctx, s.ID, "", "/workspace/shared/data/s.txt")
+	viaWorkspace, err := env.m.StatFile(ctx, s.ID, RootWorkspace, "/workspace/shared/data/s.txt")
 	require.NoError(t, err, "the shared files under /workspace/shared")
 	assert.Equal(t, int64(2), viaWorkspace.Size, "same file through the workspace path")
 
 	// Binary is refused as text.
-	_, err = env.m.ReadText(ctx, s.ID, "", "data/blob.bin", 1, 0)
-	assert.ErrorIs(t, err, api.ErrUnsupported, "binary content is not text")
+	_, err = env.m.ReadText(ctx, s.ID, RootWorkspace, "data/blob.bin", 1, 0)
+	assert.ErrorIs(t, err, ErrNotText, "binary content is not text")
 
 	// mkdir, move, remove.
-	_, err = env.m.Mkdir(ctx, s.ID, "", api.MkdirRequest{Path: "a/b/c", Parents: true})
+	_, err = env.m.Mkdir(ctx, s.ID, RootWorkspace, "a/b/c", true)
 	require.NoError(t, err, "mkdir -p")
-	_, err = env.m.Mkdir(ctx, s.ID, "", api.MkdirRequest{Path: "a/b/c"})
-	assert.ErrorIs(t, err, api.ErrAlreadyExists, "mkdir of an existing directory")
-	_, err = env.m.MoveFile(ctx, s.ID, "", api.MoveRequest{From: "lines.txt", To: "a/b/c/lines.txt"})
+	_, err = env.m.Mkdir(ctx, s.ID, RootWorkspace, "a/b/c", false)
+	assert.ErrorIs(t, err, ErrExists, "mkdir of an existing directory")
+	_, err = env.m.MoveFile(ctx, s.ID, RootWorkspace, "lines.txt", "a/b/c/lines.txt", false)
 	require.NoError(t, err, "move")
-	_, err = env.m.MoveFile(ctx, s.ID, "", api.MoveRequest{From: "notes/hello.txt", To: "a/b/c/lines.txt"})
-	assert.ErrorIs(t, err, api.ErrAlreadyExists, "a move does not overwrite unless asked")
-	_, err = env.m.MoveFile(ctx, s.ID, "", api.MoveRequest{From: "a", To: "shared/a"})
-	assert.ErrorIs(t, err, api.ErrInvalidArgument, "no move between the roots")
-	assert.ErrorIs(t, env.m.RemoveFile(ctx, s.ID, "", "a", false), api.ErrConflict, "a non-empty directory needs recursive")
-	require.NoError(t, env.m.RemoveFile(ctx, s.ID, "", "a", true), "remove a tree")
-	_, err = env.m.StatFile(ctx, s.ID, "", "a")
-	assert.ErrorIs(t, err, api.ErrNotFound, "the tree is gone")
+	_, err = env.m.MoveFile(ctx, s.ID, RootWorkspace, "notes/hello.txt", "a/b/c/lines.txt", false)
+	assert.ErrorIs(t, err, ErrExists, "a move does not overwrite unless asked")
+	_, err = env.m.MoveFile(ctx, s.ID, RootWorkspace, "a", "shared/a", false)
+	assert.ErrorIs(t, err, ErrInvalid, "no move between the roots")
+	assert.ErrorIs(t, env.m.RemoveFile(ctx, s.ID, RootWorkspace, "a", false), ErrConflict, "a non-empty directory needs recursive")
+	require.NoError(t, env.m.RemoveFile(ctx, s.ID, RootWorkspace, "a", true), "remove a tree")
+	_, err = env.m.StatFile(ctx, s.ID, RootWorkspace, "a")
+	assert.ErrorIs(t, err, ErrNotFound, "the tree is gone")
 }
 
 type zeroReader struct{}
@@ -287,14 +285,14 @@ func (zeroReader) Read(p []byte) (int, error) {
 }
 
 func TestFilesEdit(t *testing.T) {
-	s := newSession(t, "edit", nil)
+	s := startSession(t, "edit", nil)
 	ctx := context.Background()
 	write := func(name, content string) {
-		_, err := env.m.WriteFile(ctx, s.ID, "", name, strings.NewReader(content), false)
+		_, err := env.m.WriteFile(ctx, s.ID, RootWorkspace, name, strings.NewReader(content), false)
 		require.NoError(t, err, "write %s", name)
 	}
 	readBack := func(name string) string {
-		f, err := env.m.OpenFile(ctx, s.ID, "", name)
+		f, err := env.m.OpenFile(ctx, s.ID, RootWorkspace, name)
 		require.NoError(t, err, "open %s", name)
 		defer f.Close()
 		data, err := io.ReadAll(f)
@@ -303,25 +301,25 @@ func TestFilesEdit(t *testing.T) {
 	}
 	tests := []struct {
 		name, content string
-		req           api.EditRequest
+		req           EditRequest
 		want          string
 		err           error
 	}{
-		{"once", "a b c\n", api.EditRequest{Old: "b", New: "B"}, "a B c\n", nil},
-		{"zero occurrences", "a b c\n", api.EditRequest{Old: "x", New: "y"}, "a b c\n", api.ErrConflict},
-		{"ambiguous", "x x x\n", api.EditRequest{Old: "x", New: "y"}, "x x x\n", api.ErrConflict},
-		{"count three", "x x x\n", api.EditRequest{Old: "x", New: "y", Count: 3}, "y y y\n", nil},
-		{"count mismatch", "x x x\n", api.EditRequest{Old: "x", New: "y", Count: 2}, "x x x\n", api.ErrConflict},
-		{"empty old", "x\n", api.EditRequest{Old: "", New: "y"}, "x\n", api.ErrInvalidArgument},
+		{"once", "a b c\n", EditRequest{Old: "b", New: "B"}, "a B c\n", nil},
+		{"zero occurrences", "a b c\n", EditRequest{Old: "x", New: "y"}, "a b c\n", ErrConflict},
+		{"ambiguous", "x x x\n", EditRequest{Old: "x", New: "y"}, "x x x\n", ErrConflict},
+		{"count three", "x x x\n", EditRequest{Old: "x", New: "y", Count: 3}, "y y y\n", nil},
+		{"count mismatch", "x x x\n", EditRequest{Old: "x", New: "y", Count: 2}, "x x x\n", ErrConflict},
+		{"empty old", "x\n", EditRequest{Old: "", New: "y"}, "x\n", ErrInvalid},
 		{"three lines in a CRLF file", "one\r\ntwo\r\nthree\r\nfour\r\n",
-			api.EditRequest{Old: "one\ntwo\nthree", New: "1\n2\n3"}, "1\r\n2\r\n3\r\nfour\r\n", nil},
+			EditRequest{Old: "one\ntwo\nthree", New: "1\n2\n3"}, "1\r\n2\r\n3\r\nfour\r\n", nil},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			name := fmt.Sprintf("edit-%d.txt", i)
 			write(name, tt.content)
 			tt.req.Path = name
-			res, err := env.m.EditFile(ctx, s.ID, "", tt.req)
+			res, err := env.m.EditFile(ctx, s.ID, RootWorkspace, tt.req)
 			if tt.err != nil {
 				assert.ErrorIs(t, err, tt.err, "refused")
 			} else {
@@ -331,27 +329,27 @@ func TestFilesEdit(t *testing.T) {
 			assert.Equal(t, tt.want, readBack(name), "content after the edit")
 		})
 	}
-	_, err := env.m.EditFile(ctx, s.ID, "", api.EditRequest{Path: "edit-1.txt", Old: "x", New: "y"})
+	_, err := env.m.EditFile(ctx, s.ID, RootWorkspace, EditRequest{Path: "edit-1.txt", Old: "x", New: "y"})
 	assert.Contains(t, fmt.Sprint(err), "occurs 0 times", "the conflict says how many occurrences")
 }
 
 func TestFilesFileQuota(t *testing.T) {
-	s := newSession(t, "filequota", nil)
+	s := startSession(t, "filequota", nil)
 	ctx := context.Background()
 	quota := env.m.layout.User(s.UserID).QuotaFile()
 	require.NoError(t, os.WriteFile(quota, []byte(`{"limits":{"max_files_per_session":2}}`), 0o600), "write quota.json")
 	for _, name := range []string{"1", "2"} {
-		_, err := env.m.WriteFile(ctx, s.ID, "", name, strings.NewReader(name), false)
+		_, err := env.m.WriteFile(ctx, s.ID, RootWorkspace, name, strings.NewReader(name), false)
 		require.NoError(t, err, "file %s within the quota", name)
 	}
-	_, err := env.m.WriteFile(ctx, s.ID, "", "3", strings.NewReader("3"), false)
-	assert.ErrorIs(t, err, api.ErrQuotaExceeded, "a third file is over the quota")
-	_, err = env.m.WriteFile(ctx, s.ID, "", "1", strings.NewReader("again"), false)
+	_, err := env.m.WriteFile(ctx, s.ID, RootWorkspace, "3", strings.NewReader("3"), false)
+	assert.ErrorIs(t, err, ErrQuota, "a third file is over the quota")
+	_, err = env.m.WriteFile(ctx, s.ID, RootWorkspace, "1", strings.NewReader("again"), false)
 	assert.NoError(t, err, "replacing a file adds none")
 }
 
 func TestFilesDownloadKeptOutput(t *testing.T) {
-	s := newSession(t, "download", nil)
+	s := startSession(t, "download", nil)
 	ctx := context.Background()
 	require.Equal(t, 0, run(t, s.ID, "echo report > /workspace/report.pdf && echo notes > /workspace/notes.txt", 10).ExitCode, "write outputs")
 	_, err := env.m.DeleteSession(ctx, s.ID, true)
@@ -363,9 +361,9 @@ func TestFilesDownloadKeptOutput(t *testing.T) {
 	f.Close()
 	assert.Equal(t, "report\n", string(data), "its content")
 	_, err = env.m.OpenOutput(ctx, s.UserID, "notes.txt")
-	assert.ErrorIs(t, err, api.ErrNotFound, "a file that was not kept is not there")
+	assert.ErrorIs(t, err, ErrNotFound, "a file that was not kept is not there")
 	_, err = env.m.OpenOutput(ctx, "nobody-at-all", "report.pdf")
-	assert.ErrorIs(t, err, api.ErrNotFound, "an unknown user has nothing")
+	assert.ErrorIs(t, err, ErrNotFound, "an unknown user has nothing")
 }
 
 // BenchmarkListFiles lists a 10,000-file directory through the files API.
@@ -374,7 +372,7 @@ func BenchmarkListFiles(b *testing.B) {
 		b.Skip("needs root: creates namespaces, cgroups and mounts")
 	}
 	ctx := context.Background()
-	s, err := env.m.CreateSession(ctx, api.CreateSessionRequest{UserID: "bench"})
+	s, err := env.m.CreateSession(ctx, CreateRequest{UserID: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -389,7 +387,7 @@ func BenchmarkListFiles(b *testing.B) {
 		}
 	}
 	for b.Loop() {
-		list, err := env.m.ListFiles(ctx, s.ID, "", "many", false)
+		list, err := env.m.ListFiles(ctx, s.ID, RootWorkspace, "many", false)
 		if err != nil || len(list.Entries) != 10000 {
 			b.Fatal(err, len(list.Entries))
 		}

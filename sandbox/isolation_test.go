@@ -13,8 +13,8 @@ import (
 )
 
 func TestVenvWritesStayInTheirSession(t *testing.T) {
-	a := newSession(t, "venv", nil)
-	b := newSession(t, "venv", nil)
+	a := startSession(t, "venv", nil)
+	b := startSession(t, "venv", nil)
 
 	res := run(t, a.ID, `echo installed > /opt/venv/lib/sandboxd-marker && cat /opt/venv/lib/sandboxd-marker`, 10)
 	require.Equal(t, 0, res.ExitCode, "write into /opt/venv: %s", res.Stderr)
@@ -31,7 +31,7 @@ func TestVenvWritesStayInTheirSession(t *testing.T) {
 }
 
 func TestRootFilesystemIsReadOnly(t *testing.T) {
-	s := newSession(t, "readonly", nil)
+	s := startSession(t, "readonly", nil)
 	tests := []struct {
 		name, command string
 	}{
@@ -53,7 +53,7 @@ func TestRootFilesystemIsReadOnly(t *testing.T) {
 }
 
 func TestCommandsRunUnprivileged(t *testing.T) {
-	s := newSession(t, "unpriv", nil)
+	s := startSession(t, "unpriv", nil)
 	tests := []struct {
 		name, command, want string
 	}{
@@ -74,9 +74,9 @@ func TestCommandsRunUnprivileged(t *testing.T) {
 }
 
 func TestSessionsCannotSeeEachOthersFiles(t *testing.T) {
-	a := newSession(t, "alice", nil)
-	a2 := newSession(t, "alice", nil)
-	b := newSession(t, "bob", nil)
+	a := startSession(t, "alice", nil)
+	a2 := startSession(t, "alice", nil)
+	b := startSession(t, "bob", nil)
 
 	secret := fmt.Sprintf("secret-%d", os.Getpid())
 	require.Equal(t, 0, run(t, b.ID, "echo b > /workspace/"+secret+"-ws && echo b > /workspace/shared/data/"+secret+"-shared", 10).ExitCode,
@@ -103,7 +103,7 @@ func TestSessionsCannotSeeEachOthersFiles(t *testing.T) {
 }
 
 func TestNetworkIsLoopbackOnly(t *testing.T) {
-	s := newSession(t, "net", nil)
+	s := startSession(t, "net", nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err, "host listener")
 	defer ln.Close()

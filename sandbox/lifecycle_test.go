@@ -12,8 +12,6 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/sandboxd/sandboxd/api"
 )
 
 func TestInvalidIDsCreateNothing(t *testing.T) {
@@ -36,8 +34,8 @@ func TestInvalidIDsCreateNothing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before, err := os.ReadDir(env.m.layout.Workspaces())
 			require.NoError(t, err, "list workspaces")
-			_, err = env.m.CreateSession(context.Background(), api.CreateSessionRequest{UserID: tt.user, SessionID: tt.session})
-			assert.ErrorIs(t, err, api.ErrInvalidArgument, "refused as invalid")
+			_, err = env.m.CreateSession(context.Background(), CreateRequest{UserID: tt.user, SessionID: tt.session})
+			assert.ErrorIs(t, err, ErrInvalid, "refused as invalid")
 			after, err := os.ReadDir(env.m.layout.Workspaces())
 			require.NoError(t, err, "list workspaces")
 			assert.Equal(t, len(before), len(after), "no directory was created")
@@ -46,24 +44,24 @@ func TestInvalidIDsCreateNothing(t *testing.T) {
 }
 
 func TestDuplicateAndQuota(t *testing.T) {
-	s := newSession(t, "quota", nil)
-	_, err := env.m.CreateSession(context.Background(), api.CreateSessionRequest{UserID: "quota-other", SessionID: s.ID})
-	assert.ErrorIs(t, err, api.ErrAlreadyExists, "a session id is unique across users")
+	s := startSession(t, "quota", nil)
+	_, err := env.m.CreateSession(context.Background(), CreateRequest{UserID: "quota-other", SessionID: s.ID})
+	assert.ErrorIs(t, err, ErrExists, "a session id is unique across users")
 
 	// The design's quota.json lowers this user's session count to two.
 	quota := env.m.layout.User(s.UserID).QuotaFile()
 	require.NoError(t, os.WriteFile(quota, []byte(`{"user_id":"quota","limits":{"max_sessions":2}}`), 0o600), "write quota.json")
-	newSession(t, "quota", nil)
-	_, err = env.m.CreateSession(context.Background(), api.CreateSessionRequest{UserID: "quota"})
-	assert.ErrorIs(t, err, api.ErrQuotaExceeded, "a third session is over the quota")
+	startSession(t, "quota", nil)
+	_, err = env.m.CreateSession(context.Background(), CreateRequest{UserID: "quota"})
+	assert.ErrorIs(t, err, ErrQuota, "a third session is over the quota")
 	require.NoError(t, os.WriteFile(quota, []byte(`{"limits":{"max_workspace_size_mb":1}}`), 0o600), "write quota.json")
 	require.Equal(t, 0, run(t, s.ID, "head -c 2M /dev/zero > /workspace/big", 10).ExitCode, "fill the workspace")
-	_, err = env.m.CreateSession(context.Background(), api.CreateSessionRequest{UserID: "quota"})
-	assert.ErrorIs(t, err, api.ErrQuotaExceeded, "a user over their disk quota gets no new session")
+	_, err = env.m.CreateSession(context.Background(), CreateRequest{UserID: "quota"})
+	assert.ErrorIs(t, err, ErrQuota, "a user over their disk quota gets no new session")
 }
 
 func TestDeleteKeepsListedFilesWithoutOverwriting(t *testing.T) {
-	s := newSession(t, "keep", nil)
+	s := startSession(t, "keep", nil)
 	outputs := env.m.layout.User(s.UserID).Outputs()
 	require.NoError(t, os.WriteFile(filepath.Join(outputs, "report.pdf"), []byte("older"), 0o644), "an earlier report")
 
@@ -75,7 +73,7 @@ func TestDeleteKeepsListedFilesWithoutOverwriting(t *testing.T) {
 
 	del, err := env.m.DeleteSession(context.Background(), s.ID, true)
 	require.NoError(t, err, "delete with keep_files")
-	assert.ElementsMatch(t, []string{"report-1.pdf", "sheet.xlsx", "deck.pptx", "memo.docx"}, del.KeptFiles,
+	assert.ElementsMatch(t, []string{"report-1.pdf", "sheet.xlsx", "deck.pptx", "memo.docx"}, del.Kept,
 		"exactly the listed kinds at the top of the workspace, regular files only")
 
 	older, err := os.ReadFile(filepath.Join(outputs, "report.pdf"))
@@ -91,12 +89,12 @@ func TestDeleteKeepsListedFilesWithoutOverwriting(t *testing.T) {
 }
 
 func TestDeleteLeavesNothing(t *testing.T) {
-	s := newSession(t, "gone", nil)
+	s := startSession(t, "gone", nil)
 	require.Equal(t, 0, run(t, s.ID, "echo x > /workspace/report.pdf", 10).ExitCode, "write a file")
 
 	del, err := env.m.DeleteSession(context.Background(), s.ID, false)
 	require.NoError(t, err, "delete")
-	assert.Empty(t, del.KeptFiles, "nothing kept without keep_files")
+	assert.Empty(t, del.Kept, "nothing kept without keep_files")
 	assertSessionGone(t, s)
 	assert.NoFileExists(t, filepath.Join(env.m.layout.User(s.UserID).Outputs(), "report.pdf"), "nothing moved")
 	for _, dir := range env.m.cg.Dirs(env.m.cg.UserPath(s.UserID)) {
@@ -104,73 +102,69 @@ func TestDeleteLeavesNothing(t *testing.T) {
 	}
 
 	_, err = env.m.DeleteSession(context.Background(), s.ID, false)
-	assert.ErrorIs(t, err, api.ErrNotFound, "a second delete finds nothing")
+	assert.ErrorIs(t, err, ErrNotFound, "a second delete finds nothing")
 	_, err = env.m.GetSession(context.Background(), s.ID)
-	assert.ErrorIs(t, err, api.ErrNotFound, "the session is gone")
+	assert.ErrorIs(t, err, ErrNotFound, "the session is gone")
 }
 
 // assertSessionGone checks that no process, cgroup, container state or
-// directory of the session is left.
-func assertSessionGone(t *testing.T, s api.Session) {
+// directory of a session of the shared Manager is left.
+func assertSessionGone(t *testing.T, s Session) {
 	t.Helper()
-	assert.NoDirExists(t, env.m.layout.Session(s.UserID, s.ID).Dir, "session directory removed")
-	assert.NoDirExists(t, filepath.Join(env.m.layout.Containers(), s.ID), "container state removed")
-	leftovers, err := env.m.cg.Leftovers()
-	require.NoError(t, err, "list cgroups")
-	assert.NotContains(t, leftovers, env.m.cg.SessionPath(s.UserID, s.ID), "session cgroup removed")
+	env.assertGone(t, s)
 }
 
-// restartManager replaces the test manager by a new one on the same state,
-// as a restarted daemon would be.
-func restartManager(t *testing.T) {
+func (e *testEnv) assertGone(t *testing.T, s Session) {
 	t.Helper()
-	env.m.Close()
-	m, err := NewManager(context.Background(), env.cfg)
-	require.NoError(t, err, "a new manager recovers the state")
-	env.m = m
+	assert.NoDirExists(t, e.m.layout.Session(s.UserID, s.ID).Dir, "session directory removed")
+	assert.NoDirExists(t, filepath.Join(e.m.layout.Containers(), s.ID), "container state removed")
+	leftovers, err := e.m.cg.Leftovers()
+	require.NoError(t, err, "list cgroups")
+	assert.NotContains(t, leftovers, e.m.cg.SessionPath(s.UserID, s.ID), "session cgroup removed")
 }
 
 func TestRecoveryAdoptsRestartsAndFinishes(t *testing.T) {
-	adopted := newSession(t, "recover", nil)
-	dead := newSession(t, "recover", nil)
-	deleting := newSession(t, "recover", nil)
-	for _, s := range []api.Session{adopted, dead, deleting} {
-		require.Equal(t, 0, run(t, s.ID, "echo kept > /workspace/file.docx && echo pkg > /opt/venv/pkg", 10).ExitCode, "write files")
+	e := isolated(t, nil)
+	adopted := e.session(t, "recover", nil)
+	dead := e.session(t, "recover", nil)
+	deleting := e.session(t, "recover", nil)
+	for _, s := range []Session{adopted, dead, deleting} {
+		require.Equal(t, 0, e.run(t, s.ID, "echo kept > /workspace/file.docx && echo pkg > /opt/venv/pkg", 10).ExitCode, "write files")
 	}
-	require.Equal(t, 0, run(t, adopted.ID, "echo in-tmp > /tmp/t", 10).ExitCode, "write /tmp")
+	require.Equal(t, 0, e.run(t, adopted.ID, "echo in-tmp > /tmp/t", 10).ExitCode, "write /tmp")
 
 	// dead: its sandbox dies under the daemon.
-	c, err := libcontainer.Load(env.m.layout.Containers(), dead.ID)
+	c, err := libcontainer.Load(e.m.layout.Containers(), dead.ID)
 	require.NoError(t, err, "load container")
 	require.NoError(t, c.Signal(syscall.SIGKILL), "kill the sandbox")
 	// deleting: the daemon died half-way through a keep_files delete.
-	s, err := env.m.lookup(deleting.ID)
-	require.NoError(t, err, "lookup")
-	meta := s.meta
+	dir := e.m.layout.Session(deleting.UserID, deleting.ID)
+	meta, err := readMeta(dir)
+	require.NoError(t, err, "read metadata")
 	meta.Deleting = &deleteIntent{KeepFiles: true}
-	require.NoError(t, writeMeta(s.dir, meta), "record the delete")
+	require.NoError(t, writeMeta(dir, meta), "record the delete")
 
-	restartManager(t)
+	e.restart(t)
 
-	tmp := run(t, adopted.ID, "cat /tmp/t /workspace/file.docx /opt/venv/pkg", 10)
+	tmp := e.run(t, adopted.ID, "cat /tmp/t /workspace/file.docx /opt/venv/pkg", 10)
 	assert.Equal(t, "in-tmp\nkept\npkg\n", tmp.Stdout, "a running sandbox is adopted as it was")
-	files := run(t, dead.ID, "cat /workspace/file.docx /opt/venv/pkg; test -e /tmp/t || echo fresh-tmp", 10)
+	files := e.run(t, dead.ID, "cat /workspace/file.docx /opt/venv/pkg; test -e /tmp/t || echo fresh-tmp", 10)
 	assert.Equal(t, "kept\npkg\nfresh-tmp\n", files.Stdout, "a dead sandbox is replaced over the same files")
-	_, err = env.m.GetSession(context.Background(), deleting.ID)
-	assert.ErrorIs(t, err, api.ErrNotFound, "an interrupted delete is finished")
-	assertSessionGone(t, deleting)
-	assert.FileExists(t, filepath.Join(env.m.layout.User(deleting.UserID).Outputs(), "file.docx"), "with its kept files")
+	_, err = e.m.GetSession(context.Background(), deleting.ID)
+	assert.ErrorIs(t, err, ErrNotFound, "an interrupted delete is finished")
+	e.assertGone(t, deleting)
+	assert.FileExists(t, filepath.Join(e.m.layout.User(deleting.UserID).Outputs(), "file.docx"), "with its kept files")
 }
 
 func TestDeadSandboxIsReportedStopped(t *testing.T) {
-	s := newSession(t, "dead", nil)
+	s := startSession(t, "dead", nil)
 	c, err := libcontainer.Load(env.m.layout.Containers(), s.ID)
 	require.NoError(t, err, "load container")
 	require.NoError(t, c.Signal(syscall.SIGKILL), "kill the sandbox from outside")
 	require.Eventually(t, func() bool {
 		got, err := env.m.GetSession(context.Background(), s.ID)
-		return err == nil && got.Status == "stopped"
+		return err == nil && got.State == StateStopped
 	}, 5*time.Second, 20*time.Millisecond, "the session is reported stopped")
-	_, err = env.m.Exec(context.Background(), s.ID, api.ExecRequest{Command: "true"})
-	assert.ErrorIs(t, err, api.ErrUnavailable, "exec in a stopped session says why")
+	_, err = env.m.Exec(context.Background(), s.ID, ExecRequest{Command: Command{Shell: "true"}})
+	assert.ErrorIs(t, err, ErrUnavailable, "exec in a stopped session says why")
 }

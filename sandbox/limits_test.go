@@ -2,18 +2,17 @@ package sandbox
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/sandboxd/sandboxd/api"
 )
 
 func TestMemoryHogIsOOMKilledAndSessionSurvives(t *testing.T) {
-	s := newSession(t, "oom", &api.Limits{MemoryMB: 128})
+	s := startSession(t, "oom", &Limits{MemoryMB: 128})
 
 	res := run(t, s.ID, `python3 -c 'b = bytearray(512 * 1024 * 1024); print("survived")'`, 30)
 	assert.True(t, res.OOMKilled, "oom_killed reported: %+v", res)
@@ -26,7 +25,7 @@ func TestMemoryHogIsOOMKilledAndSessionSurvives(t *testing.T) {
 }
 
 func TestForkBombIsStoppedByThePidsLimit(t *testing.T) {
-	s := newSession(t, "forkbomb", &api.Limits{Pids: 50})
+	s := startSession(t, "forkbomb", &Limits{Pids: 50})
 
 	start := time.Now()
 	res := run(t, s.ID, `bomb() { bomb | bomb & }; bomb; sleep 5`, 3)
@@ -44,7 +43,7 @@ func TestForkBombIsStoppedByThePidsLimit(t *testing.T) {
 }
 
 func TestCPULimitHoldsTwoBusyLoopsToHalfACPU(t *testing.T) {
-	s := newSession(t, "cpu", &api.Limits{CPUs: 0.5})
+	s := startSession(t, "cpu", &Limits{CPUs: 0.5})
 	cg := env.m.cg.SessionPath(s.UserID, s.ID)
 
 	before, err := env.m.cg.CPUUsage(cg)
@@ -63,7 +62,7 @@ func TestCPULimitHoldsTwoBusyLoopsToHalfACPU(t *testing.T) {
 }
 
 func TestTmpIsSizeLimited(t *testing.T) {
-	s := newSession(t, "tmp", &api.Limits{TmpMB: 8})
+	s := startSession(t, "tmp", &Limits{TmpMB: 8})
 
 	res := run(t, s.ID, `head -c 16M /dev/zero > /tmp/big`, 30)
 	assert.NotEqual(t, 0, res.ExitCode, "writing past /tmp's size fails")
@@ -74,25 +73,27 @@ func TestTmpIsSizeLimited(t *testing.T) {
 }
 
 func TestLimitsAreCappedAndValidated(t *testing.T) {
-	requireRoot(t)
-	max := env.cfg.MaxLimits
+	cfg := testConfig("", "")
+	max := cfg.MaxLimits
 	tests := []struct {
 		name    string
-		limits  *api.Limits
-		want    api.Limits
+		limits  *Limits
+		want    Limits
 		invalid bool
 	}{
-		{"defaults", nil, env.cfg.DefaultLimits, false},
-		{"override", &api.Limits{MemoryMB: 256, Pids: 100}, api.Limits{CPUs: 0.5, MemoryMB: 256, Pids: 100, TmpMB: 100}, false},
-		{"capped", &api.Limits{CPUs: 64, MemoryMB: 1 << 20, Pids: 1 << 20, TmpMB: 1 << 20}, max, false},
-		{"negative", &api.Limits{Pids: -1}, api.Limits{}, true},
-		{"too small", &api.Limits{MemoryMB: 1}, api.Limits{}, true},
+		{"defaults", nil, cfg.DefaultLimits, false},
+		{"override", &Limits{MemoryMB: 256, Pids: 100}, Limits{CPUs: 0.5, MemoryMB: 256, Pids: 100, TmpMB: 100}, false},
+		{"capped", &Limits{CPUs: 64, MemoryMB: 1 << 20, Pids: 1 << 20, TmpMB: 1 << 20}, max, false},
+		{"negative", &Limits{Pids: -1}, Limits{}, true},
+		{"too small", &Limits{MemoryMB: 1}, Limits{}, true},
+		{"NaN cpus", &Limits{CPUs: math.NaN()}, Limits{}, true},
+		{"infinite cpus", &Limits{CPUs: math.Inf(1)}, Limits{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := env.m.resolveLimits(tt.limits)
+			got, err := resolveLimits(tt.limits, cfg.DefaultLimits, cfg.MaxLimits)
 			if tt.invalid {
-				assert.ErrorIs(t, err, api.ErrInvalidArgument, "refused")
+				assert.ErrorIs(t, err, ErrInvalid, "refused")
 				return
 			}
 			require.NoError(t, err, "accepted")

@@ -5,18 +5,31 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sandboxd/sandboxd/api"
-
-	// The test binary is the sandboxes' helper, as sandboxd is.
+	// The test binary is the sandboxes' helper, as sandboxd is; importing
+	// the shim installs its init hook.
 	_ "github.com/sandboxd/sandboxd/sandbox/shim"
 )
+
+// The privileged tests share one Manager, built on first use, because
+// building the base venv costs seconds and sessions are cheap. A test that
+// restarts, breaks or reconfigures a Manager takes one of its own
+// (isolated), so that no test depends on another's order.
+
+// testEnv is one Manager and what it was built from.
+type testEnv struct {
+	m   *Manager
+	cfg Config
+}
 
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
@@ -25,75 +38,112 @@ func init() {
 	runtime.LockOSThread()
 }
 
-// testEnv is one Manager shared by the package's tests: building the base
-// venv costs seconds, and sessions are cheap.
-type testEnv struct {
-	m      *Manager
-	cfg    Config
-	parent string
-}
-
-var env *testEnv
+var (
+	// env is the shared Manager; requireRoot sets it.
+	env       *testEnv
+	sharedErr error
+	sharedSet sync.Once
+)
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("sandbox tests need root (namespaces, cgroups, mounts); each is skipped")
-		os.Exit(m.Run())
+	code := m.Run()
+	if env != nil {
+		env.destroy()
 	}
-	os.Exit(runWithEnv(m))
+	os.Exit(code)
 }
 
-func runWithEnv(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "sandboxd-test-")
+// requireRoot skips a test that needs namespaces, cgroups and mounts when
+// not root, and otherwise makes sure the shared Manager exists.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates namespaces, cgroups and mounts")
+	}
+	sharedSet.Do(func() {
+		dir, err := os.MkdirTemp("", "sandboxd-test-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		env, sharedErr = newTestEnv(testConfig(dir, fmt.Sprintf("/sandboxd-test-%d", os.Getpid())))
+		if sharedErr == nil {
+			sharedErr = env.m.BuildBaseEnv(context.Background(), false)
+		}
+	})
+	require.NoError(t, sharedErr, "the shared test manager")
+}
+
+// isolated is a Manager of the test's own, with its own state directory and
+// cgroup parent, and the shared base venv hard-linked in so that it need
+// not be built again. It is destroyed when the test ends.
+func isolated(t *testing.T, adjust func(*Config)) *testEnv {
+	t.Helper()
+	requireRoot(t)
+	dir := t.TempDir()
+	cfg := testConfig(dir, fmt.Sprintf("/sandboxd-test-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	l := filepath.Join(dir, "envs")
+	require.NoError(t, os.MkdirAll(l, 0o711), "envs dir")
+	out, err := exec.Command("cp", "-al", env.m.layout.BaseEnv(), l+"/").CombinedOutput()
+	require.NoError(t, err, "link the base venv: %s", out)
+	e, err := newTestEnv(cfg)
+	require.NoError(t, err, "isolated manager")
+	t.Cleanup(e.destroy)
+	return e
+}
+
+func newTestEnv(cfg Config) (*testEnv, error) {
+	m, err := NewManager(context.Background(), cfg)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	cfg := testConfig(dir, fmt.Sprintf("/sandboxd-test-%d", os.Getpid()))
-	mgr, err := NewManager(context.Background(), cfg)
-	if err == nil {
-		err = mgr.BuildBaseEnv(context.Background(), false)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test manager:", err)
-		return 1
-	}
-	env = &testEnv{m: mgr, cfg: cfg, parent: cfg.CgroupParent}
-	code := m.Run()
-	env.cleanup()
-	return code
+	return &testEnv{m: m, cfg: cfg}, nil
+}
+
+// restart replaces the Manager by a new one on the same state, as a
+// restarted daemon would be.
+func (e *testEnv) restart(t *testing.T) {
+	t.Helper()
+	e.m.Close()
+	m, err := NewManager(context.Background(), e.cfg)
+	require.NoError(t, err, "a new manager recovers the state")
+	e.m = m
 }
 
 func testConfig(stateDir, parent string) Config {
 	exe, _ := os.Executable()
 	return Config{
-		StateDir:               stateDir,
-		CgroupParent:           parent,
-		Helper:                 exe,
-		SandboxUID:             10000,
-		SandboxGID:             10000,
-		Python:                 "/usr/bin/python3",
-		DefaultLimits:          api.Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100},
-		MaxLimits:              api.Limits{CPUs: 2, MemoryMB: 2048, Pids: 512, TmpMB: 512},
-		MaxSessionsPerUser:     10,
-		MaxWorkspaceMB:         1024,
-		ExecTimeout:            30 * time.Second,
-		MaxExecTimeout:         120 * time.Second,
-		OutputLimit:            1 << 20,
-		MaxFileBytes:           64 << 20,
-		MaxFilesPerSession:     10000,
-		MaxListEntries:         100000,
-		MaxProcessesPerSession: 4,
-		ProcessBufferBytes:     64 << 10,
-		KeepExtensions:         []string{".pdf", ".xlsx", ".pptx", ".docx"},
-		Logger:                 slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Version:                "test",
+		StateDir:                stateDir,
+		CgroupParent:            parent,
+		Helper:                  exe,
+		SandboxUID:              10000,
+		SandboxGID:              10000,
+		Python:                  "/usr/bin/python3",
+		DefaultLimits:           Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100},
+		MaxLimits:               Limits{CPUs: 2, MemoryMB: 2048, Pids: 512, TmpMB: 512},
+		MaxSessionsPerUser:      10,
+		MaxWorkspaceMB:          1024,
+		ExecTimeout:             30 * time.Second,
+		MaxExecTimeout:          120 * time.Second,
+		OutputLimit:             1 << 20,
+		MaxFileBytes:            64 << 20,
+		MaxFilesPerSession:      10000,
+		MaxListEntries:          100000,
+		MaxProcessesPerSession:  4,
+		ProcessBufferBytes:      64 << 10,
+		ProcessBufferTotalBytes: 1 << 20,
+		KeepExtensions:          []string{".pdf", ".xlsx", ".pptx", ".docx"},
+		Logger:                  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Version:                 "test",
 	}
 }
 
-// cleanup deletes what the tests left and the test's cgroup parent.
-func (e *testEnv) cleanup() {
+// destroy deletes every session of the manager, its cgroup parent and its
+// state directory.
+func (e *testEnv) destroy() {
 	ctx := context.Background()
 	sessions, _ := e.m.ListSessions(ctx, "")
 	for _, s := range sessions {
@@ -103,37 +153,55 @@ func (e *testEnv) cleanup() {
 	if err := e.m.cg.RemoveParent(); err != nil {
 		fmt.Fprintln(os.Stderr, "remove test cgroups:", err)
 	}
+	_ = os.RemoveAll(e.cfg.StateDir)
 }
 
-func requireRoot(t *testing.T) {
+// session creates a session for user that the test deletes at its end.
+func (e *testEnv) session(t *testing.T, user string, limits *Limits) Session {
 	t.Helper()
-	if env == nil {
-		t.Skip("needs root: creates namespaces, cgroups and mounts")
-	}
-}
-
-// newSession creates a session for user that the test deletes at its end.
-func newSession(t *testing.T, user string, limits *api.Limits) api.Session {
-	t.Helper()
-	requireRoot(t)
-	s, err := env.m.CreateSession(context.Background(), api.CreateSessionRequest{UserID: user, Limits: limits})
+	s, err := e.m.CreateSession(context.Background(), CreateRequest{UserID: user, Limits: limits})
 	require.NoError(t, err, "create session for %s", user)
 	t.Cleanup(func() {
-		_, _ = env.m.DeleteSession(context.Background(), s.ID, false)
+		_, _ = e.m.DeleteSession(context.Background(), s.ID, false)
 	})
 	return s
 }
 
-// run execs a shell command in a session and fails the test on an API error.
-func run(t *testing.T, id, command string, timeout float64) api.ExecResult {
-	t.Helper()
-	res, err := env.m.Exec(context.Background(), id, api.ExecRequest{Command: command, TimeoutSec: timeout})
-	require.NoError(t, err, "exec %q", command)
-	return res
+// ran is an ExecResult with its output as text, for assertions.
+type ran struct {
+	ExecResult
+	Stdout, Stderr string
 }
 
+func asText(r ExecResult) ran {
+	return ran{ExecResult: r, Stdout: string(r.Stdout), Stderr: string(r.Stderr)}
+}
+
+// run execs a shell command in a session and fails the test on an error.
+func (e *testEnv) run(t *testing.T, id, command string, timeout float64) ran {
+	t.Helper()
+	res, err := e.m.Exec(context.Background(), id, ExecRequest{Command: Command{Shell: command}, Timeout: secs(timeout)})
+	require.NoError(t, err, "exec %q", command)
+	return asText(res)
+}
+
+// startSession is a session of the shared Manager.
+func startSession(t *testing.T, user string, limits *Limits) Session {
+	t.Helper()
+	requireRoot(t)
+	return env.session(t, user, limits)
+}
+
+// run execs a shell command in a session of the shared Manager.
+func run(t *testing.T, id, command string, timeout float64) ran {
+	t.Helper()
+	return env.run(t, id, command, timeout)
+}
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
 // sessionPids lists the processes in a session's cgroup.
-func sessionPids(t *testing.T, s api.Session) []int {
+func sessionPids(t *testing.T, s Session) []int {
 	t.Helper()
 	pids, err := env.m.cg.Pids(env.m.cg.SessionPath(s.UserID, s.ID))
 	require.NoError(t, err, "list pids of %s", s.ID)

@@ -32,8 +32,8 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 // Result returns what was kept and whether anything was dropped.
-func (b *cappedBuffer) Result() (string, bool) {
+func (b *cappedBuffer) Result() ([]byte, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return string(b.buf), b.truncated
+	return b.buf, b.truncated
 }

@@ -3,22 +3,17 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/sandboxd/sandboxd/api"
 )
 
 // Background processes: commands a session starts and reads from later
@@ -26,19 +21,37 @@ import (
 // Each one's stdout and stderr share one pipe, so their lines keep the
 // order they were written in; the lines wait in a bounded buffer until
 // read, and every byte is also appended to the session's logs/.
+//
+// What the daemon keeps of them is bounded three ways: each process's
+// unread lines (Config.ProcessBufferBytes), all processes' unread lines
+// together (Config.ProcessBufferTotalBytes), and exited processes. Reading
+// an exited process frees its output; what is left is its state (a few
+// hundred bytes, so that a later kill or list still answers), dropped
+// processRetention after the exit or beyond maxExitedProcesses per
+// session, oldest first.
 
-// maxLogBytes bounds one background process's log file.
-const maxLogBytes = 16 << 20
+const (
+	// maxLogBytes bounds one background process's log file.
+	maxLogBytes = 16 << 20
+	// processRetention is how long an exited process nobody read stays
+	// listed.
+	processRetention = 10 * time.Minute
+	// maxExitedProcesses bounds the exited processes a session keeps.
+	maxExitedProcesses = 16
+)
 
 // background is one background process.
 type background struct {
 	id      string
 	command string
 	started time.Time
-	proc    Process
+	proc    Started
 	// finished is closed once the process ended and its last output,
 	// exit code and log are in.
 	finished chan struct{}
+	// total counts the unread bytes of every process of the daemon.
+	total      *atomic.Int64
+	totalLimit int64
 
 	mu      sync.Mutex
 	lines   []string // unread, oldest first
@@ -78,15 +91,26 @@ func (b *background) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// push adds a line, dropping the oldest unread ones past the limit.
+// push adds a line, dropping the oldest unread ones past this process's
+// limit or the daemon's; a line that fits in neither is dropped itself.
 func (b *background) push(line string) {
 	b.lines = append(b.lines, line)
 	b.size += len(line)
-	for b.size > b.limit && len(b.lines) > 1 {
+	b.total.Add(int64(len(line)))
+	for len(b.lines) > 0 && (b.size > b.limit || b.total.Load() > b.totalLimit) {
 		b.size -= len(b.lines[0])
+		b.total.Add(-int64(len(b.lines[0])))
 		b.lines = b.lines[1:]
 		b.dropped++
 	}
+}
+
+// takeLines empties the buffer; b.mu must be held.
+func (b *background) takeLines() []string {
+	lines := b.lines
+	b.total.Add(-int64(b.size))
+	b.lines, b.size = nil, 0
+	return lines
 }
 
 func (b *background) appendLog(p []byte) {
@@ -114,21 +138,18 @@ func (b *background) finish() {
 		b.partial = nil
 	}
 	b.exit, b.err, b.ended = exit, err, time.Now().UTC()
-	if b.log != nil {
-		_ = b.log.Close()
-		b.log = nil
-	}
+	b.closeLog()
 }
 
 // state describes the process; b.mu must be held.
-func (b *background) state() api.Process {
-	p := api.Process{ID: b.id, PID: b.proc.PID(), Command: b.command, Status: api.StatusRunning, StartedAt: b.started}
+func (b *background) state() Process {
+	p := Process{ID: b.id, PID: b.proc.PID(), Command: b.command, State: ProcessRunning, StartedAt: b.started}
 	if b.ended.IsZero() {
 		return p
 	}
-	p.Status, p.EndedAt = api.StatusExited, b.ended
+	p.State, p.EndedAt = ProcessExited, b.ended
 	if b.killed {
-		p.Status = api.StatusKilled
+		p.State = ProcessKilled
 	}
 	code := b.exit.Code
 	p.ExitCode = &code
@@ -139,17 +160,31 @@ func (b *background) state() api.Process {
 }
 
 // read takes the unread lines, keeping those filter matches.
-func (b *background) read(filter *regexp.Regexp) api.ProcessOutput {
+func (b *background) read(filter *regexp.Regexp) ProcessOutput {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := api.ProcessOutput{Process: b.state(), Lines: []string{}, Dropped: b.dropped}
-	for _, l := range b.lines {
+	out := ProcessOutput{Process: b.state(), Lines: []string{}, Dropped: b.dropped}
+	for _, l := range b.takeLines() {
 		if filter == nil || filter.MatchString(l) {
 			out.Lines = append(out.Lines, l)
 		}
 	}
-	b.lines, b.size, b.dropped = nil, 0, 0
+	b.dropped = 0
 	return out
+}
+
+// discard frees what the process holds; it has finished.
+func (b *background) discard() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.takeLines()
+}
+
+func (b *background) closeLog() {
+	if b.log != nil {
+		_ = b.log.Close()
+		b.log = nil
+	}
 }
 
 // processes is a session's table of background processes.
@@ -159,41 +194,81 @@ type processes struct {
 }
 
 // wait waits until every process of the table has finished; the sandbox
-// being destroyed ends them.
+// being destroyed ends them. Then it frees their buffers.
 func (p *processes) wait() {
 	p.mu.Lock()
-	procs := slices.Collect(maps.Values(p.procs))
+	procs := slices.Collect(func(yield func(*background) bool) {
+		for _, b := range p.procs {
+			if !yield(b) {
+				return
+			}
+		}
+	})
+	p.procs = nil
 	p.mu.Unlock()
 	for _, b := range procs {
 		<-b.finished
+		b.discard()
+	}
+}
+
+// prune drops exited processes past their retention, and the oldest
+// exited ones beyond maxExitedProcesses; p.mu must be held.
+func (p *processes) prune(now time.Time) {
+	var exited []*background
+	for id, b := range p.procs {
+		select {
+		case <-b.finished:
+		default:
+			continue
+		}
+		b.mu.Lock()
+		ended := b.ended
+		b.mu.Unlock()
+		if now.Sub(ended) > processRetention {
+			delete(p.procs, id)
+			b.discard()
+			continue
+		}
+		exited = append(exited, b)
+	}
+	if len(exited) <= maxExitedProcesses {
+		return
+	}
+	slices.SortFunc(exited, func(a, b *background) int { return a.started.Compare(b.started) })
+	for _, b := range exited[:len(exited)-maxExitedProcesses] {
+		delete(p.procs, b.id)
+		b.discard()
 	}
 }
 
 // StartProcess starts a background command in a session.
-func (m *Manager) StartProcess(_ context.Context, id string, req api.StartProcessRequest) (api.Process, error) {
-	s, err := m.lookup(id)
+func (m *Manager) StartProcess(_ context.Context, id string, cmd Command) (Process, error) {
+	l, err := checkCommand(cmd)
 	if err != nil {
-		return api.Process{}, err
+		return Process{}, err
 	}
-	cmd, _, err := m.command(api.ExecRequest{Argv: req.Argv, Command: req.Command, Cwd: req.Cwd, Env: req.Env})
+	s, done, err := m.acquire(id)
 	if err != nil {
-		return api.Process{}, err
+		return Process{}, err
 	}
-	var idBytes [4]byte
-	_, _ = rand.Read(idBytes[:])
+	defer done()
 	b := &background{
-		id:       hex.EncodeToString(idBytes[:]),
-		command:  strings.Join(cmd.Args, " "),
-		started:  time.Now().UTC(),
-		limit:    m.cfg.ProcessBufferBytes,
-		finished: make(chan struct{}),
+		id:         newID(4),
+		command:    strings.Join(l.Args, " "),
+		started:    time.Now().UTC(),
+		limit:      m.cfg.ProcessBufferBytes,
+		total:      &m.processBytes,
+		totalLimit: m.cfg.ProcessBufferTotalBytes,
+		finished:   make(chan struct{}),
 	}
-	if req.Command != "" {
-		b.command = req.Command
+	if cmd.Shell != "" {
+		b.command = cmd.Shell
 	}
 
 	s.procs.mu.Lock()
 	defer s.procs.mu.Unlock()
+	s.procs.prune(time.Now())
 	live := 0
 	for _, o := range s.procs.procs {
 		select {
@@ -203,22 +278,19 @@ func (m *Manager) StartProcess(_ context.Context, id string, req api.StartProces
 		}
 	}
 	if live >= m.cfg.MaxProcessesPerSession {
-		return api.Process{}, fmt.Errorf("%w: session %q runs %d background processes, its maximum", api.ErrQuotaExceeded, id, live)
+		return Process{}, fmt.Errorf("%w: session %q runs %d background processes, its maximum", ErrQuota, id, live)
 	}
-	if f, err := os.OpenFile(filepath.Join(s.dir.Logs(), "process-"+b.id+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640); err == nil {
+	// logs/ is the daemon's (the sandbox cannot reach it); the log is new.
+	if f, err := os.OpenFile(filepath.Join(s.dir.Logs(), "process-"+b.id+".log"), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o640); err == nil {
 		b.log = f
 	} else {
 		m.log.Warn("background process log", "session", id, "err", err)
 	}
-	cmd.Stdout, cmd.Stderr = b, b
-	p, err := s.exec.Start(cmd)
-	if errors.Is(err, ErrCwd) {
-		b.closeLog()
-		return api.Process{}, fmt.Errorf("%w: cwd %q: %w", api.ErrInvalidArgument, cmd.Cwd, err)
-	}
+	l.Stdout, l.Stderr = b, b
+	p, err := s.exec.Start(l)
 	if err != nil {
 		b.closeLog()
-		return api.Process{}, fmt.Errorf("session %q: start process: %w", id, err)
+		return Process{}, startError(id, l, err)
 	}
 	b.proc = p
 	go b.finish()
@@ -232,71 +304,88 @@ func (m *Manager) StartProcess(_ context.Context, id string, req api.StartProces
 	return b.state(), nil
 }
 
-func (b *background) closeLog() {
-	if b.log != nil {
-		_ = b.log.Close()
-	}
-}
-
-func (m *Manager) background(id, pid string) (*session, *background, error) {
-	s, err := m.lookup(id)
+// background finds a session's background process for one call.
+func (m *Manager) background(id, pid string) (*background, func(), error) {
+	s, done, err := m.acquire(id)
 	if err != nil {
 		return nil, nil, err
 	}
 	s.procs.mu.Lock()
 	defer s.procs.mu.Unlock()
+	s.procs.prune(time.Now())
 	b, ok := s.procs.procs[pid]
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: session %q has no background process %q", api.ErrNotFound, id, pid)
+		done()
+		return nil, nil, fmt.Errorf("%w: session %q has no background process %q", ErrNotFound, id, pid)
 	}
-	return s, b, nil
+	return b, done, nil
 }
 
-// ListProcesses lists a session's background processes, oldest first.
-func (m *Manager) ListProcesses(_ context.Context, id string) ([]api.Process, error) {
-	s, err := m.lookup(id)
-	if err != nil {
-		return nil, err
+// forget drops a process from its session's table.
+func (m *Manager) forget(id, pid string) {
+	m.mu.Lock()
+	s := m.sessions[id]
+	m.mu.Unlock()
+	if s == nil {
+		return
 	}
 	s.procs.mu.Lock()
 	defer s.procs.mu.Unlock()
-	out := make([]api.Process, 0, len(s.procs.procs))
+	if b, ok := s.procs.procs[pid]; ok {
+		delete(s.procs.procs, pid)
+		b.discard()
+	}
+}
+
+// ListProcesses lists a session's background processes, oldest first.
+func (m *Manager) ListProcesses(_ context.Context, id string) ([]Process, error) {
+	s, done, err := m.acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	s.procs.mu.Lock()
+	defer s.procs.mu.Unlock()
+	s.procs.prune(time.Now())
+	out := make([]Process, 0, len(s.procs.procs))
 	for _, b := range s.procs.procs {
 		b.mu.Lock()
 		out = append(out, b.state())
 		b.mu.Unlock()
 	}
-	slices.SortFunc(out, func(a, b api.Process) int { return a.StartedAt.Compare(b.StartedAt) })
+	slices.SortFunc(out, func(a, b Process) int { return a.StartedAt.Compare(b.StartedAt) })
 	return out, nil
 }
 
 // ProcessOutput returns the output lines not read before, those matching
 // filter (a regular expression) when it is set.
-func (m *Manager) ProcessOutput(_ context.Context, id, pid, filter string) (api.ProcessOutput, error) {
+func (m *Manager) ProcessOutput(_ context.Context, id, pid, filter string) (ProcessOutput, error) {
 	var re *regexp.Regexp
 	if filter != "" {
 		var err error
 		if re, err = regexp.Compile(filter); err != nil {
-			return api.ProcessOutput{}, fmt.Errorf("%w: filter: %w", api.ErrInvalidArgument, err)
+			return ProcessOutput{}, fmt.Errorf("%w: filter: %w", ErrInvalid, err)
 		}
 	}
-	_, b, err := m.background(id, pid)
+	b, done, err := m.background(id, pid)
 	if err != nil {
-		return api.ProcessOutput{}, err
+		return ProcessOutput{}, err
 	}
+	defer done()
 	return b.read(re), nil
 }
 
 // KillProcess ends a background process — SIGTERM to its whole tree, then
 // SIGKILL after grace — and removes it, returning its unread output.
-func (m *Manager) KillProcess(ctx context.Context, id, pid string, grace time.Duration) (api.ProcessOutput, error) {
+func (m *Manager) KillProcess(ctx context.Context, id, pid string, grace time.Duration) (ProcessOutput, error) {
 	if grace < 0 {
-		return api.ProcessOutput{}, fmt.Errorf("%w: grace must not be negative", api.ErrInvalidArgument)
+		return ProcessOutput{}, fmt.Errorf("%w: grace must not be negative", ErrInvalid)
 	}
-	s, b, err := m.background(id, pid)
+	b, done, err := m.background(id, pid)
 	if err != nil {
-		return api.ProcessOutput{}, err
+		return ProcessOutput{}, err
 	}
+	defer done()
 	select {
 	case <-b.finished:
 	default:
@@ -304,18 +393,19 @@ func (m *Manager) KillProcess(ctx context.Context, id, pid string, grace time.Du
 		b.killed = true
 		b.mu.Unlock()
 		_ = b.proc.Terminate()
+		timer := time.NewTimer(grace)
 		select {
 		case <-b.finished:
-		case <-time.After(grace):
+		case <-timer.C:
 			_ = b.proc.Kill()
 		case <-ctx.Done():
 			_ = b.proc.Kill()
 		}
+		timer.Stop()
 		<-b.finished
 	}
-	s.procs.mu.Lock()
-	delete(s.procs.procs, pid)
-	s.procs.mu.Unlock()
+	out := b.read(nil)
+	m.forget(id, pid)
 	m.log.Info("background process removed", "session", id, "process", pid)
-	return b.read(nil), nil
+	return out, nil
 }

@@ -21,7 +21,10 @@ import (
 // were running when the daemon died are killed, since nobody waits for
 // their output any more). A session whose sandbox is gone gets a new one
 // over the same files. A create that never finished is removed; a delete
-// that never finished is finished.
+// that never finished is finished. Each session is handled on its own: one
+// that cannot be restored is kept as broken, with the reason, and the
+// daemon serves the rest. Every step can be redone, so a daemon killed
+// during recovery recovers on its next start.
 func (m *Manager) recover(ctx context.Context) error {
 	metas, err := m.scanSessions()
 	if err != nil {
@@ -33,47 +36,69 @@ func (m *Manager) recover(ctx context.Context) error {
 	}
 	adopted := map[string]*libcontainer.Container{}
 	for _, id := range ids {
-		c, err := libcontainer.Load(m.layout.Containers(), id)
-		if err != nil {
-			m.log.Warn("unreadable container state removed", "container", id, "err", err)
-			_ = os.RemoveAll(filepath.Join(m.layout.Containers(), id))
-			continue
-		}
 		meta, ok := metas[id]
-		st, _ := c.Status()
-		if ok && meta.Deleting == nil && st == libcontainer.Running {
-			if err := killStrays(c); err != nil {
-				m.log.Warn("kill stray commands", "session", id, "err", err)
+		if c, err := libcontainer.Load(m.layout.Containers(), id); err == nil && ok && meta.Deleting == nil {
+			if st, _ := c.Status(); st == libcontainer.Running {
+				if err := killStrays(c); err != nil {
+					m.log.Warn("kill stray commands", "session", id, "err", err)
+				}
+				adopted[id] = c
+				continue
 			}
-			adopted[id] = c
-			continue
 		}
-		if err := destroyContainer(c); err != nil {
-			return fmt.Errorf("container %s: %w", id, err)
+		// Unloadable (a start that was cut short), stopped, or nobody's.
+		if err := removeContainer(m.layout.Containers(), id); err != nil {
+			m.log.Error("remove container state", "container", id, "err", err)
 		}
 	}
 	for id, meta := range metas {
-		s := &session{meta: meta, dir: m.layout.Session(meta.UserID, meta.ID)}
-		switch {
-		case meta.Deleting != nil:
-			if _, err := m.teardown(s, meta.Deleting.KeepFiles); err != nil {
-				return err
-			}
-			m.log.Info("finished an interrupted delete", "session", id, "user", meta.UserID)
-		case adopted[id] != nil:
-			m.attach(s, adopted[id])
-			m.log.Info("session adopted", "session", id, "user", meta.UserID)
-		default:
-			if err := m.startSession(s); err != nil {
-				// The workspace stays on disk; the session is not
-				// served until a later start succeeds.
-				m.log.Error("session could not be restarted", "session", id, "user", meta.UserID, "err", err)
-				continue
-			}
-			m.log.Info("session restarted in a new sandbox", "session", id, "user", meta.UserID)
+		s := newSession(meta, m.layout.Session(meta.UserID, meta.ID))
+		s.phase = phaseLive
+		m.mu.Lock()
+		m.sessions[id] = s
+		m.mu.Unlock()
+		if err := m.restore(s, adopted[id]); err != nil {
+			m.log.Error("session could not be restored; kept as broken", "session", id, "user", meta.UserID, "err", err)
+			m.mu.Lock()
+			s.phase, s.reason = phaseBroken, err.Error()
+			m.mu.Unlock()
 		}
 	}
-	return m.removeStrayCgroups()
+	if err := m.removeStrayCgroups(); err != nil {
+		m.log.Error("remove stray cgroups", "err", err)
+	}
+	return ctx.Err()
+}
+
+// restore brings one recovered session back: finishes its delete, adopts
+// its running sandbox, or starts a new one.
+func (m *Manager) restore(s *session, running *libcontainer.Container) error {
+	meta := s.meta
+	if err := m.fault("recover:" + meta.ID); err != nil {
+		return err
+	}
+	switch {
+	case meta.Deleting != nil:
+		if _, err := m.teardown(s, meta.Deleting.KeepFiles); err != nil {
+			return fmt.Errorf("finish an interrupted delete: %w", err)
+		}
+		m.mu.Lock()
+		delete(m.sessions, meta.ID)
+		m.mu.Unlock()
+		m.removeUserCgroup(meta.UserID)
+		m.log.Info("finished an interrupted delete", "session", meta.ID, "user", meta.UserID)
+	case running != nil:
+		if err := m.attach(s, running); err != nil {
+			return err
+		}
+		m.log.Info("session adopted", "session", meta.ID, "user", meta.UserID)
+	default:
+		if err := m.startSandbox(s); err != nil {
+			return fmt.Errorf("start a new sandbox: %w", err)
+		}
+		m.log.Info("session restarted in a new sandbox", "session", meta.ID, "user", meta.UserID)
+	}
+	return nil
 }
 
 // scanSessions reads every session's metadata; a session directory without
@@ -87,14 +112,14 @@ func (m *Manager) scanSessions() (map[string]sessionMeta, error) {
 	for _, dir := range dirs {
 		userID := strings.TrimPrefix(filepath.Base(filepath.Dir(filepath.Dir(dir))), "user_")
 		sessionID := filepath.Base(dir)
-		if mounts.ValidateID("user", userID) != nil || mounts.ValidateID("session", sessionID) != nil {
+		if validateID("user", userID) != nil || validateID("session", sessionID) != nil {
 			continue
 		}
 		meta, err := readMeta(mounts.Session{Dir: dir})
 		if errors.Is(err, os.ErrNotExist) {
 			m.log.Info("removing a session whose create did not finish", "session", sessionID, "user", userID)
 			if err := os.RemoveAll(dir); err != nil {
-				return nil, err
+				m.log.Error("remove an unfinished session", "dir", dir, "err", err)
 			}
 			continue
 		}
@@ -132,7 +157,7 @@ func killStrays(c *libcontainer.Container) error {
 }
 
 // removeStrayCgroups removes session cgroups under the parent that belong
-// to no live session, and then the emptied per-user parents.
+// to no session, and then the emptied per-user parents.
 func (m *Manager) removeStrayCgroups() error {
 	m.mu.Lock()
 	live := map[string]bool{}
@@ -159,9 +184,7 @@ func (m *Manager) removeStrayCgroups() error {
 		}
 	}
 	for _, u := range users {
-		if err := m.cg.RemoveUser(u); err != nil {
-			return err
-		}
+		m.removeUserCgroup(u)
 	}
 	return nil
 }

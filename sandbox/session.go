@@ -4,36 +4,53 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
+	"syscall"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/mounts"
 )
 
 // sessionMeta is what survives a daemon restart, in the session's
-// directory: enough to adopt or rebuild its sandbox.
+// directory (root-only, out of the sandbox's reach): enough to adopt or
+// rebuild its sandbox.
 type sessionMeta struct {
 	ID        string     `json:"id"`
 	UserID    string     `json:"user_id"`
 	CreatedAt time.Time  `json:"created_at"`
-	Limits    api.Limits `json:"limits"`
+	Limits    metaLimits `json:"limits"`
 	// Deleting is set once a delete has begun, so that a daemon that dies
 	// half-way finishes it on its next start.
 	Deleting *deleteIntent `json:"deleting,omitempty"`
+}
+
+// metaLimits is Limits as session.json stores them.
+type metaLimits struct {
+	CPUs     float64 `json:"cpus"`
+	MemoryMB int64   `json:"memory_mb"`
+	Pids     int64   `json:"pids"`
+	TmpMB    int64   `json:"tmp_mb"`
+}
+
+func (l metaLimits) limits() Limits {
+	return Limits{CPUs: l.CPUs, MemoryMB: l.MemoryMB, Pids: l.Pids, TmpMB: l.TmpMB}
+}
+
+func storedLimits(l Limits) metaLimits {
+	return metaLimits{CPUs: l.CPUs, MemoryMB: l.MemoryMB, Pids: l.Pids, TmpMB: l.TmpMB}
 }
 
 type deleteIntent struct {
 	KeepFiles bool `json:"keep_files"`
 }
 
-func (m sessionMeta) api(status string) api.Session {
-	return api.Session{
+func (m sessionMeta) describe(state State, reason string) Session {
+	return Session{
 		ID:        m.ID,
 		UserID:    m.UserID,
 		CreatedAt: m.CreatedAt,
-		Limits:    m.Limits,
-		Status:    status,
+		Limits:    m.Limits.limits(),
+		State:     state,
+		Reason:    reason,
 		Workspace: mounts.WorkspaceDir,
 	}
 }
@@ -44,11 +61,7 @@ func writeMeta(dir mounts.Session, m sessionMeta) error {
 	if err != nil {
 		return err
 	}
-	tmp := dir.Meta() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("session %q: write metadata: %w", m.ID, err)
-	}
-	if err := os.Rename(tmp, dir.Meta()); err != nil {
+	if err := writeFileAtomic(dir.Meta(), data); err != nil {
 		return fmt.Errorf("session %q: write metadata: %w", m.ID, err)
 	}
 	return nil
@@ -66,22 +79,23 @@ func readMeta(dir mounts.Session) (sessionMeta, error) {
 	return m, nil
 }
 
-// dirSize sums the apparent sizes of the regular files under dir.
-func dirSize(dir string) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) {
-				return nil
-			}
-			return err
-		}
-		if d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				total += fi.Size()
-			}
-		}
-		return nil
-	})
-	return total, err
+// writeFileAtomic replaces path with data through a temporary file renamed
+// over it, so a daemon killed at any point leaves the old or the new
+// content. (Not synced: the journal is for daemon crashes, which keep the
+// page cache; a host crash restarts every sandbox anyway.) path is in a
+// directory only the daemon writes.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -83,7 +83,7 @@ func (m *Manager) BuildBaseEnv(ctx context.Context, force bool) error {
 }
 
 func (m *Manager) runBuild(ctx context.Context, venv string) error {
-	id := "env-build-" + newSessionID()
+	id := "env-build-" + newID(8)
 	spec := boxSpec{
 		id:         id,
 		hostname:   "env-build",
@@ -93,7 +93,7 @@ func (m *Manager) runBuild(ctx context.Context, venv string) error {
 		swap:       m.swap,
 		mounts:     mounts.BuildMounts(m.layout, m.cfg.Helper, venv, m.cfg.MaxLimits.TmpMB*mib),
 	}
-	c, err := startContainer(m.layout.Containers(), spec)
+	c, err := m.startContainer(spec)
 	if err != nil {
 		return fmt.Errorf("base env: %w", err)
 	}
@@ -107,9 +107,9 @@ func (m *Manager) runBuild(ctx context.Context, venv string) error {
 	defer cancel()
 	out := newCappedBuffer(64 << 10)
 	exec := &containerExecutor{c: c, uid: m.owner.UID, gid: m.owner.GID}
-	exit, err := exec.Exec(ctx, Command{
+	exit, err := exec.Exec(ctx, launch{
 		Args:   []string{m.cfg.Python, "-m", "venv", "--system-site-packages", mounts.VenvDir},
-		Env:    []string{sandboxPath, "HOME=/tmp", "LANG=C.UTF-8"},
+		Env:    []string{"PATH=" + sandboxPath, "HOME=/tmp", "LANG=C.UTF-8"},
 		Cwd:    "/tmp",
 		Stdout: out,
 		Stderr: out,

@@ -5,74 +5,62 @@ import (
 	"io"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
-// Backend is what the handlers drive: *sandbox.Manager in the daemon, a fake
-// in the handler tests. Errors wrap the api sentinels (api.ErrNotFound, …);
-// the server maps them to HTTP statuses in errors.go.
+// Backend is what the handlers drive: *sandbox.Manager in the daemon, the
+// fake in servertest for the tests. It speaks the domain's types; the
+// handlers convert them to and from the wire (convert.go) and map its
+// errors, which wrap the sandbox error kinds, to statuses (errors.go).
 type Backend interface {
-	Info(ctx context.Context) api.Info
-	CreateSession(ctx context.Context, req api.CreateSessionRequest) (api.Session, error)
-	ListSessions(ctx context.Context, userID string) ([]api.Session, error)
-	GetSession(ctx context.Context, id string) (api.Session, error)
-	Exec(ctx context.Context, id string, req api.ExecRequest) (api.ExecResult, error)
+	Info(ctx context.Context) sandbox.Info
+	CreateSession(ctx context.Context, req sandbox.CreateRequest) (sandbox.Session, error)
+	ListSessions(ctx context.Context, userID string) ([]sandbox.Session, error)
+	GetSession(ctx context.Context, id string) (sandbox.Session, error)
+	DeleteSession(ctx context.Context, id string, keepFiles bool) (sandbox.DeleteResult, error)
+	Exec(ctx context.Context, id string, req sandbox.ExecRequest) (sandbox.ExecResult, error)
 	// ExecStream runs a command like Exec but hands its output to emit as
 	// it arrives; the result's Stdout and Stderr stay empty. emit is called
 	// serially and never after ExecStream returns; an error from it stops
 	// the output, and cancelling ctx kills the command's whole tree.
-	ExecStream(ctx context.Context, id string, req api.ExecRequest, emit func(api.ExecEvent) error) (api.ExecResult, error)
-	DeleteSession(ctx context.Context, id string, keepFiles bool) (api.DeleteSessionResult, error)
-	FileBackend
+	ExecStream(ctx context.Context, id string, req sandbox.ExecRequest, emit func(sandbox.Output) error) (sandbox.ExecResult, error)
 	ProcessBackend
+	FileBackend
 }
 
 // ProcessBackend is the background processes of a session: commands
 // started now and read from, or killed, later. pid is a process's ID
-// within its session (api.Process.ID), not its PID.
+// within its session, not its PID.
 type ProcessBackend interface {
-	// StartProcess starts a background command; too many live ones is
-	// ErrQuotaExceeded.
-	StartProcess(ctx context.Context, id string, req api.StartProcessRequest) (api.Process, error)
-	// ListProcesses lists the session's background processes, oldest
-	// first.
-	ListProcesses(ctx context.Context, id string) ([]api.Process, error)
+	StartProcess(ctx context.Context, id string, cmd sandbox.Command) (sandbox.Process, error)
+	ListProcesses(ctx context.Context, id string) ([]sandbox.Process, error)
 	// ProcessOutput takes the output lines not read before, only those
-	// the regular expression filter matches when it is not empty; an
-	// invalid filter is ErrInvalidArgument.
-	ProcessOutput(ctx context.Context, id, pid, filter string) (api.ProcessOutput, error)
+	// the regular expression filter matches when it is not empty.
+	ProcessOutput(ctx context.Context, id, pid, filter string) (sandbox.ProcessOutput, error)
 	// KillProcess sends SIGTERM to the process's whole tree, SIGKILL after
-	// grace (negative is ErrInvalidArgument), removes the process and
-	// returns its unread output and final state.
-	KillProcess(ctx context.Context, id, pid string, grace time.Duration) (api.ProcessOutput, error)
+	// grace, removes the process and returns its unread output.
+	KillProcess(ctx context.Context, id, pid string, grace time.Duration) (sandbox.ProcessOutput, error)
 }
 
 // FileBackend is the files API: every path is relative to the session's
-// root ("workspace" or "shared"; an absolute path as the sandbox sees it is
-// accepted too) and is resolved so that it can never leave that root.
+// root (an absolute path as the sandbox sees it is accepted too) and is
+// resolved so that it can never leave that root.
 type FileBackend interface {
-	ListFiles(ctx context.Context, id, root, path string, recursive bool) (api.FileList, error)
-	StatFile(ctx context.Context, id, root, path string) (api.FileInfo, error)
+	ListFiles(ctx context.Context, id string, root sandbox.Root, path string, recursive bool) (sandbox.FileList, error)
+	StatFile(ctx context.Context, id string, root sandbox.Root, path string) (sandbox.FileInfo, error)
 	// OpenFile opens a regular file for reading; the caller closes it.
-	// A file over the daemon's size cap is ErrTooLarge.
-	OpenFile(ctx context.Context, id, root, path string) (File, error)
-	ReadText(ctx context.Context, id, root, path string, line, limit int) (api.TextFile, error)
+	OpenFile(ctx context.Context, id string, root sandbox.Root, path string) (sandbox.File, error)
+	ReadText(ctx context.Context, id string, root sandbox.Root, path string, line, limit int) (sandbox.TextFile, error)
 	// WriteFile stores body atomically; a body over the size cap is
 	// ErrTooLarge and leaves nothing behind.
-	WriteFile(ctx context.Context, id, root, path string, body io.Reader, mkdirs bool) (api.WriteResult, error)
-	EditFile(ctx context.Context, id, root string, req api.EditRequest) (api.EditResult, error)
-	RemoveFile(ctx context.Context, id, root, path string, recursive bool) error
-	Mkdir(ctx context.Context, id, root string, req api.MkdirRequest) (api.FileInfo, error)
-	MoveFile(ctx context.Context, id, root string, req api.MoveRequest) (api.FileInfo, error)
-	// OpenOutput opens shared_files/outputs/<name> of a user, the
-	// design's download.
-	OpenOutput(ctx context.Context, userID, name string) (File, error)
+	WriteFile(ctx context.Context, id string, root sandbox.Root, path string, body io.Reader, mkdirs bool) (sandbox.WriteResult, error)
+	EditFile(ctx context.Context, id string, root sandbox.Root, req sandbox.EditRequest) (sandbox.EditResult, error)
+	RemoveFile(ctx context.Context, id string, root sandbox.Root, path string, recursive bool) error
+	Mkdir(ctx context.Context, id string, root sandbox.Root, path string, parents bool) (sandbox.FileInfo, error)
+	MoveFile(ctx context.Context, id string, root sandbox.Root, from, to string, overwrite bool) (sandbox.FileInfo, error)
+	// OpenOutput opens shared_files/outputs/<name> of a user, the design's
+	// download.
+	OpenOutput(ctx context.Context, userID, name string) (sandbox.File, error)
 	// MaxFileBytes is the size cap of uploads and reads.
 	MaxFileBytes() int64
-}
-
-// File is an open regular file with what the routes report of it.
-type File interface {
-	io.ReadSeekCloser
-	Info() api.FileInfo
 }

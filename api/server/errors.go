@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
 // codeMethodNotAllowed is the one code the server adds to api's: a client
@@ -14,30 +15,56 @@ const codeMethodNotAllowed = "method_not_allowed"
 
 var errMethodNotAllowed = &api.Error{Code: codeMethodNotAllowed, Message: "method not allowed"}
 
-// statuses is the one mapping from sentinel errors to HTTP statuses. An
-// error matching none of them is a 500 "internal".
-var statuses = []struct {
-	sentinel *api.Error
-	status   int
+// kinds is the one mapping from the domain's error kinds to the wire's.
+// The server's own failures (a body that does not decode, an unknown
+// route) wrap an api sentinel directly.
+var kinds = []struct {
+	kind error
+	wire *api.Error
 }{
-	{api.ErrInvalidArgument, http.StatusBadRequest},
-	{api.ErrPermission, http.StatusForbidden},
-	{api.ErrNotFound, http.StatusNotFound},
-	{errMethodNotAllowed, http.StatusMethodNotAllowed},
-	{api.ErrConflict, http.StatusConflict},
-	{api.ErrAlreadyExists, http.StatusConflict},
-	{api.ErrTooLarge, http.StatusRequestEntityTooLarge},
-	{api.ErrUnsupported, http.StatusUnsupportedMediaType},
-	{api.ErrQuotaExceeded, http.StatusTooManyRequests},
-	{api.ErrUnavailable, http.StatusServiceUnavailable},
+	{sandbox.ErrInvalid, api.ErrInvalidArgument},
+	{sandbox.ErrNotFound, api.ErrNotFound},
+	{sandbox.ErrExists, api.ErrAlreadyExists},
+	{sandbox.ErrConflict, api.ErrConflict},
+	{sandbox.ErrForbidden, api.ErrPermission},
+	{sandbox.ErrTooLarge, api.ErrTooLarge},
+	{sandbox.ErrNotText, api.ErrUnsupported},
+	{sandbox.ErrQuota, api.ErrQuotaExceeded},
+	{sandbox.ErrPidsLimit, api.ErrPidsLimit},
+	{sandbox.ErrUnavailable, api.ErrUnavailable},
+}
+
+// statuses gives each wire code its HTTP status. A code missing here (and
+// any error of no known kind) is a 500 "internal".
+var statuses = map[string]int{
+	api.CodeInvalidArgument: http.StatusBadRequest,
+	api.CodePermission:      http.StatusForbidden,
+	api.CodeNotFound:        http.StatusNotFound,
+	codeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	api.CodeConflict:        http.StatusConflict,
+	api.CodeAlreadyExists:   http.StatusConflict,
+	api.CodeTooLarge:        http.StatusRequestEntityTooLarge,
+	api.CodeUnsupported:     http.StatusUnsupportedMediaType,
+	api.CodeQuotaExceeded:   http.StatusTooManyRequests,
+	api.CodePidsLimit:       http.StatusTooManyRequests,
+	api.CodeUnavailable:     http.StatusServiceUnavailable,
 }
 
 // classify returns the status and code err answers with.
 func classify(err error) (int, string) {
-	for _, st := range statuses {
-		if errors.Is(err, st.sentinel) {
-			return st.status, st.sentinel.Code
+	code := api.CodeInternal
+	if wire, ok := errors.AsType[*api.Error](err); ok {
+		code = wire.Code
+	} else {
+		for _, k := range kinds {
+			if errors.Is(err, k.kind) {
+				code = k.wire.Code
+				break
+			}
 		}
+	}
+	if status, ok := statuses[code]; ok {
+		return status, code
 	}
 	return http.StatusInternalServerError, api.CodeInternal
 }

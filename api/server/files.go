@@ -10,40 +10,38 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
+
+// queryRoot is the files root a request names, the workspace when it
+// names none; the backend checks it.
+func queryRoot(r *http.Request) sandbox.Root {
+	if q := r.URL.Query(); q.Has("root") {
+		return sandbox.Root(q.Get("root"))
+	}
+	return sandbox.RootWorkspace
+}
 
 func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	root, err := queryRoot(q)
-	if err != nil {
-		return err
-	}
 	recursive, err := queryBool(q, "recursive")
 	if err != nil {
 		return err
 	}
-	list, err := s.backend.ListFiles(r.Context(), r.PathValue("id"), root, q.Get("path"), recursive)
+	list, err := s.backend.ListFiles(r.Context(), r.PathValue("id"), queryRoot(r), q.Get("path"), recursive)
 	if err != nil {
 		return err
 	}
-	if list.Entries == nil {
-		list.Entries = []api.FileInfo{}
-	}
-	s.writeJSON(w, r, http.StatusOK, list)
+	s.writeJSON(w, r, http.StatusOK, wireFileList(list))
 	return nil
 }
 
 func (s *Server) statFile(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	root, err := queryRoot(q)
+	info, err := s.backend.StatFile(r.Context(), r.PathValue("id"), queryRoot(r), r.URL.Query().Get("path"))
 	if err != nil {
 		return err
 	}
-	info, err := s.backend.StatFile(r.Context(), r.PathValue("id"), root, q.Get("path"))
-	if err != nil {
-		return err
-	}
-	s.writeJSON(w, r, http.StatusOK, info)
+	s.writeJSON(w, r, http.StatusOK, wireFileInfo(info))
 	return nil
 }
 
@@ -52,10 +50,6 @@ func (s *Server) statFile(w http.ResponseWriter, r *http.Request) error {
 // it.
 func (s *Server) readFile(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	root, err := queryRoot(q)
-	if err != nil {
-		return err
-	}
 	offset, err := queryCount(q, "offset", 0)
 	if err != nil {
 		return err
@@ -65,16 +59,15 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p := q.Get("path")
-	f, err := s.backend.OpenFile(r.Context(), r.PathValue("id"), root, p)
+	f, err := s.backend.OpenFile(r.Context(), r.PathValue("id"), queryRoot(r), p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	info := f.Info()
-	if offset > info.Size {
-		return fmt.Errorf("offset %d is past the end of %q (%d bytes): %w", offset, p, info.Size, api.ErrInvalidArgument)
+	if offset > f.Info.Size {
+		return fmt.Errorf("offset %d is past the end of %q (%d bytes): %w", offset, p, f.Info.Size, api.ErrInvalidArgument)
 	}
-	n := info.Size - offset
+	n := f.Info.Size - offset
 	if length > 0 {
 		n = min(n, length)
 	}
@@ -84,36 +77,26 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) error {
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		return fmt.Errorf("%q: seek to %d: %w", p, offset, err)
 	}
-	w.Header().Set("X-Sandboxd-Size", strconv.FormatInt(info.Size, 10))
-	s.stream(w, r, f, n, "application/octet-stream", info.ModTime)
+	w.Header().Set("X-Sandboxd-Size", strconv.FormatInt(f.Info.Size, 10))
+	s.stream(w, r, f, n, "application/octet-stream", f.Info.ModTime)
 	return nil
 }
 
 func (s *Server) readText(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	root, err := queryRoot(q)
+	line, err := queryInt(q, "line", 1)
 	if err != nil {
 		return err
 	}
-	line, err := queryCount(q, "line", 1)
+	limit, err := queryInt(q, "limit", 0)
 	if err != nil {
 		return err
 	}
-	if line == 0 {
-		return fmt.Errorf("line 0: lines are numbered from 1: %w", api.ErrInvalidArgument)
-	}
-	limit, err := queryCount(q, "limit", 0)
+	text, err := s.backend.ReadText(r.Context(), r.PathValue("id"), queryRoot(r), q.Get("path"), line, limit)
 	if err != nil {
 		return err
 	}
-	text, err := s.backend.ReadText(r.Context(), r.PathValue("id"), root, q.Get("path"), int(line), int(limit))
-	if err != nil {
-		return err
-	}
-	if text.Lines == nil {
-		text.Lines = []api.TextLine{}
-	}
-	s.writeJSON(w, r, http.StatusOK, text)
+	s.writeJSON(w, r, http.StatusOK, wireText(text))
 	return nil
 }
 
@@ -121,59 +104,48 @@ func (s *Server) readText(w http.ResponseWriter, r *http.Request) error {
 // logRequests limits it to the backend's file cap.
 func (s *Server) writeFile(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	root, err := queryRoot(q)
-	if err != nil {
-		return err
-	}
 	mkdirs, err := queryBool(q, "mkdirs")
 	if err != nil {
 		return err
 	}
-	res, err := s.backend.WriteFile(r.Context(), r.PathValue("id"), root, q.Get("path"), r.Body, mkdirs)
+	res, err := s.backend.WriteFile(r.Context(), r.PathValue("id"), queryRoot(r), q.Get("path"), r.Body, mkdirs)
 	if err != nil {
 		return uploadError(err)
 	}
-	s.writeJSON(w, r, http.StatusOK, res)
+	s.writeJSON(w, r, http.StatusOK, wireWrite(res))
 	return nil
 }
 
 // uploadError makes an upload cut at the body limit a 413 even when the
 // backend passed the reader's error on without translating it.
 func uploadError(err error) error {
-	if _, cut := errors.AsType[*http.MaxBytesError](err); cut && !errors.Is(err, api.ErrTooLarge) {
+	if _, cut := errors.AsType[*http.MaxBytesError](err); cut && !errors.Is(err, sandbox.ErrTooLarge) {
 		return fmt.Errorf("%w: %w", err, api.ErrTooLarge)
 	}
 	return err
 }
 
 func (s *Server) editFile(w http.ResponseWriter, r *http.Request) error {
-	root, err := queryRoot(r.URL.Query())
-	if err != nil {
-		return err
-	}
 	var req api.EditRequest
 	if err := s.decode(r, &req); err != nil {
 		return err
 	}
-	res, err := s.backend.EditFile(r.Context(), r.PathValue("id"), root, req)
+	res, err := s.backend.EditFile(r.Context(), r.PathValue("id"), queryRoot(r),
+		sandbox.EditRequest{Path: req.Path, Old: req.Old, New: req.New, Count: req.Count})
 	if err != nil {
 		return err
 	}
-	s.writeJSON(w, r, http.StatusOK, res)
+	s.writeJSON(w, r, http.StatusOK, wireEdit(res))
 	return nil
 }
 
 func (s *Server) removeFile(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	root, err := queryRoot(q)
-	if err != nil {
-		return err
-	}
 	recursive, err := queryBool(q, "recursive")
 	if err != nil {
 		return err
 	}
-	if err := s.backend.RemoveFile(r.Context(), r.PathValue("id"), root, q.Get("path"), recursive); err != nil {
+	if err := s.backend.RemoveFile(r.Context(), r.PathValue("id"), queryRoot(r), q.Get("path"), recursive); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -181,36 +153,28 @@ func (s *Server) removeFile(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) mkdir(w http.ResponseWriter, r *http.Request) error {
-	root, err := queryRoot(r.URL.Query())
-	if err != nil {
-		return err
-	}
 	var req api.MkdirRequest
 	if err := s.decode(r, &req); err != nil {
 		return err
 	}
-	info, err := s.backend.Mkdir(r.Context(), r.PathValue("id"), root, req)
+	info, err := s.backend.Mkdir(r.Context(), r.PathValue("id"), queryRoot(r), req.Path, req.Parents)
 	if err != nil {
 		return err
 	}
-	s.writeJSON(w, r, http.StatusCreated, info)
+	s.writeJSON(w, r, http.StatusCreated, wireFileInfo(info))
 	return nil
 }
 
 func (s *Server) moveFile(w http.ResponseWriter, r *http.Request) error {
-	root, err := queryRoot(r.URL.Query())
-	if err != nil {
-		return err
-	}
 	var req api.MoveRequest
 	if err := s.decode(r, &req); err != nil {
 		return err
 	}
-	info, err := s.backend.MoveFile(r.Context(), r.PathValue("id"), root, req)
+	info, err := s.backend.MoveFile(r.Context(), r.PathValue("id"), queryRoot(r), req.From, req.To, req.Overwrite)
 	if err != nil {
 		return err
 	}
-	s.writeJSON(w, r, http.StatusOK, info)
+	s.writeJSON(w, r, http.StatusOK, wireFileInfo(info))
 	return nil
 }
 

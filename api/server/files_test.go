@@ -17,28 +17,25 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/api/server"
+	"github.com/sandboxd/sandboxd/api/client"
+	"github.com/sandboxd/sandboxd/api/server/servertest"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
 // seed gives session s1 a workspace with a.txt and sub/b.txt, a shared a.txt
 // and empty directory, and user u1 an output.
-func seed(t *testing.T, fb *fakeBackend) {
+func seed(t *testing.T, fb *servertest.Backend) {
 	t.Helper()
-	for _, f := range []struct{ root, path, data string }{
-		{api.RootWorkspace, "a.txt", "hello\nworld\n"},
-		{api.RootWorkspace, "sub/b.txt", "b"},
-		{api.RootShared, "a.txt", "shared\n"},
-	} {
-		_, err := fb.WriteFile(context.Background(), "s1", f.root, f.path, strings.NewReader(f.data), true)
-		require.NoError(t, err, "seed %s %s", f.root, f.path)
-	}
-	_, err := fb.Mkdir(context.Background(), "s1", api.RootShared, api.MkdirRequest{Path: "empty"})
+	write(t, fb, sandbox.RootWorkspace, "a.txt", "hello\nworld\n")
+	write(t, fb, sandbox.RootWorkspace, "sub/b.txt", "b")
+	write(t, fb, sandbox.RootShared, "a.txt", "shared\n")
+	_, err := fb.Mkdir(context.Background(), "s1", sandbox.RootShared, "empty", false)
 	require.NoError(t, err, "seed shared/empty")
 	fb.AddOutput("u1", "report.pdf", []byte("%PDF-1.7"))
 }
 
 // content is what the fake holds at path, or the error reading it.
-func content(t *testing.T, fb *fakeBackend, root, path string) (string, error) {
+func content(t *testing.T, fb *servertest.Backend, root sandbox.Root, path string) (string, error) {
 	t.Helper()
 	f, err := fb.OpenFile(context.Background(), "s1", root, path)
 	if err != nil {
@@ -61,7 +58,7 @@ func serveRaw(h http.Handler, method, target, contentType string, body io.Reader
 }
 
 func TestFileRoutesSucceed(t *testing.T) {
-	type check func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend)
+	type check func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend)
 	entryPaths := func(t *testing.T, rec *httptest.ResponseRecorder) []string {
 		var paths []string
 		for _, e := range decodeBody[api.FileList](t, rec).Entries {
@@ -69,15 +66,15 @@ func TestFileRoutesSucceed(t *testing.T) {
 		}
 		return paths
 	}
-	stored := func(root, path, want string) check {
-		return func(t *testing.T, _ *httptest.ResponseRecorder, fb *fakeBackend) {
+	stored := func(root sandbox.Root, path, want string) check {
+		return func(t *testing.T, _ *httptest.ResponseRecorder, fb *servertest.Backend) {
 			got, err := content(t, fb, root, path)
 			require.NoError(t, err, "%s %s is stored", root, path)
 			assert.Equal(t, want, got, "content of %s %s", root, path)
 		}
 	}
 	bytesSent := func(want string, wantLength int) check {
-		return func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+		return func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 			assert.Equal(t, want, rec.Body.String(), "bytes sent")
 			assert.Equal(t, fmt.Sprint(wantLength), rec.Header().Get("Content-Length"), "Content-Length is what is sent")
 		}
@@ -93,18 +90,18 @@ func TestFileRoutesSucceed(t *testing.T) {
 	}{
 		{
 			name: "list the workspace by default", method: http.MethodGet, target: "/v1/sessions/s1/files", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				list := decodeBody[api.FileList](t, rec)
 				assert.Equal(t, api.RootWorkspace, list.Root, "root defaults to workspace")
 				assert.Equal(t, []api.FileInfo{
-					{Name: "a.txt", Path: "a.txt", Type: api.TypeFile, Size: 12, Mode: "0644", ModTime: fb.ModTime()},
-					{Name: "sub", Path: "sub", Type: api.TypeDir, Mode: "0755", ModTime: fb.ModTime()},
+					{Name: "a.txt", Path: "a.txt", Type: api.TypeFile, Size: 12, Mode: "0644", ModTime: fb.Epoch()},
+					{Name: "sub", Path: "sub", Type: api.TypeDir, Mode: "0755", ModTime: fb.Epoch()},
 				}, list.Entries, "top-level entries")
 			},
 		},
 		{
 			name: "list shared", method: http.MethodGet, target: "/v1/sessions/s1/files?root=shared", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.JSONEq(t, `{"root":"shared","path":"","truncated":false,"entries":[
 					{"name":"a.txt","path":"a.txt","type":"file","size":7,"mode":"0644","mtime":"2025-06-01T12:00:00Z"},
 					{"name":"empty","path":"empty","type":"dir","size":0,"mode":"0755","mtime":"2025-06-01T12:00:00Z"}]}`,
@@ -113,38 +110,38 @@ func TestFileRoutesSucceed(t *testing.T) {
 		},
 		{
 			name: "list recursively", method: http.MethodGet, target: "/v1/sessions/s1/files?recursive=1&root=workspace", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.Equal(t, []string{"a.txt", "sub", "sub/b.txt"}, entryPaths(t, rec), "every entry")
 			},
 		},
 		{
 			name: "list a subdirectory", method: http.MethodGet, target: "/v1/sessions/s1/files?path=sub", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.Equal(t, []string{"sub/b.txt"}, entryPaths(t, rec), "the subdirectory's entries")
 			},
 		},
 		{
 			name: "list an empty directory", method: http.MethodGet, target: "/v1/sessions/s1/files?path=empty&recursive=false&root=shared", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.JSONEq(t, `{"root":"shared","path":"empty","truncated":false,"entries":[]}`, rec.Body.String(), "no entries is []")
 			},
 		},
 		{
 			name: "stat", method: http.MethodGet, target: "/v1/sessions/s1/files/stat?path=sub%2Fb.txt", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.Equal(t, api.FileInfo{Name: "b.txt", Path: "sub/b.txt", Type: api.TypeFile, Size: 1, Mode: "0644", ModTime: fb.ModTime()},
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
+				assert.Equal(t, api.FileInfo{Name: "b.txt", Path: "sub/b.txt", Type: api.TypeFile, Size: 1, Mode: "0644", ModTime: fb.Epoch()},
 					decodeBody[api.FileInfo](t, rec), "file info")
 			},
 		},
 		{
 			name: "stat an absolute path", method: http.MethodGet, target: "/v1/sessions/s1/files/stat?path=/workspace/shared/a.txt&root=shared", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.Equal(t, int64(7), decodeBody[api.FileInfo](t, rec).Size, "the shared file's size")
 			},
 		},
 		{
 			name: "read a whole file", method: http.MethodGet, target: "/v1/sessions/s1/files/content?path=a.txt", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				bytesSent("hello\nworld\n", 12)(t, rec, fb)
 				h := rec.Header()
 				assert.Equal(t, "application/octet-stream", h.Get("Content-Type"), "raw bytes")
@@ -154,7 +151,7 @@ func TestFileRoutesSucceed(t *testing.T) {
 		},
 		{
 			name: "read from an offset", method: http.MethodGet, target: "/v1/sessions/s1/files/content?path=a.txt&offset=6", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				bytesSent("world\n", 6)(t, rec, fb)
 				assert.Equal(t, "12", rec.Header().Get("X-Sandboxd-Size"), "the full size, not the slice's")
 			},
@@ -181,102 +178,102 @@ func TestFileRoutesSucceed(t *testing.T) {
 		},
 		{
 			name: "read text", method: http.MethodGet, target: "/v1/sessions/s1/files/text?path=a.txt", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.Equal(t, api.TextFile{Path: "a.txt", TotalLines: 2, Lines: []api.TextLine{{Number: 1, Text: "hello"}, {Number: 2, Text: "world"}}},
 					decodeBody[api.TextFile](t, rec), "every line")
 			},
 		},
 		{
 			name: "read text lines", method: http.MethodGet, target: "/v1/sessions/s1/files/text?path=a.txt&line=2&limit=1", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.Equal(t, []api.TextLine{{Number: 2, Text: "world"}}, decodeBody[api.TextFile](t, rec).Lines, "line 2 only")
 			},
 		},
 		{
 			name: "read text past the end", method: http.MethodGet, target: "/v1/sessions/s1/files/text?path=a.txt&line=9", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.JSONEq(t, `{"path":"a.txt","lines":[],"total_lines":2}`, rec.Body.String(), "no lines is []")
 			},
 		},
 		{
 			name: "write a file", method: http.MethodPut, target: "/v1/sessions/s1/files/content?path=new.bin",
 			contentType: "application/octet-stream", body: "\x00\x01", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				assert.Equal(t, api.WriteResult{Path: "new.bin", Size: 2, SHA256: "b413f47d13ee2fe6c845b2ee141af81de858df4ec549a58b7970bb96645bc8d2"},
 					decodeBody[api.WriteResult](t, rec), "write result")
-				stored(api.RootWorkspace, "new.bin", "\x00\x01")(t, rec, fb)
+				stored(sandbox.RootWorkspace, "new.bin", "\x00\x01")(t, rec, fb)
 			},
 		},
 		{
 			name: "write any content type", method: http.MethodPut, target: "/v1/sessions/s1/files/content?path=page.html",
 			contentType: "text/html", body: "<p>", wantStatus: http.StatusOK,
-			check: stored(api.RootWorkspace, "page.html", "<p>"),
+			check: stored(sandbox.RootWorkspace, "page.html", "<p>"),
 		},
 		{
 			name: "write with mkdirs to shared", method: http.MethodPut, target: "/v1/sessions/s1/files/content?path=x/y/z.txt&mkdirs=true&root=shared",
 			body: "deep", wantStatus: http.StatusOK,
-			check: stored(api.RootShared, "x/y/z.txt", "deep"),
+			check: stored(sandbox.RootShared, "x/y/z.txt", "deep"),
 		},
 		{
 			name: "write without mkdirs", method: http.MethodPut, target: "/v1/sessions/s1/files/content?path=x/y/z.txt",
 			body: "deep", wantStatus: http.StatusNotFound,
-			check: func(t *testing.T, _ *httptest.ResponseRecorder, fb *fakeBackend) {
-				_, err := content(t, fb, api.RootWorkspace, "x/y/z.txt")
-				assert.ErrorIs(t, err, api.ErrNotFound, "nothing written without the parents")
+			check: func(t *testing.T, _ *httptest.ResponseRecorder, fb *servertest.Backend) {
+				_, err := content(t, fb, sandbox.RootWorkspace, "x/y/z.txt")
+				assert.ErrorIs(t, err, sandbox.ErrNotFound, "nothing written without the parents")
 			},
 		},
 		{
 			name: "edit", method: http.MethodPost, target: "/v1/sessions/s1/files/edit", contentType: "application/json",
 			body: `{"path":"a.txt","old":"world","new":"there"}`, wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				res := decodeBody[api.EditResult](t, rec)
 				assert.Equal(t, 1, res.Replacements, "one replacement")
 				assert.Equal(t, int64(12), res.Size, "new size")
-				stored(api.RootWorkspace, "a.txt", "hello\nthere\n")(t, rec, fb)
+				stored(sandbox.RootWorkspace, "a.txt", "hello\nthere\n")(t, rec, fb)
 			},
 		},
 		{
 			name: "edit in shared", method: http.MethodPost, target: "/v1/sessions/s1/files/edit?root=shared", contentType: "application/json",
 			body: `{"path":"a.txt","old":"shared","new":"common","count":1}`, wantStatus: http.StatusOK,
-			check: stored(api.RootShared, "a.txt", "common\n"),
+			check: stored(sandbox.RootShared, "a.txt", "common\n"),
 		},
 		{
 			name: "remove a file", method: http.MethodDelete, target: "/v1/sessions/s1/files?path=a.txt", wantStatus: http.StatusNoContent,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				assert.Empty(t, rec.Body.String(), "no body")
-				_, err := content(t, fb, api.RootWorkspace, "a.txt")
-				assert.ErrorIs(t, err, api.ErrNotFound, "a.txt is gone")
-				stored(api.RootShared, "a.txt", "shared\n")(t, rec, fb)
+				_, err := content(t, fb, sandbox.RootWorkspace, "a.txt")
+				assert.ErrorIs(t, err, sandbox.ErrNotFound, "a.txt is gone")
+				stored(sandbox.RootShared, "a.txt", "shared\n")(t, rec, fb)
 			},
 		},
 		{
 			name: "remove a tree", method: http.MethodDelete, target: "/v1/sessions/s1/files?path=sub&recursive=true", wantStatus: http.StatusNoContent,
-			check: func(t *testing.T, _ *httptest.ResponseRecorder, fb *fakeBackend) {
-				_, err := fb.StatFile(context.Background(), "s1", api.RootWorkspace, "sub")
-				assert.ErrorIs(t, err, api.ErrNotFound, "sub is gone")
+			check: func(t *testing.T, _ *httptest.ResponseRecorder, fb *servertest.Backend) {
+				_, err := fb.StatFile(context.Background(), "s1", sandbox.RootWorkspace, "sub")
+				assert.ErrorIs(t, err, sandbox.ErrNotFound, "sub is gone")
 			},
 		},
 		{
 			name: "mkdir", method: http.MethodPost, target: "/v1/sessions/s1/files/mkdir?root=shared", contentType: "application/json",
 			body: `{"path":"out/charts","parents":true}`, wantStatus: http.StatusCreated,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.Equal(t, api.FileInfo{Name: "charts", Path: "out/charts", Type: api.TypeDir, Mode: "0755", ModTime: fb.ModTime()},
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
+				assert.Equal(t, api.FileInfo{Name: "charts", Path: "out/charts", Type: api.TypeDir, Mode: "0755", ModTime: fb.Epoch()},
 					decodeBody[api.FileInfo](t, rec), "the new directory")
-				_, err := fb.StatFile(context.Background(), "s1", api.RootShared, "out/charts")
+				_, err := fb.StatFile(context.Background(), "s1", sandbox.RootShared, "out/charts")
 				assert.NoError(t, err, "made in shared")
 			},
 		},
 		{
 			name: "move", method: http.MethodPost, target: "/v1/sessions/s1/files/move", contentType: "application/json",
 			body: `{"from":"sub","to":"moved"}`, wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				assert.Equal(t, "moved", decodeBody[api.FileInfo](t, rec).Path, "the destination's info")
-				stored(api.RootWorkspace, "moved/b.txt", "b")(t, rec, fb)
+				stored(sandbox.RootWorkspace, "moved/b.txt", "b")(t, rec, fb)
 			},
 		},
 		{
 			name: "download an output", method: http.MethodGet, target: "/v1/users/u1/files/outputs/report.pdf", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				bytesSent("%PDF-1.7", 8)(t, rec, fb)
 				assert.Equal(t, "application/pdf", rec.Header().Get("Content-Type"), "type by extension")
 				assert.Equal(t, "attachment; filename=report.pdf", rec.Header().Get("Content-Disposition"), "an attachment")
@@ -285,7 +282,7 @@ func TestFileRoutesSucceed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := newFake(nil)
+			fb := newFake()
 			seed(t, fb)
 			srv, _ := newServer(fb, 0)
 			rec := serveRaw(srv.Handler(), tt.method, tt.target, tt.contentType, strings.NewReader(tt.body))
@@ -310,19 +307,22 @@ func TestFileRouteErrors(t *testing.T) {
 		{"missing in shared", http.MethodGet, "/v1/sessions/s1/files/stat?path=sub&root=shared", "", 404, api.CodeNotFound, `"sub" in shared`},
 		{"missing output", http.MethodGet, "/v1/users/u2/files/outputs/report.pdf", "", 404, api.CodeNotFound, `user "u2"`},
 		{"path leaves the root", http.MethodGet, "/v1/sessions/s1/files/text?path=../etc/passwd", "", 403, api.CodePermission, "leaves the workspace root"},
-		{"remove the root", http.MethodDelete, "/v1/sessions/s1/files?recursive=true", "", 403, api.CodePermission, "cannot be removed"},
-		{"edit mismatch", http.MethodPost, "/v1/sessions/s1/files/edit", `{"path":"a.txt","old":"l","new":"L"}`, 409, api.CodeConflict, "occurs 3 times, want 1"},
+		{"absolute path leaves the root", http.MethodGet, "/v1/sessions/s1/files/stat?path=/workspace/../etc", "", 403, api.CodePermission, "leaves the workspace root"},
+		{"absolute path elsewhere", http.MethodGet, "/v1/sessions/s1/files/stat?path=/etc/passwd", "", 400, api.CodeInvalidArgument, "must be under /workspace"},
+		{"read a directory", http.MethodGet, "/v1/sessions/s1/files/content?path=sub", "", 403, api.CodePermission, "not a regular file"},
+		{"remove the root", http.MethodDelete, "/v1/sessions/s1/files?recursive=true", "", 409, api.CodeConflict, "cannot remove the root"},
+		{"edit mismatch", http.MethodPost, "/v1/sessions/s1/files/edit", `{"path":"a.txt","old":"l","new":"L"}`, 409, api.CodeConflict, "occurs 3 times, expected 1"},
 		{"remove a non-empty directory", http.MethodDelete, "/v1/sessions/s1/files?path=sub", "", 409, api.CodeConflict, "not empty"},
 		{"mkdir over a file", http.MethodPost, "/v1/sessions/s1/files/mkdir", `{"path":"a.txt"}`, 409, api.CodeAlreadyExists, `"a.txt"`},
-		{"text of a binary file", http.MethodGet, "/v1/sessions/s1/files/text?path=bin", "", 415, api.CodeUnsupported, "not text"},
+		{"move to the shared files", http.MethodPost, "/v1/sessions/s1/files/move", `{"from":"a.txt","to":"shared/a.txt"}`, 400, api.CodeInvalidArgument, "between the workspace and the shared files"},
+		{"text of a binary file", http.MethodGet, "/v1/sessions/s1/files/text?path=bin", "", 415, api.CodeUnsupported, "not valid UTF-8 text"},
 		{"offset past the end", http.MethodGet, "/v1/sessions/s1/files/content?path=a.txt&offset=13", "", 400, api.CodeInvalidArgument, "offset 13 is past the end"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := newFake(nil)
+			fb := newFake()
 			seed(t, fb)
-			_, err := fb.WriteFile(context.Background(), "s1", api.RootWorkspace, "bin", bytes.NewReader([]byte{0xff, 0}), false)
-			require.NoError(t, err, "seed a binary file")
+			write(t, fb, sandbox.RootWorkspace, "bin", "\xff\x00")
 			srv, _ := newServer(fb, 0)
 			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
 			assert.Equal(t, tt.wantStatus, rec.Code, "status; body %s", rec.Body)
@@ -333,21 +333,18 @@ func TestFileRouteErrors(t *testing.T) {
 	}
 }
 
-// largeFiles opens every file as one of fileCap+10 bytes, which the fake's
-// own OpenFile would refuse, to check the route's own cap.
-type largeFiles struct{ *fakeBackend }
+// largeFiles opens every file as one of fileCap+10 bytes, which no upload
+// to the fake can make, to check the route's own cap.
+type largeFiles struct{ *servertest.Backend }
 
-func (largeFiles) OpenFile(context.Context, string, string, string) (server.File, error) {
-	return largeFile{bytes.NewReader(bytes.Repeat([]byte("x"), fileCap+10))}, nil
+func (largeFiles) OpenFile(context.Context, string, sandbox.Root, string) (sandbox.File, error) {
+	r := bytes.NewReader(bytes.Repeat([]byte("x"), fileCap+10))
+	return sandbox.File{ReadSeekCloser: largeFile{r}, Info: sandbox.FileInfo{Name: "large", Path: "large", Type: sandbox.TypeFile, Size: r.Size()}}, nil
 }
 
 type largeFile struct{ *bytes.Reader }
 
 func (largeFile) Close() error { return nil }
-
-func (f largeFile) Info() api.FileInfo {
-	return api.FileInfo{Name: "large", Path: "large", Type: api.TypeFile, Size: f.Size()}
-}
 
 func TestReadCapsTheBytesSent(t *testing.T) {
 	tests := []struct {
@@ -363,7 +360,7 @@ func TestReadCapsTheBytesSent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
-			srv, _ := newServer(largeFiles{newFake(nil)}, 0)
+			srv, _ := newServer(largeFiles{newFake()}, 0)
 			rec := serve(srv.Handler(), http.MethodGet, "/v1/sessions/s1/files/content?path=large"+tt.query, "")
 			require.Equal(t, tt.wantStatus, rec.Code, "status; body %.200s", rec.Body)
 			if tt.wantStatus != http.StatusOK {
@@ -376,35 +373,30 @@ func TestReadCapsTheBytesSent(t *testing.T) {
 	}
 }
 
-// rawUploads passes the body reader's error on without translating it.
-type rawUploads struct{ *fakeBackend }
-
-func (rawUploads) WriteFile(_ context.Context, _, _, p string, body io.Reader, _ bool) (api.WriteResult, error) {
-	if _, err := io.Copy(io.Discard, body); err != nil {
-		return api.WriteResult{}, fmt.Errorf("store %q: %w", p, err)
-	}
-	return api.WriteResult{Path: p}, nil
-}
-
+// The fake, like the daemon, passes the body reader's error on as it is:
+// the server makes a cut upload a 413.
 func TestUploadOverTheCapIsTooLargeEvenUntranslated(t *testing.T) {
-	srv, _ := newServer(rawUploads{newFake(nil)}, 0)
+	fb := newFake()
+	srv, _ := newServer(fb, 0)
 	rec := serveRaw(srv.Handler(), http.MethodPut, "/v1/sessions/s1/files/content?path=big", "",
 		bytes.NewReader(make([]byte, fileCap+1)))
 	assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code, "status; body %s", rec.Body)
 	assert.Equal(t, api.CodeTooLarge, decodeBody[api.Error](t, rec).Code, "a *http.MaxBytesError is too_large")
+	_, err := content(t, fb, sandbox.RootWorkspace, "big")
+	assert.ErrorIs(t, err, sandbox.ErrNotFound, "nothing is left of the cut upload")
 }
 
 // TestUploadLimits goes through a real socket and the Go client: what the
 // client sees of a cut upload depends on net/http's connection handling.
 func TestUploadLimits(t *testing.T) {
-	fb := newFake(nil)
+	fb := newFake()
 	srv, _ := newServer(fb, 1<<10)
 	path, served := serveUnix(t, srv)
 	t.Cleanup(func() {
 		assert.NoError(t, srv.Shutdown(context.Background()), "shutdown")
 		assert.NoError(t, <-served, "serve")
 	})
-	c := api.NewClient(path)
+	c := client.New(path)
 	ctx := context.Background()
 
 	res, err := c.WriteFile(ctx, "s1", "", "mid.bin", bytes.NewReader(make([]byte, 64<<10)), false)
@@ -427,7 +419,7 @@ func TestUploadLimits(t *testing.T) {
 		assert.ErrorIs(t, err, api.ErrTooLarge, "too_large %s", name)
 	}
 	_, err = fb.StatFile(ctx, "s1", api.RootWorkspace, "big.bin")
-	assert.ErrorIs(t, err, api.ErrNotFound, "nothing is left of the cut uploads")
+	assert.ErrorIs(t, err, sandbox.ErrNotFound, "nothing is left of the cut uploads")
 
 	_, err = c.EditFile(ctx, "s1", "", api.EditRequest{Path: "mid.bin", Old: "x", New: strings.Repeat("y", 2<<10)})
 	assert.ErrorIs(t, err, api.ErrTooLarge, "a JSON body keeps the JSON limit")
@@ -461,7 +453,7 @@ func TestDownloadHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := newFake(nil)
+			fb := newFake()
 			fb.AddOutput("u 1", tt.name, []byte("data"))
 			srv, _ := newServer(fb, 0)
 			path, served := serveUnix(t, srv)

@@ -5,10 +5,11 @@ import (
 	"net/url"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
 func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
-	info := s.backend.Info(r.Context())
+	info := wireInfo(s.backend.Info(r.Context()))
 	if info.Version == "" {
 		info.Version = s.version
 	}
@@ -21,12 +22,14 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decode(r, &req); err != nil {
 		return err
 	}
-	sess, err := s.backend.CreateSession(r.Context(), req)
+	sess, err := s.backend.CreateSession(r.Context(), sandbox.CreateRequest{
+		UserID: req.UserID, SessionID: req.SessionID, Limits: domainLimits(req.Limits),
+	})
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/v1/sessions/"+url.PathEscape(sess.ID))
-	s.writeJSON(w, r, http.StatusCreated, sess)
+	s.writeJSON(w, r, http.StatusCreated, wireSession(sess))
 	return nil
 }
 
@@ -35,10 +38,11 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if sessions == nil {
-		sessions = []api.Session{} // "sessions": [] rather than null
+	list := api.SessionList{Sessions: make([]api.Session, 0, len(sessions))}
+	for _, sess := range sessions {
+		list.Sessions = append(list.Sessions, wireSession(sess))
 	}
-	s.writeJSON(w, r, http.StatusOK, api.SessionList{Sessions: sessions})
+	s.writeJSON(w, r, http.StatusOK, list)
 	return nil
 }
 
@@ -47,15 +51,19 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.writeJSON(w, r, http.StatusOK, sess)
+	s.writeJSON(w, r, http.StatusOK, wireSession(sess))
 	return nil
 }
 
 // exec runs a command, answering with its result or, when the client
 // accepts NDJSON, with its output as it comes.
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
-	var req api.ExecRequest
-	if err := s.decode(r, &req); err != nil {
+	var wire api.ExecRequest
+	if err := s.decode(r, &wire); err != nil {
+		return err
+	}
+	req, err := domainExec(wire)
+	if err != nil {
 		return err
 	}
 	if acceptsNDJSON(r) {
@@ -65,7 +73,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.writeJSON(w, r, http.StatusOK, res)
+	s.writeJSON(w, r, http.StatusOK, wireExec(res))
 	return nil
 }
 
@@ -78,9 +86,6 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if res.KeptFiles == nil {
-		res.KeptFiles = []string{}
-	}
-	s.writeJSON(w, r, http.StatusOK, res)
+	s.writeJSON(w, r, http.StatusOK, wireDelete(res))
 	return nil
 }

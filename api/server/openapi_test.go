@@ -129,6 +129,7 @@ var schemaTypes = map[string]reflect.Type{
 	"ExecRequest":          reflect.TypeFor[api.ExecRequest](),
 	"ExecResult":           reflect.TypeFor[api.ExecResult](),
 	"DeleteSessionResult":  reflect.TypeFor[api.DeleteSessionResult](),
+	"NotKept":              reflect.TypeFor[api.NotKept](),
 	"FileInfo":             reflect.TypeFor[api.FileInfo](),
 	"FileList":             reflect.TypeFor[api.FileList](),
 	"TextLine":             reflect.TypeFor[api.TextLine](),
@@ -238,8 +239,8 @@ func TestOpenAPIListsEveryErrorCode(t *testing.T) {
 	require.NoError(t, yaml.Unmarshal(b, &doc), "parse api/openapi.yaml")
 	codes := []string{
 		api.CodeInvalidArgument, api.CodePermission, api.CodeNotFound, "method_not_allowed", api.CodeConflict,
-		api.CodeAlreadyExists, api.CodeTooLarge, api.CodeUnsupported, api.CodeQuotaExceeded, api.CodeUnavailable,
-		api.CodeInternal,
+		api.CodeAlreadyExists, api.CodeTooLarge, api.CodeUnsupported, api.CodeQuotaExceeded, api.CodePidsLimit,
+		api.CodeUnavailable, api.CodeInternal,
 	}
 	assert.ElementsMatch(t, codes, doc.Components.Schemas.Error.Properties.Code.Enum, "Error.code enum")
 }

@@ -15,9 +15,8 @@ func (s *Server) downloadOutput(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer f.Close()
-	info := f.Info()
 	w.Header().Set("Content-Disposition", attachment(name))
-	s.stream(w, r, f, info.Size, contentType(name), info.ModTime)
+	s.stream(w, r, f, f.Info.Size, contentType(name), f.Info.ModTime)
 	return nil
 }
 

@@ -18,12 +18,12 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := r.PathValue("id")
-	p, err := s.backend.StartProcess(r.Context(), id, req)
+	p, err := s.backend.StartProcess(r.Context(), id, domainCommand(req.Argv, req.Command, req.Cwd, req.Env))
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/v1/sessions/"+url.PathEscape(id)+"/processes/"+url.PathEscape(p.ID))
-	s.writeJSON(w, r, http.StatusCreated, p)
+	s.writeJSON(w, r, http.StatusCreated, wireProcess(p))
 	return nil
 }
 
@@ -32,10 +32,11 @@ func (s *Server) listProcesses(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if procs == nil {
-		procs = []api.Process{}
+	list := api.ProcessList{Processes: make([]api.Process, 0, len(procs))}
+	for _, p := range procs {
+		list.Processes = append(list.Processes, wireProcess(p))
 	}
-	s.writeJSON(w, r, http.StatusOK, api.ProcessList{Processes: procs})
+	s.writeJSON(w, r, http.StatusOK, list)
 	return nil
 }
 
@@ -46,7 +47,7 @@ func (s *Server) processOutput(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.writeOutput(w, r, out)
+	s.writeJSON(w, r, http.StatusOK, wireOutput(out))
 	return nil
 }
 
@@ -59,13 +60,6 @@ func (s *Server) killProcess(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.writeOutput(w, r, out)
+	s.writeJSON(w, r, http.StatusOK, wireOutput(out))
 	return nil
-}
-
-func (s *Server) writeOutput(w http.ResponseWriter, r *http.Request, out api.ProcessOutput) {
-	if out.Lines == nil {
-		out.Lines = []string{} // "lines": [] rather than null
-	}
-	s.writeJSON(w, r, http.StatusOK, out)
 }

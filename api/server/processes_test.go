@@ -11,37 +11,39 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/server/servertest"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
 // seedProcesses starts p1 ("sleep 9", running, three unread lines) and p2
 // ("make", exited 0, nothing unread) in s1.
-func seedProcesses(t *testing.T, fb *fakeBackend) {
+func seedProcesses(t *testing.T, fb *servertest.Backend) {
 	t.Helper()
 	ctx := context.Background()
-	_, err := fb.StartProcess(ctx, "s1", api.StartProcessRequest{Command: "sleep 9"})
+	_, err := fb.StartProcess(ctx, "s1", sandbox.Command{Shell: "sleep 9"})
 	require.NoError(t, err, "start p1")
 	require.NoError(t, fb.Print("s1", "p1", "one", "two", "error: x"), "print to p1")
-	_, err = fb.StartProcess(ctx, "s1", api.StartProcessRequest{Argv: []string{"make"}})
+	_, err = fb.StartProcess(ctx, "s1", sandbox.Command{Argv: []string{"make"}})
 	require.NoError(t, err, "start p2")
 	require.NoError(t, fb.Exit("s1", "p2", 0), "exit p2")
 }
 
 func TestProcessRoutes(t *testing.T) {
-	type check func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend)
+	type check func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend)
 	lines := func(want ...string) check {
-		return func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+		return func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 			assert.Equal(t, want, decodeBody[api.ProcessOutput](t, rec).Lines, "unread lines")
 		}
 	}
 	killedWith := func(grace time.Duration) check {
-		return func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-			assert.Equal(t, grace, fb.Grace(), "grace passed to the backend")
+		return func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
+			assert.Equal(t, grace, fb.LastGrace(), "grace passed to the backend")
 			out := decodeBody[api.ProcessOutput](t, rec)
 			assert.Equal(t, api.StatusKilled, out.Status, "killed")
 		}
 	}
 	errorCode := func(want string) check {
-		return func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+		return func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 			assert.Equal(t, want, decodeBody[api.Error](t, rec).Code, "error code")
 		}
 	}
@@ -58,7 +60,7 @@ func TestProcessRoutes(t *testing.T) {
 			name: "start", method: http.MethodPost, target: "/v1/sessions/s1/processes",
 			body:       `{"argv":["python3","-m","http.server"],"cwd":"/workspace","env":{"A":"b"}}`,
 			wantStatus: http.StatusCreated,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				assert.Equal(t, "/v1/sessions/s1/processes/p3", rec.Header().Get("Location"), "Location names the process")
 				assert.Equal(t, api.Process{ID: "p3", PID: 103, Command: "python3 -m http.server", Status: api.StatusRunning,
 					StartedAt: fb.Epoch().Add(3 * time.Second)}, decodeBody[api.Process](t, rec), "the started process")
@@ -74,7 +76,7 @@ func TestProcessRoutes(t *testing.T) {
 		},
 		{
 			name: "list", method: http.MethodGet, target: "/v1/sessions/s1/processes", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				list := decodeBody[api.ProcessList](t, rec).Processes
 				require.Len(t, list, 2, "both processes listed")
 				assert.Equal(t, "p1", list[0].ID, "oldest first")
@@ -86,7 +88,7 @@ func TestProcessRoutes(t *testing.T) {
 		},
 		{
 			name: "empty list is an empty array", method: http.MethodGet, target: "/v1/sessions/s1/processes", unseeded: true, wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.JSONEq(t, `{"processes":[]}`, rec.Body.String(), "no processes is []")
 			},
 		},
@@ -94,7 +96,7 @@ func TestProcessRoutes(t *testing.T) {
 		{name: "output filtered", method: http.MethodGet, target: "/v1/sessions/s1/processes/p1/output?filter=%5Eerr", wantStatus: http.StatusOK, check: lines("error: x")},
 		{
 			name: "output with nothing unread", method: http.MethodGet, target: "/v1/sessions/s1/processes/p2/output", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
 				assert.Contains(t, rec.Body.String(), `"lines":[]`, "no lines is []")
 				assert.Equal(t, api.StatusExited, decodeBody[api.ProcessOutput](t, rec).Status, "the process's state comes along")
 			},
@@ -109,8 +111,8 @@ func TestProcessRoutes(t *testing.T) {
 		},
 		{
 			name: "kill", method: http.MethodDelete, target: "/v1/sessions/s1/processes/p1", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.Equal(t, 5*time.Second, fb.Grace(), "grace defaults to 5s")
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
+				assert.Equal(t, 5*time.Second, fb.LastGrace(), "grace defaults to 5s")
 				out := decodeBody[api.ProcessOutput](t, rec)
 				assert.Equal(t, []string{"one", "two", "error: x"}, out.Lines, "unread lines")
 				require.NotNil(t, out.ExitCode, "a killed process has an exit code")
@@ -127,7 +129,7 @@ func TestProcessRoutes(t *testing.T) {
 		{name: "kill at once", method: http.MethodDelete, target: "/v1/sessions/s1/processes/p1?grace=0", wantStatus: http.StatusOK, check: killedWith(0)},
 		{
 			name: "kill an exited process", method: http.MethodDelete, target: "/v1/sessions/s1/processes/p2", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.JSONEq(t, `{"id":"p2","pid":102,"command":"make","status":"exited","exit_code":0,
 					"started_at":"2025-06-01T12:00:02Z","ended_at":"2025-06-01T12:00:03Z","lines":[],"dropped":0}`,
 					rec.Body.String(), "the final state, flat, with no lines")
@@ -140,7 +142,7 @@ func TestProcessRoutes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := newFake(nil)
+			fb := newFake()
 			if !tt.unseeded {
 				seedProcesses(t, fb)
 			}

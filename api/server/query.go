@@ -10,20 +10,6 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 )
 
-// queryRoot is the files root a request names in its "root" parameter:
-// workspace when absent.
-func queryRoot(q url.Values) (string, error) {
-	if !q.Has("root") {
-		return api.RootWorkspace, nil
-	}
-	switch root := q.Get("root"); root {
-	case api.RootWorkspace, api.RootShared:
-		return root, nil
-	default:
-		return "", fmt.Errorf("root %q: want %s or %s: %w", root, api.RootWorkspace, api.RootShared, api.ErrInvalidArgument)
-	}
-}
-
 // queryBool parses query parameter name with strconv.ParseBool; absent is
 // false.
 func queryBool(q url.Values, name string) (bool, error) {
@@ -50,9 +36,23 @@ func queryCount(q url.Values, name string, def int64) (int64, error) {
 	return v, nil
 }
 
+// queryInt parses query parameter name as an integer; absent is def. What
+// values make sense is the backend's to say.
+func queryInt(q url.Values, name string, def int) (int, error) {
+	if !q.Has(name) {
+		return def, nil
+	}
+	v, err := strconv.Atoi(q.Get(name))
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: want an integer: %w", name, q.Get(name), api.ErrInvalidArgument)
+	}
+	return v, nil
+}
+
 // queryDuration parses query parameter name as a Go duration ("5s",
 // "500ms") or a plain number of seconds ("5", "0.5"), which is what a
-// Python caller most naturally sends; absent is def, negative is refused.
+// Python caller most naturally sends; absent is def. Whether a negative
+// one makes sense is the backend's to say.
 func queryDuration(q url.Values, name string, def time.Duration) (time.Duration, error) {
 	if !q.Has(name) {
 		return def, nil
@@ -65,9 +65,6 @@ func queryDuration(q url.Values, name string, def time.Duration) (time.Duration,
 			return 0, fmt.Errorf("%s %q: want a duration such as 5s or 500ms, or a number of seconds: %w", name, v, api.ErrInvalidArgument)
 		}
 		d = time.Duration(secs * float64(time.Second))
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("%s %q: must not be negative: %w", name, v, api.ErrInvalidArgument)
 	}
 	return d, nil
 }

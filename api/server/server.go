@@ -24,6 +24,9 @@ type Config struct {
 	// Version is the daemon's build version: sent in the Server header and
 	// reported by GET /v1 when the backend leaves Info.Version empty.
 	Version string
+	// StreamWriteTimeout bounds each write of a streamed exec; 0 means
+	// DefaultStreamWriteTimeout.
+	StreamWriteTimeout time.Duration
 }
 
 // Server is sandboxd's API server.
@@ -32,7 +35,9 @@ type Server struct {
 	maxBody int64
 	log     *slog.Logger
 	version string
-	router  *http.ServeMux
+	// streamTimeout is Config.StreamWriteTimeout or its default.
+	streamTimeout time.Duration
+	router        *http.ServeMux
 	// fileBodies are the mux patterns whose body limit is the backend's
 	// file cap rather than maxBody.
 	fileBodies map[string]bool
@@ -53,6 +58,10 @@ func New(b Backend, cfg Config) *Server {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	s.streamTimeout = cfg.StreamWriteTimeout
+	if s.streamTimeout <= 0 {
+		s.streamTimeout = DefaultStreamWriteTimeout
 	}
 	s.router = s.mux()
 	s.fileBodies = fileBodies()

@@ -25,101 +25,34 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/api/server"
 	"github.com/sandboxd/sandboxd/api/server/servertest"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
+// testSession is session s1 of the fake, as the wire has it.
 var testSession = api.Session{
 	ID:        "s1",
 	UserID:    "u1",
-	CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+	CreatedAt: time.Date(2025, 6, 1, 12, 0, 1, 0, time.UTC),
 	Limits:    api.Limits{CPUs: 1, MemoryMB: 512, Pids: 128, TmpMB: 64},
 	Status:    "running",
 	Workspace: "/workspace",
 }
 
-// fakeBackend records what the session handlers asked for and answers with
-// canned values, or with err from every method that can fail; its files and
-// background processes are in memory, its streamed exec scripted.
-type fakeBackend struct {
-	*servertest.Files
-	*servertest.Processes
-	*servertest.Stream
-	mu      sync.Mutex
-	err     error
-	calls   []string
-	create  api.CreateSessionRequest
-	userID  string
-	id      string
-	execReq api.ExecRequest
-	keep    bool
-	// execStarted and execRelease, when set, make Exec block until released.
-	execStarted chan struct{}
-	execRelease chan struct{}
-}
-
 // fileCap is the fake's MaxFileBytes.
-const fileCap = 1 << 20
+const fileCap = servertest.MaxFileBytes
 
-// newFake returns a fakeBackend knowing session s1 that fails with err
-// when err is not nil; a streamed exec then fails before it begins.
-func newFake(err error) *fakeBackend {
-	files := servertest.New(fileCap, "s1")
-	files.Err = err
-	procs := servertest.NewProcesses("s1")
-	procs.Err = err
-	return &fakeBackend{Files: files, Processes: procs, Stream: &servertest.Stream{Err: err}, err: err}
+// newFake returns a fake backend knowing session s1 of user u1.
+func newFake() *servertest.Backend {
+	fb := servertest.New()
+	fb.AddSession(sandbox.Session{ID: "s1", UserID: "u1"})
+	return fb
 }
 
-func (f *fakeBackend) record(call string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, call)
-	return f.err
-}
-
-func (f *fakeBackend) Calls() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.calls...)
-}
-
-func (f *fakeBackend) Info(context.Context) api.Info {
-	_ = f.record("Info")
-	return api.Info{APIVersion: api.Version, CgroupMode: "unified", Controllers: []string{"cpu", "memory", "pids"}, Sessions: 1}
-}
-
-func (f *fakeBackend) CreateSession(_ context.Context, req api.CreateSessionRequest) (api.Session, error) {
-	f.create = req
-	return testSession, f.record("CreateSession")
-}
-
-func (f *fakeBackend) ListSessions(_ context.Context, userID string) ([]api.Session, error) {
-	f.userID = userID
-	if userID == "nobody" {
-		return nil, f.record("ListSessions")
-	}
-	return []api.Session{testSession}, f.record("ListSessions")
-}
-
-func (f *fakeBackend) GetSession(_ context.Context, id string) (api.Session, error) {
-	f.id = id
-	return testSession, f.record("GetSession")
-}
-
-func (f *fakeBackend) Exec(_ context.Context, id string, req api.ExecRequest) (api.ExecResult, error) {
-	f.id, f.execReq = id, req
-	if f.execStarted != nil {
-		close(f.execStarted)
-		<-f.execRelease
-	}
-	return api.ExecResult{ExitCode: 137, Signal: "SIGKILL", TimedOut: true, DurationMS: 30000, Stdout: "out", Stderr: "err"}, f.record("Exec")
-}
-
-func (f *fakeBackend) DeleteSession(_ context.Context, id string, keepFiles bool) (api.DeleteSessionResult, error) {
-	f.id, f.keep = id, keepFiles
-	if keepFiles {
-		return api.DeleteSessionResult{ID: id, KeptFiles: []string{"s1-report.txt"}}, f.record("DeleteSession")
-	}
-	return api.DeleteSessionResult{ID: id}, f.record("DeleteSession")
+// write stores data as path in root of session s1 of fb.
+func write(t *testing.T, fb *servertest.Backend, root sandbox.Root, path, data string) {
+	t.Helper()
+	_, err := fb.WriteFile(context.Background(), "s1", root, path, strings.NewReader(data), true)
+	require.NoError(t, err, "write %s %s", root, path)
 }
 
 // syncBuffer is a log sink the server's goroutines and the test can share.
@@ -180,95 +113,135 @@ func decodeBody[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
 func TestRoutesSucceed(t *testing.T) {
 	tests := []struct {
 		name       string
+		setup      func(t *testing.T, fb *servertest.Backend)
 		method     string
 		target     string
 		body       string
 		wantStatus int
-		check      func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend)
+		check      func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend)
 	}{
 		{
 			name: "info", method: http.MethodGet, target: "/v1", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				info := decodeBody[api.Info](t, rec)
 				assert.Equal(t, "1.2.3", info.Version, "server fills the version the backend left empty")
+				assert.Equal(t, api.Version, info.APIVersion, "API version")
 				assert.Equal(t, "unified", info.CgroupMode, "backend's cgroup mode is passed on")
+				assert.Equal(t, api.Limits{CPUs: 2, MemoryMB: 2048, Pids: 512, TmpMB: 256}, info.MaxLimits, "backend's maximum limits are passed on")
+				assert.Equal(t, 1, info.Sessions, "session count")
 				assert.Equal(t, "sandboxd/1.2.3", rec.Header().Get("Server"), "Server header names the version")
 			},
 		},
 		{
 			name: "create session", method: http.MethodPost, target: "/v1/sessions",
-			body:       `{"user_id":"u1","session_id":"s1","limits":{"cpus":0.5,"memory_mb":256}}`,
+			body:       `{"user_id":"u1","session_id":"s2","limits":{"cpus":0.5,"memory_mb":256}}`,
 			wantStatus: http.StatusCreated,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.Equal(t, api.CreateSessionRequest{UserID: "u1", SessionID: "s1", Limits: &api.Limits{CPUs: 0.5, MemoryMB: 256}},
-					fb.create, "backend got the decoded request")
-				assert.Equal(t, testSession, decodeBody[api.Session](t, rec), "response is the created session")
-				assert.Equal(t, "/v1/sessions/s1", rec.Header().Get("Location"), "Location names the new session")
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
+				assert.Equal(t, sandbox.CreateRequest{UserID: "u1", SessionID: "s2", Limits: &sandbox.Limits{CPUs: 0.5, MemoryMB: 256}},
+					fb.LastCreate(), "backend got the decoded request")
+				assert.JSONEq(t, `{"id":"s2","user_id":"u1","created_at":"2025-06-01T12:00:02Z","status":"running","workspace":"/workspace",
+					"limits":{"cpus":0.5,"memory_mb":256,"pids":128,"tmp_mb":64}}`, rec.Body.String(), "response is the created session")
+				assert.Equal(t, "/v1/sessions/s2", rec.Header().Get("Location"), "Location names the new session")
 			},
 		},
 		{
 			name: "list sessions", method: http.MethodGet, target: "/v1/sessions", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.Empty(t, fb.userID, "no user filter without user_id")
-				assert.Equal(t, api.SessionList{Sessions: []api.Session{testSession}}, decodeBody[api.SessionList](t, rec), "all sessions listed")
+			setup: func(_ *testing.T, fb *servertest.Backend) { fb.AddSession(sandbox.Session{ID: "s2", UserID: "u2"}) },
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
+				list := decodeBody[api.SessionList](t, rec).Sessions
+				require.Len(t, list, 2, "no user filter without user_id")
+				assert.Equal(t, testSession, list[0], "s1 listed first")
+				assert.Equal(t, "s2", list[1].ID, "s2 listed")
 			},
 		},
 		{
 			name: "list sessions of a user", method: http.MethodGet, target: "/v1/sessions?user_id=u1", wantStatus: http.StatusOK,
-			check: func(t *testing.T, _ *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.Equal(t, "u1", fb.userID, "user_id is passed as the filter")
+			setup: func(_ *testing.T, fb *servertest.Backend) { fb.AddSession(sandbox.Session{ID: "s2", UserID: "u2"}) },
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
+				assert.Equal(t, api.SessionList{Sessions: []api.Session{testSession}}, decodeBody[api.SessionList](t, rec),
+					"user_id is passed as the filter")
 			},
 		},
 		{
 			name: "empty list is an empty array", method: http.MethodGet, target: "/v1/sessions?user_id=nobody", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *fakeBackend) {
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.JSONEq(t, `{"sessions":[]}`, rec.Body.String(), "nil list is encoded as []")
 			},
 		},
 		{
 			name: "get session", method: http.MethodGet, target: "/v1/sessions/s1", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.Equal(t, "s1", fb.id, "backend got the path's id")
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
 				assert.Equal(t, testSession, decodeBody[api.Session](t, rec), "response is the session")
+				assert.NotContains(t, rec.Body.String(), `"reason"`, "a running session has no reason")
+			},
+		},
+		{
+			name: "get a broken session", method: http.MethodGet, target: "/v1/sessions/s3", wantStatus: http.StatusOK,
+			setup: func(_ *testing.T, fb *servertest.Backend) {
+				fb.AddSession(sandbox.Session{ID: "s3", UserID: "u1", State: sandbox.StateBroken, Reason: "restore failed: no rootfs"})
+			},
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
+				sess := decodeBody[api.Session](t, rec)
+				assert.Equal(t, "broken", sess.Status, "status")
+				assert.Equal(t, "restore failed: no rootfs", sess.Reason, "reason says why")
 			},
 		},
 		{
 			name: "exec", method: http.MethodPost, target: "/v1/sessions/s1/exec",
-			body:       `{"argv":["ls","-l"],"cwd":"/workspace","env":{"A":"b"},"stdin":"in","timeout":2.5}`,
+			body: `{"argv":["ls","-l"],"cwd":"/workspace","env":{"A":"b"},"stdin":"in","timeout":2.5}`,
+			setup: func(_ *testing.T, fb *servertest.Backend) {
+				fb.SetScript(servertest.Script{
+					Output: []sandbox.Output{{Stream: sandbox.Stdout, Data: []byte("out")}, {Stream: sandbox.Stderr, Data: []byte("err")}},
+					Result: sandbox.ExecResult{ExitCode: 137, Signal: "SIGKILL", TimedOut: true, Duration: 30 * time.Second, StdoutTruncated: true},
+				})
+			},
 			wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.Equal(t, "s1", fb.id, "backend got the path's id")
-				assert.Equal(t, api.ExecRequest{Argv: []string{"ls", "-l"}, Cwd: "/workspace", Env: map[string]string{"A": "b"}, Stdin: "in", TimeoutSec: 2.5},
-					fb.execReq, "backend got the decoded request")
-				res := decodeBody[api.ExecResult](t, rec)
-				assert.Equal(t, 137, res.ExitCode, "exit code passed on")
-				assert.True(t, res.TimedOut, "timed_out passed on")
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
+				assert.Equal(t, servertest.ExecCall{ID: "s1", Req: sandbox.ExecRequest{
+					Command: sandbox.Command{Argv: []string{"ls", "-l"}, Cwd: "/workspace", Env: map[string]string{"A": "b"}},
+					Stdin:   "in", Timeout: 2500 * time.Millisecond,
+				}}, fb.LastExec(), "backend got the decoded request")
+				assert.JSONEq(t, `{"exit_code":137,"signal":"SIGKILL","timed_out":true,"oom_killed":false,"duration_ms":30000,
+					"stdout":"out","stderr":"err","stdout_truncated":true,"stderr_truncated":false}`, rec.Body.String(), "the result")
 			},
 		},
 		{
 			name: "delete session", method: http.MethodDelete, target: "/v1/sessions/s1", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.False(t, fb.keep, "keep_files defaults to false")
-				assert.JSONEq(t, `{"id":"s1","kept_files":[]}`, rec.Body.String(), "no kept files is an empty array")
+			setup: func(t *testing.T, fb *servertest.Backend) { write(t, fb, sandbox.RootWorkspace, "report.pdf", "%PDF") },
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *servertest.Backend) {
+				assert.JSONEq(t, `{"id":"s1","kept_files":[],"not_kept":[]}`, rec.Body.String(), "keep_files defaults to false; empty lists are []")
+				_, err := fb.GetSession(context.Background(), "s1")
+				assert.ErrorIs(t, err, sandbox.ErrNotFound, "the session is gone")
 			},
 		},
 		{
 			name: "delete session keeping files", method: http.MethodDelete, target: "/v1/sessions/s1?keep_files=true", wantStatus: http.StatusOK,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.True(t, fb.keep, "keep_files=true is passed on")
-				assert.Equal(t, []string{"s1-report.txt"}, decodeBody[api.DeleteSessionResult](t, rec).KeptFiles, "kept files listed")
+			setup: func(t *testing.T, fb *servertest.Backend) {
+				write(t, fb, sandbox.RootWorkspace, "report.pdf", "%PDF")
+				write(t, fb, sandbox.RootWorkspace, "plan.docx", "PK")
+				write(t, fb, sandbox.RootWorkspace, "notes.txt", "not kept")
+				fb.AddOutput("u1", "report.pdf", []byte("an older one"))
+				fb.SetNotKept("plan.docx", "not a regular file")
+			},
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
+				assert.JSONEq(t, `{"id":"s1","kept_files":["report-1.pdf"],"not_kept":[{"name":"plan.docx","reason":"not a regular file"}]}`,
+					rec.Body.String(), "kept files and those that could not be kept")
 			},
 		},
 		{
 			name: "delete session keep_files=0", method: http.MethodDelete, target: "/v1/sessions/s1?keep_files=0", wantStatus: http.StatusOK,
-			check: func(t *testing.T, _ *httptest.ResponseRecorder, fb *fakeBackend) {
-				assert.False(t, fb.keep, "keep_files=0 parses as false")
+			setup: func(t *testing.T, fb *servertest.Backend) { write(t, fb, sandbox.RootWorkspace, "report.pdf", "%PDF") },
+			check: func(t *testing.T, rec *httptest.ResponseRecorder, _ *servertest.Backend) {
+				assert.Empty(t, decodeBody[api.DeleteSessionResult](t, rec).KeptFiles, "keep_files=0 parses as false")
 			},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := newFake(nil)
+			fb := newFake()
+			if tt.setup != nil {
+				tt.setup(t, fb)
+			}
 			srv, _ := newServer(fb, 0)
 			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
 			require.Equal(t, tt.wantStatus, rec.Code, "status of %s %s; body %s", tt.method, tt.target, rec.Body)
@@ -283,21 +256,25 @@ func TestBackendErrorsMapToStatus(t *testing.T) {
 		wantStatus int
 		wantCode   string
 	}{
-		{api.ErrInvalidArgument, http.StatusBadRequest, api.CodeInvalidArgument},
-		{api.ErrPermission, http.StatusForbidden, api.CodePermission},
-		{api.ErrNotFound, http.StatusNotFound, api.CodeNotFound},
+		{sandbox.ErrInvalid, http.StatusBadRequest, api.CodeInvalidArgument},
+		{sandbox.ErrForbidden, http.StatusForbidden, api.CodePermission},
+		{sandbox.ErrNotFound, http.StatusNotFound, api.CodeNotFound},
+		{sandbox.ErrConflict, http.StatusConflict, api.CodeConflict},
+		{sandbox.ErrExists, http.StatusConflict, api.CodeAlreadyExists},
+		{sandbox.ErrTooLarge, http.StatusRequestEntityTooLarge, api.CodeTooLarge},
+		{sandbox.ErrNotText, http.StatusUnsupportedMediaType, api.CodeUnsupported},
+		{sandbox.ErrQuota, http.StatusTooManyRequests, api.CodeQuotaExceeded},
+		{sandbox.ErrPidsLimit, http.StatusTooManyRequests, api.CodePidsLimit},
+		{sandbox.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
+		// An *api.Error keeps its own code, whoever wraps it.
 		{api.ErrConflict, http.StatusConflict, api.CodeConflict},
-		{api.ErrAlreadyExists, http.StatusConflict, api.CodeAlreadyExists},
-		{api.ErrTooLarge, http.StatusRequestEntityTooLarge, api.CodeTooLarge},
-		{api.ErrUnsupported, http.StatusUnsupportedMediaType, api.CodeUnsupported},
-		{api.ErrQuotaExceeded, http.StatusTooManyRequests, api.CodeQuotaExceeded},
-		{api.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
 		{api.ErrInternal, http.StatusInternalServerError, api.CodeInternal},
 		{errors.New("disk on fire"), http.StatusInternalServerError, api.CodeInternal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.wantCode+"/"+tt.err.Error(), func(t *testing.T) {
-			fb := newFake(fmt.Errorf("session %q: %w", "s1", tt.err))
+			fb := newFake()
+			fb.Fail(fmt.Errorf("session %q: %w", "s1", tt.err))
 			srv, logs := newServer(fb, 0)
 			rec := serve(srv.Handler(), http.MethodGet, "/v1/sessions/s1", "")
 			assert.Equal(t, tt.wantStatus, rec.Code, "status for %v", tt.err)
@@ -338,10 +315,13 @@ func TestEveryRouteReportsBackendErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
-			srv, _ := newServer(newFake(fmt.Errorf("test: %w", api.ErrQuotaExceeded)), 0)
+			fb := newFake()
+			fb.Fail(fmt.Errorf("test: %w", sandbox.ErrQuota))
+			srv, _ := newServer(fb, 0)
 			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
 			assert.Equal(t, http.StatusTooManyRequests, rec.Code, "backend error's status")
 			assert.Equal(t, api.CodeQuotaExceeded, decodeBody[api.Error](t, rec).Code, "backend error's code")
+			assert.Len(t, fb.Calls(), 1, "the backend was asked once")
 		})
 	}
 }
@@ -373,12 +353,6 @@ func TestBadRequests(t *testing.T) {
 		{"wrong method on sessions", http.MethodPut, "/v1/sessions", ``, 405, "method_not_allowed", "PUT", "GET, HEAD, POST"},
 		{"wrong method on a session", http.MethodPost, "/v1/sessions/s1", `{}`, 405, "method_not_allowed", "POST", "DELETE, GET, HEAD"},
 		{"wrong method on info", http.MethodDelete, "/v1", ``, 405, "method_not_allowed", "DELETE", "GET, HEAD"},
-		{"bad root", http.MethodGet, "/v1/sessions/s1/files?root=home", ``, 400, api.CodeInvalidArgument, `root "home": want workspace or shared`, ""},
-		{"empty root", http.MethodGet, "/v1/sessions/s1/files/stat?root=&path=a", ``, 400, api.CodeInvalidArgument, `root ""`, ""},
-		{"bad root on upload", http.MethodPut, "/v1/sessions/s1/files/content?root=Shared&path=a", `x`, 400, api.CodeInvalidArgument, `root "Shared"`, ""},
-		{"bad root on edit", http.MethodPost, "/v1/sessions/s1/files/edit?root=..", `{"path":"a","old":"x","new":"y"}`, 400, api.CodeInvalidArgument, `root ".."`, ""},
-		{"bad root on mkdir", http.MethodPost, "/v1/sessions/s1/files/mkdir?root=tmp", `{"path":"a"}`, 400, api.CodeInvalidArgument, `root "tmp"`, ""},
-		{"bad root on move", http.MethodPost, "/v1/sessions/s1/files/move?root=x", `{"from":"a","to":"b"}`, 400, api.CodeInvalidArgument, `root "x"`, ""},
 		{"bad recursive", http.MethodGet, "/v1/sessions/s1/files?recursive=yes", ``, 400, api.CodeInvalidArgument, `recursive "yes"`, ""},
 		{"bad recursive on delete", http.MethodDelete, "/v1/sessions/s1/files?path=d&recursive=", ``, 400, api.CodeInvalidArgument, `recursive ""`, ""},
 		{"bad mkdirs", http.MethodPut, "/v1/sessions/s1/files/content?path=a&mkdirs=2", `x`, 400, api.CodeInvalidArgument, `mkdirs "2"`, ""},
@@ -386,10 +360,7 @@ func TestBadRequests(t *testing.T) {
 		{"bad offset", http.MethodGet, "/v1/sessions/s1/files/content?path=a&offset=1k", ``, 400, api.CodeInvalidArgument, `offset "1k"`, ""},
 		{"negative length", http.MethodGet, "/v1/sessions/s1/files/content?path=a&length=-5", ``, 400, api.CodeInvalidArgument, `length "-5"`, ""},
 		{"bad length", http.MethodGet, "/v1/sessions/s1/files/content?path=a&length=", ``, 400, api.CodeInvalidArgument, `length ""`, ""},
-		{"line 0", http.MethodGet, "/v1/sessions/s1/files/text?path=a&line=0", ``, 400, api.CodeInvalidArgument, "numbered from 1", ""},
-		{"negative line", http.MethodGet, "/v1/sessions/s1/files/text?path=a&line=-2", ``, 400, api.CodeInvalidArgument, `line "-2"`, ""},
 		{"bad line", http.MethodGet, "/v1/sessions/s1/files/text?path=a&line=one", ``, 400, api.CodeInvalidArgument, `line "one"`, ""},
-		{"negative limit", http.MethodGet, "/v1/sessions/s1/files/text?path=a&limit=-1", ``, 400, api.CodeInvalidArgument, `limit "-1"`, ""},
 		{"bad limit", http.MethodGet, "/v1/sessions/s1/files/text?path=a&limit=1.5", ``, 400, api.CodeInvalidArgument, `limit "1.5"`, ""},
 		{"unknown edit field", http.MethodPost, "/v1/sessions/s1/files/edit", `{"path":"a","old":"x","new":"y","all":true}`, 400, api.CodeInvalidArgument, `"all"`, ""},
 		{"oversized edit", http.MethodPost, "/v1/sessions/s1/files/edit", `{"path":"a","old":"x","new":"` + strings.Repeat("y", 300) + `"}`, 413, api.CodeTooLarge, "256 bytes", ""},
@@ -410,18 +381,12 @@ func TestBadRequests(t *testing.T) {
 		{"oversized start", http.MethodPost, "/v1/sessions/s1/processes", `{"command":"` + strings.Repeat("x", 300) + `"}`, 413, api.CodeTooLarge, "256 bytes", ""},
 		{"bad grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=soon", ``, 400, api.CodeInvalidArgument, `grace "soon": want a duration`, ""},
 		{"empty grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=", ``, 400, api.CodeInvalidArgument, `grace ""`, ""},
-		{"negative grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=-1s", ``, 400, api.CodeInvalidArgument, `grace "-1s": must not be negative`, ""},
-		{"negative grace in seconds", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=-0.5", ``, 400, api.CodeInvalidArgument, `grace "-0.5": must not be negative`, ""},
 		{"NaN grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=NaN", ``, 400, api.CodeInvalidArgument, `grace "NaN"`, ""},
 		{"endless grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=1e300", ``, 400, api.CodeInvalidArgument, `grace "1e300"`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := newFake(nil)
-			// A files or processes route that reached the backend would
-			// answer 500.
-			fb.Files.Err = errors.New("the backend was called")
-			fb.Processes.Err = fb.Files.Err
+			fb := newFake()
 			srv, _ := newServer(fb, 256)
 			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
 			assert.Equal(t, tt.wantStatus, rec.Code, "status; body %s", rec.Body)
@@ -432,6 +397,62 @@ func TestBadRequests(t *testing.T) {
 			assert.Empty(t, fb.Calls(), "backend is not called for a bad request")
 		})
 	}
+}
+
+// TestBackendChecksAnswerAsTheServerDid covers the checks that moved from
+// the server into the backend: the wire is what it was, status, code and a
+// message saying what is wrong, but the backend makes the check.
+func TestBackendChecksAnswerAsTheServerDid(t *testing.T) {
+	tests := []struct {
+		name        string
+		method      string
+		target      string
+		body        string
+		wantCall    string
+		wantMessage string // a substring of the envelope's message
+	}{
+		{"bad root", http.MethodGet, "/v1/sessions/s1/files?root=home", ``, "ListFiles", `root "home": want "workspace" or "shared"`},
+		{"bad root on upload", http.MethodPut, "/v1/sessions/s1/files/content?root=Shared&path=a", `x`, "WriteFile", `root "Shared"`},
+		{"bad root on edit", http.MethodPost, "/v1/sessions/s1/files/edit?root=..", `{"path":"a","old":"x","new":"y"}`, "EditFile", `root ".."`},
+		{"bad root on mkdir", http.MethodPost, "/v1/sessions/s1/files/mkdir?root=tmp", `{"path":"a"}`, "Mkdir", `root "tmp"`},
+		{"bad root on move", http.MethodPost, "/v1/sessions/s1/files/move?root=x", `{"from":"a","to":"b"}`, "MoveFile", `root "x"`},
+		{"bad root on remove", http.MethodDelete, "/v1/sessions/s1/files?root=%2Fetc&path=a", ``, "RemoveFile", `root "/etc"`},
+		{"bad root on read", http.MethodGet, "/v1/sessions/s1/files/content?root=home&path=a", ``, "OpenFile", `root "home"`},
+		{"bad root on text", http.MethodGet, "/v1/sessions/s1/files/text?root=home&path=a", ``, "ReadText", `root "home"`},
+		{"line 0", http.MethodGet, "/v1/sessions/s1/files/text?path=a&line=0", ``, "ReadText", "line must be at least 1"},
+		{"negative line", http.MethodGet, "/v1/sessions/s1/files/text?path=a&line=-2", ``, "ReadText", "line must be at least 1"},
+		{"negative limit", http.MethodGet, "/v1/sessions/s1/files/text?path=a&limit=-1", ``, "ReadText", "limit not negative"},
+		{"negative grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=-1s", ``, "KillProcess", "grace must not be negative"},
+		{"negative grace in seconds", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=-0.5", ``, "KillProcess", "grace must not be negative"},
+		{"negative timeout", http.MethodPost, "/v1/sessions/s1/exec", `{"command":"true","timeout":-1}`, "Exec", "timeout must not be negative"},
+		{"neither argv nor command", http.MethodPost, "/v1/sessions/s1/exec", `{"cwd":"/w"}`, "Exec", "argv or command is required"},
+		{"both argv and command", http.MethodPost, "/v1/sessions/s1/processes", `{"argv":["a"],"command":"b"}`, "StartProcess", "not both"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fb := newFake()
+			srv, _ := newServer(fb, 256)
+			rec := serve(srv.Handler(), tt.method, tt.target, tt.body)
+			assert.Equal(t, http.StatusBadRequest, rec.Code, "status; body %s", rec.Body)
+			got := decodeBody[api.Error](t, rec)
+			assert.Equal(t, api.CodeInvalidArgument, got.Code, "error code")
+			assert.Contains(t, got.Message, tt.wantMessage, "error message says what is wrong")
+			assert.Equal(t, []string{tt.wantCall}, fb.Calls(), "the backend makes the check")
+		})
+	}
+}
+
+// TestExplicitlyEmptyRootIsRefused holds the contract (api/openapi.yaml:
+// root is workspace or shared, "anything else is 400") for root=: only an
+// absent root means the workspace.
+func TestExplicitlyEmptyRootIsRefused(t *testing.T) {
+	fb := newFake()
+	srv, _ := newServer(fb, 0)
+	rec := serve(srv.Handler(), http.MethodGet, "/v1/sessions/s1/files/stat?root=&path=a", "")
+	assert.Equal(t, http.StatusBadRequest, rec.Code, "status; body %s", rec.Body)
+	got := decodeBody[api.Error](t, rec)
+	assert.Equal(t, api.CodeInvalidArgument, got.Code, "error code")
+	assert.Contains(t, got.Message, `root ""`, "error message says what is wrong")
 }
 
 // shortTempDir returns a temporary directory whose socket paths fit in
@@ -466,7 +487,7 @@ func serveUnix(t *testing.T, srv *server.Server) (string, <-chan error) {
 }
 
 func TestPeerCredentialsAreLogged(t *testing.T) {
-	srv, logs := newServer(newFake(nil), 0)
+	srv, logs := newServer(newFake(), 0)
 	path, served := serveUnix(t, srv)
 
 	resp, err := unixHTTPClient(path).Get("http://sandboxd/v1")
@@ -498,7 +519,7 @@ func TestPeerCredentialsAreLogged(t *testing.T) {
 }
 
 func TestRequestsWithoutPeerAreLogged(t *testing.T) {
-	srv, logs := newServer(newFake(nil), 0)
+	srv, logs := newServer(newFake(), 0)
 	rec := serve(srv.Handler(), http.MethodGet, "/nowhere", "")
 	require.Equal(t, http.StatusNotFound, rec.Code, "unknown route status")
 
@@ -509,8 +530,9 @@ func TestRequestsWithoutPeerAreLogged(t *testing.T) {
 }
 
 func TestShutdownWaitsForInFlightRequests(t *testing.T) {
-	fb := newFake(nil)
-	fb.execStarted, fb.execRelease = make(chan struct{}), make(chan struct{})
+	fb := newFake()
+	started, release := make(chan struct{}), make(chan struct{})
+	fb.SetScript(servertest.Script{Started: started, Hold: release})
 	srv, _ := newServer(fb, 0)
 	path, served := serveUnix(t, srv)
 	client := unixHTTPClient(path)
@@ -529,7 +551,7 @@ func TestShutdownWaitsForInFlightRequests(t *testing.T) {
 		resp.Body.Close()
 		answered <- result{status: resp.StatusCode}
 	}()
-	<-fb.execStarted
+	<-started
 
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- srv.Shutdown(context.Background()) }()
@@ -543,7 +565,7 @@ func TestShutdownWaitsForInFlightRequests(t *testing.T) {
 	default:
 	}
 
-	close(fb.execRelease)
+	close(release)
 	res := <-answered
 	require.NoError(t, res.err, "in-flight exec is answered")
 	assert.Equal(t, http.StatusOK, res.status, "in-flight exec completes")

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/client"
 )
 
 const execUsage = `Usage: sandboxctl exec [FLAGS] ID -- ARGV...
@@ -47,7 +48,7 @@ func (e envFlag) Set(kv string) error {
 	return nil
 }
 
-func execute(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func execute(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("exec", std, execUsage)
 	var req api.ExecRequest
 	env := envFlag{}
@@ -119,7 +120,7 @@ func isSet(fs *flag.FlagSet, name string) bool {
 }
 
 // runBuffered runs the command and prints its output once it has ended.
-func runBuffered(ctx context.Context, c *api.Client, id string, req api.ExecRequest, std stdio) (api.ExecResult, error) {
+func runBuffered(ctx context.Context, c *client.Client, id string, req api.ExecRequest, std stdio) (api.ExecResult, error) {
 	res, err := c.Exec(ctx, id, req)
 	if err != nil {
 		return res, err
@@ -135,7 +136,7 @@ func runBuffered(ctx context.Context, c *api.Client, id string, req api.ExecRequ
 
 // runStreamed runs the command and prints its output as it comes, the
 // bytes of each stream exactly as written.
-func runStreamed(ctx context.Context, c *api.Client, id string, req api.ExecRequest, std stdio) (api.ExecResult, error) {
+func runStreamed(ctx context.Context, c *client.Client, id string, req api.ExecRequest, std stdio) (api.ExecResult, error) {
 	return c.ExecStream(ctx, id, req, func(ev api.ExecEvent) error {
 		w := std.out
 		if ev.Type == api.EventStderr {

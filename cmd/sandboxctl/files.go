@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/client"
 )
 
 // rootFlag adds --root, which every files command takes.
@@ -16,7 +17,7 @@ func rootFlag(fs *flag.FlagSet) *string {
 	return fs.String("root", api.RootWorkspace, "the tree the path is in: workspace or shared")
 }
 
-func list(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func list(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("ls", std, "Usage: sandboxctl ls [--root R] [-r] [--json] ID [PATH]\n\n"+
 		"Lists directory PATH (the root by default) of session ID: type, mode, size,\nmodification time and name.\n\nFlags:\n")
 	root := rootFlag(fs)
@@ -58,7 +59,7 @@ func list(ctx context.Context, c *api.Client, args []string, std stdio) error {
 	return nil
 }
 
-func stat(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func stat(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("stat", std, "Usage: sandboxctl stat [--root R] ID PATH\n\nDescribes PATH of session ID.\n\nFlags:\n")
 	root := rootFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -74,7 +75,7 @@ func stat(ctx context.Context, c *api.Client, args []string, std stdio) error {
 	return printJSON(std.out, info)
 }
 
-func cat(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func cat(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("cat", std, "Usage: sandboxctl cat [--root R] ID PATH\n\nWrites file PATH of session ID to stdout.\n\nFlags:\n")
 	root := rootFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -94,7 +95,7 @@ func cat(ctx context.Context, c *api.Client, args []string, std stdio) error {
 	return nil
 }
 
-func remove(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func remove(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("rm", std, "Usage: sandboxctl rm [--root R] [-r] ID PATH\n\nRemoves PATH from session ID.\n\nFlags:\n")
 	root := rootFlag(fs)
 	recursive := fs.Bool("r", false, "remove a directory and everything in it")
@@ -107,7 +108,7 @@ func remove(ctx context.Context, c *api.Client, args []string, std stdio) error 
 	return c.RemoveFile(ctx, fs.Arg(0), *root, fs.Arg(1), *recursive)
 }
 
-func mkdir(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func mkdir(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("mkdir", std, "Usage: sandboxctl mkdir [--root R] [-p] ID PATH\n\n"+
 		"Creates directory PATH in session ID and prints it.\n\nFlags:\n")
 	root := rootFlag(fs)
@@ -125,7 +126,7 @@ func mkdir(ctx context.Context, c *api.Client, args []string, std stdio) error {
 	return printJSON(std.out, info)
 }
 
-func move(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func move(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("mv", std, "Usage: sandboxctl mv [--root R] [--overwrite] ID FROM TO\n\n"+
 		"Moves FROM to TO within the root of session ID and prints the result.\n\nFlags:\n")
 	root := rootFlag(fs)
@@ -143,7 +144,7 @@ func move(ctx context.Context, c *api.Client, args []string, std stdio) error {
 	return printJSON(std.out, info)
 }
 
-func edit(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func edit(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("edit", std, "Usage: sandboxctl edit [--root R] --old X --new Y [--count N] ID PATH\n\n"+
 		"Replaces X by Y in file PATH of session ID and prints the result. X must\noccur exactly once, or exactly N times.\n\nFlags:\n")
 	root := rootFlag(fs)

@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/client"
 )
 
-func info(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func info(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("info", std, "Usage: sandboxctl info\n\nDescribes the daemon.\n")
 	if err := parse(fs, args); err != nil {
 		return err

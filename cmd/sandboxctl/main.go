@@ -14,7 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/client"
 )
 
 // Exit statuses of sandboxctl's own; exec exits with the command's status.
@@ -91,12 +91,12 @@ func run(ctx context.Context, args []string, std stdio, getenv func(string) stri
 		"the daemon's Unix socket: $SANDBOXD_SOCKET, else ./var/run/sandboxd.sock if it exists, else /run/sandboxd.sock")
 	err := parse(fs, args)
 	if err == nil {
-		err = dispatch(ctx, api.NewClient(*socket), fs.Args(), std)
+		err = dispatch(ctx, client.New(*socket), fs.Args(), std)
 	}
 	return exitCode(err, std.err)
 }
 
-func dispatch(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func dispatch(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	if len(args) == 0 {
 		return usagef("missing command; see sandboxctl --help")
 	}

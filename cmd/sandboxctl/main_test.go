@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,82 +22,55 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/api/server"
 	"github.com/sandboxd/sandboxd/api/server/servertest"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
-// fakeBackend knows session "s1" and records the last request of each kind.
-// Exec of argv ["true"] succeeds quietly; anything else exits 3 with
-// output, timed out and truncated. Its files and background processes,
-// s1's, are in memory; its streamed exec is scripted.
-type fakeBackend struct {
-	*servertest.Files
-	*servertest.Processes
-	*servertest.Stream
-	create api.CreateSessionRequest
-	user   string
-	exec   api.ExecRequest
-	keep   bool
+// s1 is the fake's one session, as the wire has it.
+var s1 = api.Session{
+	ID: "s1", UserID: "u1", CreatedAt: time.Date(2025, 6, 1, 12, 0, 1, 0, time.UTC),
+	Limits: api.Limits{CPUs: 1, MemoryMB: 512, Pids: 128, TmpMB: 64}, Status: "running", Workspace: "/workspace",
 }
 
-var s1 = api.Session{ID: "s1", UserID: "u1", Status: "running", Workspace: "/workspace"}
-
-func (f *fakeBackend) Info(context.Context) api.Info {
-	return api.Info{Version: "test", APIVersion: api.Version}
+// exitThree is what a command does unless a test says otherwise: it
+// prints to both streams, times out with exit status 3, and its stdout
+// is truncated.
+var exitThree = servertest.Script{
+	Output: []sandbox.Output{{Stream: sandbox.Stdout, Data: []byte("out\n")}, {Stream: sandbox.Stderr, Data: []byte("err\n")}},
+	Result: sandbox.ExecResult{ExitCode: 3, TimedOut: true, StdoutTruncated: true},
 }
 
-func (f *fakeBackend) CreateSession(_ context.Context, req api.CreateSessionRequest) (api.Session, error) {
-	f.create = req
-	return api.Session{ID: req.SessionID, UserID: req.UserID, Status: "running"}, nil
+// startServer serves the fake backend, knowing session s1, on a fresh
+// socket and returns the socket's path.
+func startServer(t *testing.T) (string, *servertest.Backend) {
+	t.Helper()
+	fb := servertest.New()
+	fb.AddSession(sandbox.Session{ID: s1.ID, UserID: s1.UserID})
+	fb.SetScript(exitThree)
+	return serveSocket(t, server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler), Version: "test"})), fb
 }
 
-func (f *fakeBackend) ListSessions(_ context.Context, userID string) ([]api.Session, error) {
-	f.user = userID
-	return []api.Session{s1}, nil
-}
-
-func (f *fakeBackend) GetSession(_ context.Context, id string) (api.Session, error) {
-	if id != s1.ID {
-		return api.Session{}, fmt.Errorf("session %q: %w", id, api.ErrNotFound)
-	}
-	return s1, nil
-}
-
-func (f *fakeBackend) Exec(ctx context.Context, id string, req api.ExecRequest) (api.ExecResult, error) {
-	if _, err := f.GetSession(ctx, id); err != nil {
-		return api.ExecResult{}, err
-	}
-	f.exec = req
-	if len(req.Argv) == 1 && req.Argv[0] == "true" {
-		return api.ExecResult{}, nil
-	}
-	return api.ExecResult{ExitCode: 3, Stdout: "out\n", Stderr: "err\n", TimedOut: true, StdoutTruncated: true}, nil
-}
-
-func (f *fakeBackend) DeleteSession(ctx context.Context, id string, keepFiles bool) (api.DeleteSessionResult, error) {
-	if _, err := f.GetSession(ctx, id); err != nil {
-		return api.DeleteSessionResult{}, err
-	}
-	f.keep = keepFiles
-	return api.DeleteSessionResult{ID: id, KeptFiles: []string{}}, nil
-}
-
-func startServer(t *testing.T) (string, *fakeBackend) {
+// serveSocket serves srv on a fresh socket until the test ends and
+// returns the socket's path.
+func serveSocket(t *testing.T, srv interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sbx") // short: socket paths must fit sun_path
 	require.NoError(t, err, "make temp dir")
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "api.sock")
-
-	fb := &fakeBackend{Files: servertest.New(1<<20, s1.ID), Processes: servertest.NewProcesses(s1.ID), Stream: &servertest.Stream{}}
-	srv := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler)})
 	ln, err := server.Listen(path, 0, "")
 	require.NoError(t, err, "listen on %s", path)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
 		assert.NoError(t, srv.Shutdown(context.Background()), "shutdown")
-		assert.NoError(t, <-served, "serve")
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			assert.NoError(t, err, "serve")
+		}
 	})
-	return path, fb
+	return path
 }
 
 type outcome struct {
@@ -118,49 +93,77 @@ func TestCommands(t *testing.T) {
 		wantCode   int
 		wantStdout string // substring
 		wantStderr string // substring
-		check      func(t *testing.T, fb *fakeBackend)
+		setup      func(t *testing.T, fb *servertest.Backend)
+		check      func(t *testing.T, fb *servertest.Backend)
 	}{
 		{name: "info", args: []string{"info"}, wantStdout: `"version": "test"`},
 		{
 			name: "create", args: []string{"session", "create", "--user", "u1", "--id", "s9", "--cpus", "0.5", "--memory-mb", "256", "--pids", "64", "--tmp-mb", "32"},
 			wantStdout: `"id": "s9"`,
-			check: func(t *testing.T, fb *fakeBackend) {
-				assert.Equal(t, api.CreateSessionRequest{UserID: "u1", SessionID: "s9", Limits: &api.Limits{CPUs: 0.5, MemoryMB: 256, Pids: 64, TmpMB: 32}},
-					fb.create, "request built from the flags")
+			check: func(t *testing.T, fb *servertest.Backend) {
+				assert.Equal(t, sandbox.CreateRequest{UserID: "u1", SessionID: "s9", Limits: &sandbox.Limits{CPUs: 0.5, MemoryMB: 256, Pids: 64, TmpMB: 32}},
+					fb.LastCreate(), "request built from the flags")
 			},
 		},
 		{
 			name: "create with default limits", args: []string{"session", "create", "--user", "u1"},
-			check: func(t *testing.T, fb *fakeBackend) {
-				assert.Nil(t, fb.create.Limits, "no limit flags, no limits sent")
+			check: func(t *testing.T, fb *servertest.Backend) {
+				assert.Nil(t, fb.LastCreate().Limits, "no limit flags, no limits sent")
 			},
 		},
 		{
-			name: "ls", args: []string{"session", "ls", "--user", "u1"}, wantStdout: `"sessions": [`,
-			check: func(t *testing.T, fb *fakeBackend) { assert.Equal(t, "u1", fb.user, "user filter sent") },
+			name: "ls", args: []string{"session", "ls", "--user", "u2"}, wantStdout: `"id": "s2"`,
+			setup: func(_ *testing.T, fb *servertest.Backend) { fb.AddSession(sandbox.Session{ID: "s2", UserID: "u2"}) },
+		},
+		{
+			name: "ls filters by user", args: []string{"session", "ls", "--user", "u2"}, wantStdout: `"sessions": []`,
 		},
 		{name: "get", args: []string{"session", "get", "s1"}, wantStdout: `"workspace": "/workspace"`},
 		{
-			name: "rm keeping files", args: []string{"session", "rm", "--keep-files", "s1"}, wantStdout: `"kept_files": []`,
-			check: func(t *testing.T, fb *fakeBackend) { assert.True(t, fb.keep, "--keep-files sent") },
+			name: "rm", args: []string{"session", "rm", "s1"}, wantStdout: `"kept_files": []`,
+			setup: func(t *testing.T, fb *servertest.Backend) {
+				_, err := fb.WriteFile(context.Background(), s1.ID, sandbox.RootWorkspace, "report.pdf", strings.NewReader("%PDF"), false)
+				require.NoError(t, err, "write report.pdf")
+			},
+			check: func(t *testing.T, fb *servertest.Backend) {
+				_, err := fb.GetSession(context.Background(), s1.ID)
+				assert.ErrorIs(t, err, sandbox.ErrNotFound, "the session is gone")
+			},
 		},
-		{name: "get missing", args: []string{"session", "get", "nope"}, wantCode: 1, wantStderr: `session "nope": not found`},
+		{
+			name: "rm keeping files", args: []string{"session", "rm", "--keep-files", "s1"}, wantStdout: `"report.pdf"`,
+			setup: func(t *testing.T, fb *servertest.Backend) {
+				_, err := fb.WriteFile(context.Background(), s1.ID, sandbox.RootWorkspace, "report.pdf", strings.NewReader("%PDF"), false)
+				require.NoError(t, err, "write report.pdf")
+			},
+			check: func(t *testing.T, fb *servertest.Backend) {
+				f, err := fb.OpenOutput(context.Background(), s1.UserID, "report.pdf")
+				require.NoError(t, err, "--keep-files sent: the report is kept")
+				assert.NoError(t, f.Close(), "close")
+			},
+		},
+		{name: "get missing", args: []string{"session", "get", "nope"}, wantCode: 1, wantStderr: `not found: session "nope" (not_found, HTTP 404)`},
 		{
 			name: "exec argv", args: []string{"exec", "--timeout", "5", "--cwd", "/w", "--env", "A=1", "--env", "B=x=y", "--stdin-file", "-", "s1", "--", "cat", "-n"},
 			stdin: "input", wantCode: 3, wantStdout: "out\n", wantStderr: "err\nsandboxctl: the command timed out",
-			check: func(t *testing.T, fb *fakeBackend) {
-				assert.Equal(t, api.ExecRequest{Argv: []string{"cat", "-n"}, Cwd: "/w", Env: map[string]string{"A": "1", "B": "x=y"}, Stdin: "input", TimeoutSec: 5},
-					fb.exec, "request built from the flags")
+			check: func(t *testing.T, fb *servertest.Backend) {
+				assert.Equal(t, sandbox.ExecRequest{
+					Command: sandbox.Command{Argv: []string{"cat", "-n"}, Cwd: "/w", Env: map[string]string{"A": "1", "B": "x=y"}},
+					Stdin:   "input", Timeout: 5 * time.Second,
+				}, fb.LastExec().Req, "request built from the flags")
 			},
 		},
 		{name: "exec notes truncation", args: []string{"exec", "s1", "--", "yes"}, wantCode: 3, wantStderr: "sandboxctl: stdout was truncated"},
 		{
 			name: "exec command after the id", args: []string{"exec", "s1", "-c", "echo hi | wc"}, wantCode: 3,
-			check: func(t *testing.T, fb *fakeBackend) {
-				assert.Equal(t, api.ExecRequest{Command: "echo hi | wc"}, fb.exec, "-c after the ID is the command")
+			check: func(t *testing.T, fb *servertest.Backend) {
+				assert.Equal(t, sandbox.ExecRequest{Command: sandbox.Command{Shell: "echo hi | wc"}}, fb.LastExec().Req, "-c after the ID is the command")
 			},
 		},
-		{name: "exec success", args: []string{"exec", "s1", "--", "true"}},
+		{
+			name: "exec success", args: []string{"exec", "s1", "--", "true"},
+			setup: func(_ *testing.T, fb *servertest.Backend) { fb.SetScript(servertest.Script{}) },
+		},
 		{name: "exec in missing session", args: []string{"exec", "nope", "--", "true"}, wantCode: 1, wantStderr: "not found"},
 		{name: "exec without command", args: []string{"exec", "s1"}, wantCode: 2, wantStderr: "either -- ARGV... or -c"},
 		{name: "exec with both", args: []string{"exec", "s1", "-c", "x", "--", "y"}, wantCode: 2, wantStderr: "either -- ARGV... or -c"},
@@ -178,7 +181,7 @@ func TestCommands(t *testing.T) {
 		{
 			name: "exec in the background", args: []string{"exec", "--background", "--cwd", "/w", "--env", "A=1", "s1", "--", "sleep", "9"},
 			wantStdout: `"status": "running"`,
-			check: func(t *testing.T, fb *fakeBackend) {
+			check: func(t *testing.T, fb *servertest.Backend) {
 				list, err := fb.ListProcesses(context.Background(), s1.ID)
 				require.NoError(t, err, "list")
 				require.Len(t, list, 1, "one process started")
@@ -198,6 +201,9 @@ func TestCommands(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			socket, fb := startServer(t)
+			if tt.setup != nil {
+				tt.setup(t, fb)
+			}
 			got := runCLI(socket, tt.stdin, tt.args...)
 			assert.Equal(t, tt.wantCode, got.code, "exit status; stderr: %s", got.stderr)
 			assert.Contains(t, got.stdout, tt.wantStdout, "stdout")
@@ -240,12 +246,15 @@ func TestDefaultSocket(t *testing.T) {
 
 // seedFiles gives s1 a workspace with a.txt and sub/b.txt, a shared s.txt,
 // and user u1 an output.
-func seedFiles(t *testing.T, fb *fakeBackend) {
+func seedFiles(t *testing.T, fb *servertest.Backend) {
 	t.Helper()
-	for _, f := range []struct{ root, path, data string }{
-		{api.RootWorkspace, "a.txt", "hello\nworld\n"},
-		{api.RootWorkspace, "sub/b.txt", "b"},
-		{api.RootShared, "s.txt", "shared\n"},
+	for _, f := range []struct {
+		root       sandbox.Root
+		path, data string
+	}{
+		{sandbox.RootWorkspace, "a.txt", "hello\nworld\n"},
+		{sandbox.RootWorkspace, "sub/b.txt", "b"},
+		{sandbox.RootShared, "s.txt", "shared\n"},
 	} {
 		_, err := fb.WriteFile(context.Background(), s1.ID, f.root, f.path, strings.NewReader(f.data), true)
 		require.NoError(t, err, "seed %s %s", f.root, f.path)
@@ -254,7 +263,7 @@ func seedFiles(t *testing.T, fb *fakeBackend) {
 }
 
 // stored is the content of path in s1's root, or the error reading it.
-func stored(t *testing.T, fb *fakeBackend, root, path string) (string, error) {
+func stored(t *testing.T, fb *servertest.Backend, root sandbox.Root, path string) (string, error) {
 	t.Helper()
 	f, err := fb.OpenFile(context.Background(), s1.ID, root, path)
 	if err != nil {
@@ -270,29 +279,29 @@ func TestFileCommands(t *testing.T) {
 	local := filepath.Join(t.TempDir(), "local.bin")
 	require.NoError(t, os.WriteFile(local, []byte("local data"), 0o644), "write the local file")
 
-	type check func(t *testing.T, fb *fakeBackend, got outcome, dir string)
-	hasContent := func(root, path, want string) check {
-		return func(t *testing.T, fb *fakeBackend, _ outcome, _ string) {
+	type check func(t *testing.T, fb *servertest.Backend, got outcome, dir string)
+	hasContent := func(root sandbox.Root, path, want string) check {
+		return func(t *testing.T, fb *servertest.Backend, _ outcome, _ string) {
 			got, err := stored(t, fb, root, path)
 			require.NoError(t, err, "%s %s exists", root, path)
 			assert.Equal(t, want, got, "content of %s %s", root, path)
 		}
 	}
 	isGone := func(path string) check {
-		return func(t *testing.T, fb *fakeBackend, _ outcome, _ string) {
-			_, err := fb.StatFile(context.Background(), s1.ID, api.RootWorkspace, path)
-			assert.ErrorIs(t, err, api.ErrNotFound, "%s is gone", path)
+		return func(t *testing.T, fb *servertest.Backend, _ outcome, _ string) {
+			_, err := fb.StatFile(context.Background(), s1.ID, sandbox.RootWorkspace, path)
+			assert.ErrorIs(t, err, sandbox.ErrNotFound, "%s is gone", path)
 		}
 	}
 	localContent := func(name, want string) check {
-		return func(t *testing.T, _ *fakeBackend, _ outcome, dir string) {
+		return func(t *testing.T, _ *servertest.Backend, _ outcome, dir string) {
 			got, err := os.ReadFile(filepath.Join(dir, name))
 			require.NoError(t, err, "read the local %s", name)
 			assert.Equal(t, want, string(got), "local %s", name)
 		}
 	}
 	stdoutIs := func(want string) check {
-		return func(t *testing.T, _ *fakeBackend, got outcome, _ string) {
+		return func(t *testing.T, _ *servertest.Backend, got outcome, _ string) {
 			assert.Equal(t, want, got.stdout, "stdout is exactly the file")
 		}
 	}
@@ -307,7 +316,7 @@ func TestFileCommands(t *testing.T) {
 	}{
 		{
 			name: "ls", args: []string{"ls", "s1"},
-			check: func(t *testing.T, _ *fakeBackend, got outcome, _ string) {
+			check: func(t *testing.T, _ *servertest.Backend, got outcome, _ string) {
 				assert.Regexp(t, `(?m)^file  0644  12  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  a\.txt\n`+
 					`dir   0755  0   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  sub/\n\z`, got.stdout, "a table of the entries")
 			},
@@ -316,13 +325,13 @@ func TestFileCommands(t *testing.T) {
 		{name: "ls a directory", args: []string{"ls", "s1", "sub"}, wantStdout: "  b.txt\n"},
 		{
 			name: "ls shared", args: []string{"ls", "--root", "shared", "s1"}, wantStdout: "  s.txt\n",
-			check: func(t *testing.T, _ *fakeBackend, got outcome, _ string) {
+			check: func(t *testing.T, _ *servertest.Backend, got outcome, _ string) {
 				assert.NotContains(t, got.stdout, "a.txt", "the workspace is not listed")
 			},
 		},
 		{
 			name: "ls as JSON", args: []string{"ls", "--json", "s1"},
-			check: func(t *testing.T, _ *fakeBackend, got outcome, _ string) {
+			check: func(t *testing.T, _ *servertest.Backend, got outcome, _ string) {
 				var l api.FileList
 				require.NoError(t, json.Unmarshal([]byte(got.stdout), &l), "stdout is a JSON listing")
 				assert.Equal(t, api.RootWorkspace, l.Root, "root")
@@ -334,16 +343,16 @@ func TestFileCommands(t *testing.T) {
 		{name: "stat", args: []string{"stat", "s1", "/workspace/a.txt"}, wantStdout: `"size": 12`},
 		{name: "cat", args: []string{"cat", "s1", "a.txt"}, check: stdoutIs("hello\nworld\n")},
 		{name: "cat shared", args: []string{"cat", "--root", "shared", "s1", "s.txt"}, check: stdoutIs("shared\n")},
-		{name: "cat a missing file", args: []string{"cat", "s1", "nope"}, wantCode: 1, wantStderr: `"nope" in workspace: not found`},
+		{name: "cat a missing file", args: []string{"cat", "s1", "nope"}, wantCode: 1, wantStderr: `not found: "nope" in workspace (not_found, HTTP 404)`},
 		{
 			name: "cp a file in", args: []string{"cp", "--mkdirs", local, "s1:up/x.bin"},
 			wantStderr: "up/x.bin: 10 bytes, sha256 e4d6f89c0dfaff00eec8e8792a0e1fa5f01d5a572397a4ebebca66b4817a34a6\n",
-			check:      hasContent(api.RootWorkspace, "up/x.bin", "local data"),
+			check:      hasContent(sandbox.RootWorkspace, "up/x.bin", "local data"),
 		},
 		{
 			name: "cp stdin in to shared", args: []string{"cp", "--root", "shared", "-", "s1:in.txt"}, stdin: "from stdin",
 			wantStderr: "in.txt: 10 bytes",
-			check:      hasContent(api.RootShared, "in.txt", "from stdin"),
+			check:      hasContent(sandbox.RootShared, "in.txt", "from stdin"),
 		},
 		{name: "cp in without mkdirs", args: []string{"cp", local, "s1:up/x.bin"}, wantCode: 1, wantStderr: "not found"},
 		{name: "cp a file out", args: []string{"cp", "s1:a.txt", "{dir}/copy.txt"}, check: localContent("copy.txt", "hello\nworld\n")},
@@ -351,7 +360,7 @@ func TestFileCommands(t *testing.T) {
 		{name: "cp a shared file to stdout", args: []string{"cp", "--root", "shared", "s1:s.txt", "-"}, check: stdoutIs("shared\n")},
 		{
 			name: "cp a missing file out", args: []string{"cp", "s1:nope", "{dir}/n"}, wantCode: 1, wantStderr: "not found",
-			check: func(t *testing.T, _ *fakeBackend, _ outcome, dir string) {
+			check: func(t *testing.T, _ *servertest.Backend, _ outcome, dir string) {
 				assert.NoFileExists(t, filepath.Join(dir, "n"), "no local file for a failed copy")
 			},
 		},
@@ -364,22 +373,22 @@ func TestFileCommands(t *testing.T) {
 		{name: "rm -r", args: []string{"rm", "-r", "s1", "sub"}, check: isGone("sub/b.txt")},
 		{
 			name: "mkdir -p", args: []string{"mkdir", "-p", "--root", "shared", "s1", "x/y"}, wantStdout: `"path": "x/y"`,
-			check: func(t *testing.T, fb *fakeBackend, _ outcome, _ string) {
-				info, err := fb.StatFile(context.Background(), s1.ID, api.RootShared, "x/y")
+			check: func(t *testing.T, fb *servertest.Backend, _ outcome, _ string) {
+				info, err := fb.StatFile(context.Background(), s1.ID, sandbox.RootShared, "x/y")
 				require.NoError(t, err, "x/y exists in shared")
-				assert.Equal(t, api.TypeDir, info.Type, "x/y is a directory")
+				assert.Equal(t, sandbox.TypeDir, info.Type, "x/y is a directory")
 			},
 		},
 		{name: "mkdir of an existing one", args: []string{"mkdir", "s1", "sub"}, wantCode: 1, wantStderr: "already exists"},
-		{name: "mv", args: []string{"mv", "s1", "a.txt", "sub/a.txt"}, wantStdout: `"path": "sub/a.txt"`, check: hasContent(api.RootWorkspace, "sub/a.txt", "hello\nworld\n")},
+		{name: "mv", args: []string{"mv", "s1", "a.txt", "sub/a.txt"}, wantStdout: `"path": "sub/a.txt"`, check: hasContent(sandbox.RootWorkspace, "sub/a.txt", "hello\nworld\n")},
 		{name: "mv onto a file", args: []string{"mv", "s1", "a.txt", "sub/b.txt"}, wantCode: 1, wantStderr: "already exists"},
-		{name: "mv --overwrite", args: []string{"mv", "--overwrite", "s1", "a.txt", "sub/b.txt"}, check: hasContent(api.RootWorkspace, "sub/b.txt", "hello\nworld\n")},
+		{name: "mv --overwrite", args: []string{"mv", "--overwrite", "s1", "a.txt", "sub/b.txt"}, check: hasContent(sandbox.RootWorkspace, "sub/b.txt", "hello\nworld\n")},
 		{
 			name: "edit", args: []string{"edit", "--old", "world", "--new", "there", "s1", "a.txt"}, wantStdout: `"replacements": 1`,
-			check: hasContent(api.RootWorkspace, "a.txt", "hello\nthere\n"),
+			check: hasContent(sandbox.RootWorkspace, "a.txt", "hello\nthere\n"),
 		},
-		{name: "edit a count", args: []string{"edit", "--old", "l", "--new", "L", "--count", "3", "s1", "a.txt"}, check: hasContent(api.RootWorkspace, "a.txt", "heLLo\nworLd\n")},
-		{name: "edit a mismatch", args: []string{"edit", "--old", "l", "--new", "L", "s1", "a.txt"}, wantCode: 1, wantStderr: "occurs 3 times, want 1"},
+		{name: "edit a count", args: []string{"edit", "--old", "l", "--new", "L", "--count", "3", "s1", "a.txt"}, check: hasContent(sandbox.RootWorkspace, "a.txt", "heLLo\nworLd\n")},
+		{name: "edit a mismatch", args: []string{"edit", "--old", "l", "--new", "L", "s1", "a.txt"}, wantCode: 1, wantStderr: "occurs 3 times, expected 1"},
 		{name: "edit without --old", args: []string{"edit", "--new", "x", "s1", "a.txt"}, wantCode: 2, wantStderr: "--old is required"},
 		{name: "download", args: []string{"download", "u1", "résumé.docx", "{dir}/r.docx"}, check: localContent("r.docx", "PK\x03\x04")},
 		{name: "download to stdout", args: []string{"download", "u1", "résumé.docx", "-"}, check: stdoutIs("PK\x03\x04")},
@@ -423,7 +432,7 @@ func TestExecStream(t *testing.T) {
 	tests := []struct {
 		name       string
 		args       []string
-		stream     *servertest.Stream
+		script     servertest.Script
 		wantCode   int
 		wantStdout string // exactly
 		wantStderr string // substring
@@ -431,76 +440,79 @@ func TestExecStream(t *testing.T) {
 		{
 			name: "output as it comes, then the exit status",
 			args: []string{"exec", "--stream", "--env", "A=1", "s1", "--", "make"},
-			stream: &servertest.Stream{
-				Events: []api.ExecEvent{
-					{Type: api.EventStdout, Data: "out\n"},
-					{Type: api.EventStderr, DataB64: base64.StdEncoding.EncodeToString([]byte("\xff\xfe\n"))},
-					{Type: api.EventStdout, Data: "é"},
+			script: servertest.Script{
+				Output: []sandbox.Output{
+					{Stream: sandbox.Stdout, Data: []byte("out\n")},
+					{Stream: sandbox.Stderr, Data: []byte("\xff\xfe\n")},
+					{Stream: sandbox.Stdout, Data: []byte("é")},
 				},
-				Result: api.ExecResult{ExitCode: 3, TimedOut: true},
+				Result: sandbox.ExecResult{ExitCode: 3, TimedOut: true},
 			},
 			wantCode: 3, wantStdout: "out\né", wantStderr: "\xff\xfe\nsandboxctl: the command timed out",
 		},
 		{
-			name:   "success",
-			args:   []string{"exec", "s1", "--stream", "-c", "true"},
-			stream: &servertest.Stream{},
+			name: "success",
+			args: []string{"exec", "s1", "--stream", "-c", "true"},
 		},
 		{
 			name:     "failure before the output",
 			args:     []string{"exec", "--stream", "s1", "--", "x"},
-			stream:   &servertest.Stream{Err: fmt.Errorf("session %q: %w", "s1", api.ErrQuotaExceeded)},
+			script:   servertest.Script{Err: fmt.Errorf("session %q: %w", "s1", sandbox.ErrQuota)},
 			wantCode: 1, wantStderr: `sandboxctl: session "s1": quota exceeded (quota_exceeded, HTTP 429)`,
 		},
 		{
 			name: "failure after the output began",
 			args: []string{"exec", "--stream", "s1", "--", "x"},
-			stream: &servertest.Stream{
-				Events: []api.ExecEvent{{Type: api.EventStdout, Data: "partial"}},
-				Err:    fmt.Errorf("session %q: %w", "s1", api.ErrUnavailable),
+			script: servertest.Script{
+				Output: []sandbox.Output{{Stream: sandbox.Stdout, Data: []byte("partial")}},
+				Err:    fmt.Errorf("session %q: %w", "s1", sandbox.ErrUnavailable),
 			},
 			wantCode: 1, wantStdout: "partial", wantStderr: `sandboxctl: session "s1": unavailable`,
-		},
-		{
-			name: "undecodable output",
-			args: []string{"exec", "--stream", "s1", "--", "x"},
-			stream: &servertest.Stream{
-				Events: []api.ExecEvent{{Type: api.EventStdout, DataB64: "not base64!"}},
-			},
-			wantCode: 1, wantStderr: "decode stdout",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			socket, fb := startServer(t)
-			fb.Stream = tt.stream
+			fb.SetScript(tt.script)
 			got := runCLI(socket, "", tt.args...)
 			assert.Equal(t, tt.wantCode, got.code, "exit status; stderr: %s", got.stderr)
 			assert.Equal(t, tt.wantStdout, got.stdout, "stdout")
 			assert.Contains(t, got.stderr, tt.wantStderr, "stderr")
-			assert.Empty(t, fb.exec, "the plain exec is not used")
+			assert.Equal(t, []string{"ExecStream"}, fb.Calls(), "the plain exec is not used")
 		})
 	}
 }
 
+// TestExecStreamUndecodableOutput stands a raw server in for the daemon:
+// the daemon's own framing always encodes base64 correctly.
+func TestExecStreamUndecodableOutput(t *testing.T) {
+	socket := serveSocket(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", api.NDJSON)
+		_, _ = io.WriteString(w, `{"type":"stdout","data_b64":"not base64!"}`+"\n")
+	})})
+	got := runCLI(socket, "", "exec", "--stream", "s1", "--", "x")
+	assert.Equal(t, 1, got.code, "exit status; stderr: %s", got.stderr)
+	assert.Contains(t, got.stderr, "decode stdout", "stderr")
+}
+
 // seedProcesses starts p1 ("sleep 9", running, three unread lines) and p2
 // ("make\n  all", exited 0) in s1.
-func seedProcesses(t *testing.T, fb *fakeBackend) {
+func seedProcesses(t *testing.T, fb *servertest.Backend) {
 	t.Helper()
 	ctx := context.Background()
-	_, err := fb.StartProcess(ctx, s1.ID, api.StartProcessRequest{Command: "sleep 9"})
+	_, err := fb.StartProcess(ctx, s1.ID, sandbox.Command{Shell: "sleep 9"})
 	require.NoError(t, err, "start p1")
 	require.NoError(t, fb.Print(s1.ID, "p1", "one", "two", "error: x"), "print to p1")
-	_, err = fb.StartProcess(ctx, s1.ID, api.StartProcessRequest{Command: "make\n  all"})
+	_, err = fb.StartProcess(ctx, s1.ID, sandbox.Command{Shell: "make\n  all"})
 	require.NoError(t, err, "start p2")
 	require.NoError(t, fb.Exit(s1.ID, "p2", 0), "exit p2")
 }
 
 func TestProcessCommands(t *testing.T) {
-	type check func(t *testing.T, fb *fakeBackend, got outcome)
+	type check func(t *testing.T, fb *servertest.Backend, got outcome)
 	gracePassed := func(want time.Duration) check {
-		return func(t *testing.T, fb *fakeBackend, _ outcome) {
-			assert.Equal(t, want, fb.Grace(), "grace sent")
+		return func(t *testing.T, fb *servertest.Backend, _ outcome) {
+			assert.Equal(t, want, fb.LastGrace(), "grace sent")
 		}
 	}
 	tests := []struct {
@@ -513,7 +525,7 @@ func TestProcessCommands(t *testing.T) {
 	}{
 		{
 			name: "ps", args: []string{"ps", "s1"},
-			check: func(t *testing.T, _ *fakeBackend, got outcome) {
+			check: func(t *testing.T, _ *servertest.Backend, got outcome) {
 				assert.Regexp(t, `^ID  PID  STATUS   EXIT  STARTED              COMMAND\n`+
 					`p1  101  running  -     \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  sleep 9\n`+
 					`p2  102  exited   0     \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  make all\n\z`, got.stdout, "a table of the processes")
@@ -521,25 +533,28 @@ func TestProcessCommands(t *testing.T) {
 		},
 		{
 			name: "ps as JSON", args: []string{"ps", "--json", "s1"},
-			check: func(t *testing.T, fb *fakeBackend, got outcome) {
+			check: func(t *testing.T, _ *servertest.Backend, got outcome) {
 				var list api.ProcessList
 				require.NoError(t, json.Unmarshal([]byte(got.stdout), &list), "stdout is a JSON process list")
-				want, err := fb.ListProcesses(context.Background(), s1.ID)
-				require.NoError(t, err, "list")
-				assert.Equal(t, want, list.Processes, "the processes")
+				zero := 0
+				assert.Equal(t, []api.Process{
+					{ID: "p1", PID: 101, Command: "sleep 9", Status: api.StatusRunning, StartedAt: time.Date(2025, 6, 1, 12, 0, 1, 0, time.UTC)},
+					{ID: "p2", PID: 102, Command: "make\n  all", Status: api.StatusExited, ExitCode: &zero,
+						StartedAt: time.Date(2025, 6, 1, 12, 0, 2, 0, time.UTC), EndedAt: time.Date(2025, 6, 1, 12, 0, 3, 0, time.UTC)},
+				}, list.Processes, "the processes")
 			},
 		},
 		{name: "ps of a missing session", args: []string{"ps", "nope"}, wantCode: 1, wantStderr: "not found"},
 		{name: "ps without an ID", args: []string{"ps"}, wantCode: 2, wantStderr: "ps takes one session ID"},
 		{
 			name: "logs", args: []string{"logs", "s1", "p1"},
-			check: func(t *testing.T, _ *fakeBackend, got outcome) {
+			check: func(t *testing.T, _ *servertest.Backend, got outcome) {
 				assert.Equal(t, "one\ntwo\nerror: x\n", got.stdout, "the unread lines")
 			},
 		},
 		{
 			name: "logs filtered", args: []string{"logs", "--filter", "^err", "s1", "p1"},
-			check: func(t *testing.T, _ *fakeBackend, got outcome) {
+			check: func(t *testing.T, _ *servertest.Backend, got outcome) {
 				assert.Equal(t, "error: x\n", got.stdout, "the matching line")
 			},
 		},
@@ -549,8 +564,8 @@ func TestProcessCommands(t *testing.T) {
 		{
 			name: "kill", args: []string{"kill", "s1", "p1"},
 			wantStdout: "one\ntwo\nerror: x\n", wantStderr: "sandboxctl: process p1 (pid 101) killed, exit code 143 (SIGTERM)\n",
-			check: func(t *testing.T, fb *fakeBackend, _ outcome) {
-				assert.Equal(t, 5*time.Second, fb.Grace(), "no --grace: the daemon's default")
+			check: func(t *testing.T, fb *servertest.Backend, _ outcome) {
+				assert.Equal(t, 5*time.Second, fb.LastGrace(), "no --grace: the daemon's default")
 				list, err := fb.ListProcesses(context.Background(), s1.ID)
 				require.NoError(t, err, "list")
 				assert.Len(t, list, 1, "the killed process is gone")

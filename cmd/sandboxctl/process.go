@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/client"
 )
 
 // processList is ps. Background processes are started with exec
 // --background.
-func processList(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func processList(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("ps", std, "Usage: sandboxctl ps [--json] ID\n\n"+
 		"Lists session ID's background processes, oldest first: id, PID, status,\nexit code, start time and command.\n\nFlags:\n")
 	asJSON := fs.Bool("json", false, "print the list as JSON")
@@ -50,7 +51,7 @@ func processList(ctx context.Context, c *api.Client, args []string, std stdio) e
 	return nil
 }
 
-func processLogs(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func processLogs(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("logs", std, "Usage: sandboxctl logs [--filter RE] ID PID\n\n"+
 		"Prints the output lines of background process PID (its ID in ps) of session\nID that were not read before: each line is read once.\n\nFlags:\n")
 	filter := fs.String("filter", "", "only print the lines this regular expression matches; the others are read all the same")
@@ -67,7 +68,7 @@ func processLogs(ctx context.Context, c *api.Client, args []string, std stdio) e
 	return printLines(std, out)
 }
 
-func processKill(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func processKill(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("kill", std, "Usage: sandboxctl kill [--grace 5s] ID PID\n\n"+
 		"Kills background process PID of session ID: SIGTERM to its whole tree, then\nSIGKILL after the grace. Prints its unread output, then how it ended on\nstderr; the process is then gone from ps.\n\nFlags:\n")
 	grace := fs.Duration("grace", 0, "time between SIGTERM and SIGKILL, e.g. 5s or 500ms (default: the daemon's, 5s)")

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/client"
 )
 
 const sessionUsage = `Usage: sandboxctl session COMMAND [ARGS]
@@ -17,7 +18,7 @@ Commands:
 Run 'sandboxctl session COMMAND --help' for a command's flags.
 `
 
-func session(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func session(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("session", std, sessionUsage)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -39,7 +40,7 @@ func session(ctx context.Context, c *api.Client, args []string, std stdio) error
 	}
 }
 
-func sessionCreate(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func sessionCreate(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("session create", std, "Usage: sandboxctl session create --user U [--id S] [LIMITS]\n\n"+
 		"Creates a session and prints it. Limits left out take the daemon's defaults.\n\nFlags:\n")
 	user := fs.String("user", "", "the user the session belongs to (required)")
@@ -69,7 +70,7 @@ func sessionCreate(ctx context.Context, c *api.Client, args []string, std stdio)
 	return printJSON(std.out, sess)
 }
 
-func sessionList(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func sessionList(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("session ls", std, "Usage: sandboxctl session ls [--user U]\n\nLists live sessions.\n\nFlags:\n")
 	user := fs.String("user", "", "only list this user's sessions")
 	if err := parse(fs, args); err != nil {
@@ -88,7 +89,7 @@ func sessionList(ctx context.Context, c *api.Client, args []string, std stdio) e
 	return printJSON(std.out, api.SessionList{Sessions: list})
 }
 
-func sessionGet(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func sessionGet(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("session get", std, "Usage: sandboxctl session get ID\n\nDescribes a session.\n")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -103,7 +104,7 @@ func sessionGet(ctx context.Context, c *api.Client, args []string, std stdio) er
 	return printJSON(std.out, sess)
 }
 
-func sessionRemove(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func sessionRemove(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("session rm", std, "Usage: sandboxctl session rm [--keep-files] ID\n\nDeletes a session.\n\nFlags:\n")
 	keep := fs.Bool("keep-files", false, "move the session's output files to shared_files/outputs/ first")
 	if err := parse(fs, args); err != nil {

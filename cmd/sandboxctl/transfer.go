@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/client"
 )
 
 const copyUsage = `Usage: sandboxctl cp [--root R] [--mkdirs] SRC DST
@@ -23,7 +23,7 @@ stored size and SHA-256 on stderr.
 Flags:
 `
 
-func copyFile(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func copyFile(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("cp", std, copyUsage)
 	root := rootFlag(fs)
 	mkdirs := fs.Bool("mkdirs", false, "create missing parent directories of an upload")
@@ -64,7 +64,7 @@ func sessionPath(arg string) (id, p string, ok bool) {
 	return id, p, true
 }
 
-func upload(ctx context.Context, c *api.Client, src, id, root, p string, mkdirs bool, std stdio) error {
+func upload(ctx context.Context, c *client.Client, src, id, root, p string, mkdirs bool, std stdio) error {
 	if p == "" {
 		return usagef("cp: the destination %s: has no PATH", id)
 	}
@@ -108,7 +108,7 @@ func save(r io.Reader, dst string, stdout io.Writer) error {
 	return nil
 }
 
-func download(ctx context.Context, c *api.Client, args []string, std stdio) error {
+func download(ctx context.Context, c *client.Client, args []string, std stdio) error {
 	fs := newFlagSet("download", std, "Usage: sandboxctl download USER NAME [DST]\n\n"+
 		"Downloads the user's kept output file NAME to DST: NAME in the working\ndirectory by default, - for stdout.\n")
 	if err := parse(fs, args); err != nil {

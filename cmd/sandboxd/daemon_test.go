@@ -65,7 +65,7 @@ var suite struct {
 
 func TestMain(m *testing.M) {
 	if os.Getenv(daemonEnv) == "1" {
-		os.Exit(run(os.Args[1:]))
+		os.Exit(run(os.Args[1:], hooks{faults: killPoints(os.Getenv(killPointEnv))}))
 	}
 	if os.Geteuid() != 0 {
 		fmt.Println("sandboxd daemon tests need root (namespaces, cgroups, mounts); each is skipped")
@@ -200,9 +200,19 @@ type daemon struct {
 	err     error         // cmd.Wait's answer, once done is closed
 }
 
-// startDaemon starts a daemon on the shared state dir and waits until its
-// socket answers GET /v1.
-func startDaemon() (*daemon, error) {
+// startDaemon starts a daemon on the shared state dir, its environment
+// adding env, and waits until its socket answers GET /v1.
+func startDaemon(env ...string) (*daemon, error) {
+	d, err := spawnDaemon(env...)
+	if err != nil {
+		return nil, err
+	}
+	return d, d.ready()
+}
+
+// spawnDaemon starts a daemon on the shared state dir, its environment
+// adding env, and returns at once.
+func spawnDaemon(env ...string) (*daemon, error) {
 	suite.mu.Lock()
 	suite.started++
 	n := suite.started
@@ -219,7 +229,7 @@ func startDaemon() (*daemon, error) {
 	defer logFile.Close() // the daemon has its own descriptor
 	cmd := exec.Command(exe, "--state-dir", suite.state, "--socket", suite.socket,
 		"--cgroup-parent", suite.parent, "--config", suite.config)
-	cmd.Env = append(os.Environ(), daemonEnv+"=1")
+	cmd.Env = append(append(os.Environ(), daemonEnv+"=1"), env...)
 	// A file, not a pipe: Wait must not wait for sandboxes that might
 	// hold an inherited descriptor.
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -233,22 +243,27 @@ func startDaemon() (*daemon, error) {
 		d.err = cmd.Wait()
 		close(d.done)
 	}()
+	return d, nil
+}
+
+// ready waits until the daemon's socket answers GET /v1.
+func (d *daemon) ready() error {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		select {
 		case <-d.done:
-			return nil, fmt.Errorf("daemon exited while starting (%v); log:\n%s", d.err, d.log())
+			return fmt.Errorf("daemon exited while starting (%v); log:\n%s", d.err, d.log())
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		status, _, err := request(ctx, http.MethodGet, "/v1", "")
 		cancel()
 		if err == nil && status == http.StatusOK {
-			return d, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
 			d.kill()
-			return nil, fmt.Errorf("daemon did not answer GET /v1 within %s (last: %d %v); log:\n%s",
+			return fmt.Errorf("daemon did not answer GET /v1 within %s (last: %d %v); log:\n%s",
 				startTimeout, status, err, d.log())
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -917,7 +932,7 @@ func TestQuickstartFlow(t *testing.T) {
 
 	status, data = call(t, http.MethodDelete, "/v1/sessions/chat1?keep_files=true", "")
 	assert.Equal(t, http.StatusOK, status, "delete: %s", data)
-	assert.JSONEq(t, `{"id":"chat1","kept_files":[]}`, string(data), "delete answer (no documents to keep)")
+	assert.JSONEq(t, `{"id":"chat1","kept_files":[],"not_kept":[]}`, string(data), "delete answer (no documents to keep)")
 	status, data = call(t, http.MethodGet, "/v1/sessions/chat1", "")
 	assert.Equal(t, http.StatusNotFound, status, "the deleted session is gone: %s", data)
 }

@@ -35,7 +35,13 @@ Flags:
 // shutdownGrace bounds how long in-flight requests may take on SIGTERM.
 const shutdownGrace = 30 * time.Second
 
-func run(args []string) int {
+// hooks are what tests give a daemon that production never does.
+type hooks struct {
+	// faults fails or kills the daemon at named steps (sandbox.Faults).
+	faults sandbox.Faults
+}
+
+func run(args []string, h hooks) int {
 	fs := flag.NewFlagSet("sandboxd", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -82,13 +88,13 @@ func run(args []string) int {
 	defer stop()
 	switch rest := fs.Args(); {
 	case len(rest) == 0:
-		err = serve(ctx, cfg, log)
+		err = serve(ctx, cfg, log, h)
 	case rest[0] == "version":
 		fmt.Println(version)
 	case rest[0] == "doctor":
 		return doctor(cfg)
 	case len(rest) >= 2 && rest[0] == "env" && rest[1] == "build":
-		err = buildEnv(ctx, cfg, log, rest[2:])
+		err = buildEnv(ctx, cfg, log, h, rest[2:])
 	default:
 		fmt.Fprintf(os.Stderr, "sandboxd: unknown command %q\n", rest)
 		fs.Usage()
@@ -114,7 +120,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-func newManager(ctx context.Context, cfg config.Config, log *slog.Logger) (*sandbox.Manager, error) {
+func newManager(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks) (*sandbox.Manager, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("sandboxd must run as root: it creates namespaces, cgroups and mounts")
 	}
@@ -124,6 +130,7 @@ func newManager(ctx context.Context, cfg config.Config, log *slog.Logger) (*sand
 	}
 	sc := cfg.Sandbox(exe, version)
 	sc.Logger = log
+	sc.Faults = h.faults
 	// Under systemd with Delegate=yes the unit's own cgroup is the
 	// daemon's to manage, and its sessions belong beneath it.
 	parent, delegated, err := cgroup.Delegated()
@@ -137,9 +144,9 @@ func newManager(ctx context.Context, cfg config.Config, log *slog.Logger) (*sand
 	return sandbox.NewManager(ctx, sc)
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks) error {
 	stopGrace := startupGrace(log)
-	m, err := newManager(ctx, cfg, log)
+	m, err := newManager(ctx, cfg, log, h)
 	if err != nil {
 		stopGrace()
 		return err
@@ -160,7 +167,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "socket", ln.Addr().String(), "state_dir", cfg.StateDir, "version", version)
 	notify(log, sd.SdNotifyReady)
-	go watchdog(ctx, log, func() bool { return m.Info(ctx).APIVersion != "" })
+	// A Manager whose lock is stuck stops answering Info, and the pings.
+	go watchdog(ctx, log, func() bool { _ = m.Info(ctx); return true })
 	select {
 	case err := <-served:
 		return err
@@ -174,13 +182,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	return srv.Shutdown(sctx)
 }
 
-func buildEnv(ctx context.Context, cfg config.Config, log *slog.Logger, args []string) error {
+func buildEnv(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks, args []string) error {
 	fs := flag.NewFlagSet("env build", flag.ContinueOnError)
 	force := fs.Bool("force", false, "rebuild even if the base venv exists")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	m, err := newManager(ctx, cfg, log)
+	m, err := newManager(ctx, cfg, log, h)
 	if err != nil {
 		return err
 	}

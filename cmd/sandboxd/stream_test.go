@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/client"
 )
 
 // TestStreamedExecThroughTheDaemon streams a command printing five lines a
@@ -24,7 +25,7 @@ import (
 func TestStreamedExecThroughTheDaemon(t *testing.T) {
 	setup(t)
 	s := createSession(t, "streamer", "stream1")
-	c := api.NewClient(suite.socket)
+	c := client.New(suite.socket)
 
 	type arrival struct {
 		line string
@@ -56,7 +57,7 @@ func TestStreamedExecThroughTheDaemon(t *testing.T) {
 func TestCancelledStreamLeavesNoProcess(t *testing.T) {
 	setup(t)
 	s := createSession(t, "canceller", "cancel1")
-	c := api.NewClient(suite.socket)
+	c := client.New(suite.socket)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -87,7 +88,7 @@ func TestCancelledStreamLeavesNoProcess(t *testing.T) {
 func TestFilesThroughTheDaemon(t *testing.T) {
 	setup(t)
 	s := createSession(t, "filer", "files1")
-	c := api.NewClient(suite.socket)
+	c := client.New(suite.socket)
 	ctx := context.Background()
 
 	blob := make([]byte, 50<<20)

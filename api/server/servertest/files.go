@@ -1,48 +1,47 @@
-// Package servertest provides in-memory parts of a server.Backend for the
-// tests of the server, the Go client and sandboxctl: files (Files),
-// background processes (Processes) and a scripted streaming exec (Stream).
 package servertest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	"os"
 	"path"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 	"unicode/utf8"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/api/server"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
-var _ server.FileBackend = (*Files)(nil)
+// Files live in trees: a session's workspace and a user's shared files,
+// which every session of the user sees, as in the daemon. A user's outputs
+// (shared_files/outputs/ in the daemon) are kept apart, so that listing
+// the shared files does not show them. Directories are 0755, files 0644.
 
-// Files keeps the files of a fixed set of sessions, and users' outputs, in
-// memory. Every file and directory has the same modification time. It is
-// safe for concurrent use.
-type Files struct {
-	// Err, when set before serving, is what every method but MaxFileBytes
-	// fails with.
-	Err error
-
-	maxBytes int64
-	modTime  time.Time
-	mu       sync.Mutex
-	sessions map[string]bool
-	nodes    map[key]node
-	outputs  map[output][]byte
+// tree is one root of the files API as stored: owner is the session of a
+// workspace and the user of shared files.
+type tree struct {
+	root  sandbox.Root
+	owner string
 }
 
-// key names a file or directory; the root directory (path "") is implicit.
-type key struct{ id, root, path string }
+func workspaceTree(id string) tree { return tree{sandbox.RootWorkspace, id} }
+
+// key names a file or directory; path "" is the tree's root, which is
+// always there.
+type key struct {
+	tree tree
+	path string
+}
+
+func compareKeys(x, y key) int {
+	return cmp.Or(strings.Compare(string(x.tree.root), string(y.tree.root)),
+		strings.Compare(x.tree.owner, y.tree.owner), strings.Compare(x.path, y.path))
+}
 
 type node struct {
 	dir  bool
@@ -51,344 +50,442 @@ type node struct {
 
 type output struct{ user, name string }
 
-// New returns Files for the sessions ids, which refuses files over maxBytes.
-func New(maxBytes int64, ids ...string) *Files {
-	f := &Files{
-		maxBytes: maxBytes,
-		modTime:  time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC),
-		sessions: map[string]bool{},
-		nodes:    map[key]node{},
-		outputs:  map[output][]byte{},
-	}
-	for _, id := range ids {
-		f.sessions[id] = true
-	}
-	return f
-}
-
 // AddOutput stores data as the user's output file name.
-func (f *Files) AddOutput(user, name string, data []byte) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.outputs[output{user, name}] = data
+func (b *Backend) AddOutput(user, name string, data []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.outputs[output{user, name}] = data
 }
-
-// ModTime is the modification time every entry reports.
-func (f *Files) ModTime() time.Time { return f.modTime }
 
 // MaxFileBytes implements server.FileBackend.
-func (f *Files) MaxFileBytes() int64 { return f.maxBytes }
+func (b *Backend) MaxFileBytes() int64 { return MaxFileBytes }
 
 // ListFiles implements server.FileBackend.
-func (f *Files) ListFiles(_ context.Context, id, root, p string, recursive bool) (api.FileList, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k, n, err := f.lookup(id, root, p)
+func (b *Backend) ListFiles(_ context.Context, id string, root sandbox.Root, p string, recursive bool) (sandbox.FileList, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("ListFiles"); err != nil {
+		return sandbox.FileList{}, err
+	}
+	k, n, err := b.lookup(id, root, p)
 	if err != nil {
-		return api.FileList{}, err
+		return sandbox.FileList{}, err
 	}
 	if !n.dir {
-		return api.FileList{}, fmt.Errorf("%q is not a directory: %w", k.path, api.ErrInvalidArgument)
+		return sandbox.FileList{}, fmt.Errorf("%w: %q is not a directory", sandbox.ErrInvalid, k.path)
 	}
-	list := api.FileList{Root: root, Path: k.path}
-	for _, c := range f.under(k) {
+	list := sandbox.FileList{Root: k.tree.root, Path: k.path, Entries: []sandbox.FileInfo{}}
+	for _, c := range b.under(k) {
 		if recursive || parent(c.path) == k.path {
-			list.Entries = append(list.Entries, f.info(c.path, f.nodes[c]))
+			list.Entries = append(list.Entries, b.info(c, b.files[c]))
 		}
 	}
-	slices.SortFunc(list.Entries, func(a, b api.FileInfo) int { return strings.Compare(a.Path, b.Path) })
 	return list, nil
 }
 
 // StatFile implements server.FileBackend.
-func (f *Files) StatFile(_ context.Context, id, root, p string) (api.FileInfo, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k, n, err := f.lookup(id, root, p)
-	if err != nil {
-		return api.FileInfo{}, err
+func (b *Backend) StatFile(_ context.Context, id string, root sandbox.Root, p string) (sandbox.FileInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("StatFile"); err != nil {
+		return sandbox.FileInfo{}, err
 	}
-	return f.info(k.path, n), nil
+	k, n, err := b.lookup(id, root, p)
+	if err != nil {
+		return sandbox.FileInfo{}, err
+	}
+	return b.info(k, n), nil
 }
 
-// OpenFile implements server.FileBackend.
-func (f *Files) OpenFile(_ context.Context, id, root, p string) (server.File, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k, n, err := f.regular(id, root, p)
+// OpenFile implements server.FileBackend: the file opened is a snapshot
+// of its content. Like the daemon's, it opens a file of any size; what
+// the server sends of it is the server's to cap.
+func (b *Backend) OpenFile(_ context.Context, id string, root sandbox.Root, p string) (sandbox.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("OpenFile"); err != nil {
+		return sandbox.File{}, err
+	}
+	k, n, err := b.regular(id, root, p)
 	if err != nil {
-		return nil, err
+		return sandbox.File{}, err
 	}
-	if int64(len(n.data)) > f.maxBytes {
-		return nil, fmt.Errorf("%q is over %d bytes: %w", k.path, f.maxBytes, api.ErrTooLarge)
-	}
-	return file{Reader: bytes.NewReader(n.data), info: f.info(k.path, n)}, nil
+	return sandbox.File{ReadSeekCloser: snapshot{bytes.NewReader(n.data)}, Info: b.info(k, n)}, nil
 }
 
 // ReadText implements server.FileBackend.
-func (f *Files) ReadText(_ context.Context, id, root, p string, line, limit int) (api.TextFile, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k, n, err := f.regular(id, root, p)
-	if err != nil {
-		return api.TextFile{}, err
+func (b *Backend) ReadText(_ context.Context, id string, root sandbox.Root, p string, line, limit int) (sandbox.TextFile, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("ReadText"); err != nil {
+		return sandbox.TextFile{}, err
 	}
-	if !utf8.Valid(n.data) || bytes.IndexByte(n.data, 0) >= 0 {
-		return api.TextFile{}, fmt.Errorf("%q is not text: %w", k.path, api.ErrUnsupported)
+	if line < 1 || limit < 0 {
+		return sandbox.TextFile{}, fmt.Errorf("%w: line must be at least 1 and limit not negative", sandbox.ErrInvalid)
+	}
+	k, text, err := b.text(id, root, p)
+	if err != nil {
+		return sandbox.TextFile{}, err
 	}
 	var lines []string
-	if len(n.data) > 0 {
-		lines = strings.Split(strings.TrimSuffix(string(n.data), "\n"), "\n")
+	if text != "" {
+		lines = strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	}
-	text := api.TextFile{Path: k.path, TotalLines: len(lines)}
+	out := sandbox.TextFile{Path: k.path, Lines: []sandbox.TextLine{}, TotalLines: len(lines)}
 	for i := line - 1; i < len(lines) && (limit == 0 || i < line-1+limit); i++ {
-		text.Lines = append(text.Lines, api.TextLine{Number: i + 1, Text: lines[i]})
+		out.Lines = append(out.Lines, sandbox.TextLine{Number: i + 1, Text: strings.TrimSuffix(lines[i], "\r")})
 	}
-	return text, nil
+	return out, nil
 }
 
-// WriteFile implements server.FileBackend. Like the daemon, it turns the
-// server's body limit into ErrTooLarge.
-func (f *Files) WriteFile(_ context.Context, id, root, p string, body io.Reader, mkdirs bool) (api.WriteResult, error) {
-	data, err := io.ReadAll(io.LimitReader(body, f.maxBytes+1))
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return api.WriteResult{}, fmt.Errorf("write %q: %w: %w", p, err, api.ErrTooLarge)
+// WriteFile implements server.FileBackend. Like the daemon, it passes an
+// error reading body on as it is, and stores nothing of a body over the
+// cap. The lock is not held while the body is read.
+func (b *Backend) WriteFile(_ context.Context, id string, root sandbox.Root, p string, body io.Reader, mkdirs bool) (sandbox.WriteResult, error) {
+	b.mu.Lock()
+	err := b.call("WriteFile")
+	var k key
+	if err == nil {
+		k, err = b.resolve(id, root, p)
 	}
+	b.mu.Unlock()
 	if err != nil {
-		return api.WriteResult{}, fmt.Errorf("write %q: read body: %w", p, err)
+		return sandbox.WriteResult{}, err
 	}
-	if int64(len(data)) > f.maxBytes {
-		return api.WriteResult{}, fmt.Errorf("write %q: over %d bytes: %w", p, f.maxBytes, api.ErrTooLarge)
+	if k.path == "" {
+		return sandbox.WriteResult{}, fmt.Errorf("%w: cannot write the root", sandbox.ErrInvalid)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k, err := f.resolve(id, root, p)
+	data, err := io.ReadAll(io.LimitReader(body, MaxFileBytes+1))
 	if err != nil {
-		return api.WriteResult{}, err
+		return sandbox.WriteResult{}, fmt.Errorf("write %s: %w", k.path, err)
 	}
-	if n, ok := f.node(k); ok && n.dir {
-		return api.WriteResult{}, fmt.Errorf("%q is a directory: %w", k.path, api.ErrConflict)
+	if len(data) > MaxFileBytes {
+		return sandbox.WriteResult{}, fmt.Errorf("%w: %s: the upload is over the cap of %d bytes", sandbox.ErrTooLarge, k.path, MaxFileBytes)
 	}
-	if err := f.makeParent(k, mkdirs); err != nil {
-		return api.WriteResult{}, err
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// The session may have gone while the body came.
+	if k, err = b.resolve(id, root, p); err != nil {
+		return sandbox.WriteResult{}, err
 	}
-	f.nodes[k] = node{data: data}
-	sum := sha256.Sum256(data)
-	return api.WriteResult{Path: k.path, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}, nil
+	if err := b.makeParent(k, mkdirs); err != nil {
+		return sandbox.WriteResult{}, err
+	}
+	if n, ok := b.node(k); ok && n.dir {
+		return sandbox.WriteResult{}, fmt.Errorf("%w: %q is a directory", sandbox.ErrInvalid, k.path)
+	}
+	b.files[k] = node{data: data}
+	return sandbox.WriteResult{Path: k.path, Size: int64(len(data)), SHA256: sum(data)}, nil
 }
 
-// EditFile implements server.FileBackend.
-func (f *Files) EditFile(_ context.Context, id, root string, req api.EditRequest) (api.EditResult, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k, n, err := f.regular(id, root, req.Path)
-	if err != nil {
-		return api.EditResult{}, err
+// EditFile implements server.FileBackend, keeping CRLF line endings as
+// the daemon does.
+func (b *Backend) EditFile(_ context.Context, id string, root sandbox.Root, req sandbox.EditRequest) (sandbox.EditResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("EditFile"); err != nil {
+		return sandbox.EditResult{}, err
 	}
 	if req.Old == "" {
-		return api.EditResult{}, fmt.Errorf("edit %q: old is empty: %w", k.path, api.ErrInvalidArgument)
+		return sandbox.EditResult{}, fmt.Errorf("%w: old must not be empty", sandbox.ErrInvalid)
+	}
+	if req.Count < 0 {
+		return sandbox.EditResult{}, fmt.Errorf("%w: count must not be negative", sandbox.ErrInvalid)
+	}
+	k, text, err := b.text(id, root, req.Path)
+	if err != nil {
+		return sandbox.EditResult{}, err
+	}
+	old, repl := req.Old, req.New
+	if strings.Contains(text, "\r\n") && !strings.Contains(old, "\r\n") {
+		old = strings.ReplaceAll(old, "\n", "\r\n")
+		repl = strings.ReplaceAll(strings.ReplaceAll(repl, "\r\n", "\n"), "\n", "\r\n")
 	}
 	want := max(req.Count, 1)
-	if got := strings.Count(string(n.data), req.Old); got != want {
-		return api.EditResult{}, fmt.Errorf("edit %q: old occurs %d times, want %d: %w", k.path, got, want, api.ErrConflict)
+	if n := strings.Count(text, old); n != want {
+		return sandbox.EditResult{}, fmt.Errorf("%w: %s: old text occurs %d times, expected %d", sandbox.ErrConflict, k.path, n, want)
 	}
-	data := []byte(strings.ReplaceAll(string(n.data), req.Old, req.New))
-	f.nodes[k] = node{data: data}
-	sum := sha256.Sum256(data)
-	return api.EditResult{Path: k.path, Replacements: want, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}, nil
+	data := []byte(strings.Replace(text, old, repl, want))
+	b.files[k] = node{data: data}
+	return sandbox.EditResult{Path: k.path, Replacements: want, Size: int64(len(data)), SHA256: sum(data)}, nil
 }
 
 // RemoveFile implements server.FileBackend.
-func (f *Files) RemoveFile(_ context.Context, id, root, p string, recursive bool) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k, n, err := f.lookup(id, root, p)
+func (b *Backend) RemoveFile(_ context.Context, id string, root sandbox.Root, p string, recursive bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("RemoveFile"); err != nil {
+		return err
+	}
+	k, err := b.resolve(id, root, p)
 	if err != nil {
 		return err
 	}
 	if k.path == "" {
-		return fmt.Errorf("the %s root cannot be removed: %w", root, api.ErrPermission)
+		return fmt.Errorf("%w: cannot remove the root", sandbox.ErrConflict)
 	}
-	children := f.under(k)
-	if n.dir && len(children) > 0 && !recursive {
-		return fmt.Errorf("directory %q is not empty: %w", k.path, api.ErrConflict)
+	if _, err := b.existing(k); err != nil {
+		return err
+	}
+	children := b.under(k)
+	if len(children) > 0 && !recursive {
+		return fmt.Errorf("%w: remove %s: directory not empty", sandbox.ErrConflict, k.path)
 	}
 	for _, c := range append(children, k) {
-		delete(f.nodes, c)
+		delete(b.files, c)
 	}
 	return nil
 }
 
 // Mkdir implements server.FileBackend.
-func (f *Files) Mkdir(_ context.Context, id, root string, req api.MkdirRequest) (api.FileInfo, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k, err := f.resolve(id, root, req.Path)
+func (b *Backend) Mkdir(_ context.Context, id string, root sandbox.Root, p string, parents bool) (sandbox.FileInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("Mkdir"); err != nil {
+		return sandbox.FileInfo{}, err
+	}
+	k, err := b.resolve(id, root, p)
 	if err != nil {
-		return api.FileInfo{}, err
+		return sandbox.FileInfo{}, err
 	}
-	if n, ok := f.node(k); ok {
-		if n.dir && req.Parents {
-			return f.info(k.path, n), nil
-		}
-		return api.FileInfo{}, fmt.Errorf("%q: %w", k.path, api.ErrAlreadyExists)
+	switch n, exists := b.node(k); {
+	case exists && !parents:
+		return sandbox.FileInfo{}, fmt.Errorf("%w: %q", sandbox.ErrExists, k.path)
+	case exists && !n.dir:
+		return sandbox.FileInfo{}, fmt.Errorf("%w: %q is not a directory", sandbox.ErrInvalid, k.path)
+	case exists:
+		return b.info(k, n), nil
 	}
-	if err := f.makeParent(k, req.Parents); err != nil {
-		return api.FileInfo{}, err
+	if err := b.makeParent(k, parents); err != nil {
+		return sandbox.FileInfo{}, err
 	}
-	f.nodes[k] = node{dir: true}
-	return f.info(k.path, f.nodes[k]), nil
+	b.files[k] = node{dir: true}
+	return b.info(k, b.files[k]), nil
 }
 
-// MoveFile implements server.FileBackend.
-func (f *Files) MoveFile(_ context.Context, id, root string, req api.MoveRequest) (api.FileInfo, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	from, n, err := f.lookup(id, root, req.From)
+// MoveFile implements server.FileBackend with rename(2)'s rules: a
+// directory replaces only an empty one, and never goes below itself.
+func (b *Backend) MoveFile(_ context.Context, id string, root sandbox.Root, from, to string, overwrite bool) (sandbox.FileInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("MoveFile"); err != nil {
+		return sandbox.FileInfo{}, err
+	}
+	src, err := b.resolve(id, root, from)
 	if err != nil {
-		return api.FileInfo{}, err
+		return sandbox.FileInfo{}, err
 	}
-	to, err := f.resolve(id, root, req.To)
+	dst, err := b.resolve(id, root, to)
 	if err != nil {
-		return api.FileInfo{}, err
+		return sandbox.FileInfo{}, err
 	}
-	if from.path == "" || to.path == "" || within(from.path, to.path) {
-		return api.FileInfo{}, fmt.Errorf("move %q to %q: %w", from.path, to.path, api.ErrPermission)
+	if src.tree != dst.tree {
+		return sandbox.FileInfo{}, fmt.Errorf("%w: cannot move between the workspace and the shared files", sandbox.ErrInvalid)
 	}
-	if _, exists := f.node(to); exists && !req.Overwrite {
-		return api.FileInfo{}, fmt.Errorf("%q: %w", to.path, api.ErrAlreadyExists)
+	if src.path == "" || dst.path == "" {
+		return sandbox.FileInfo{}, fmt.Errorf("%w: cannot move the root", sandbox.ErrConflict)
 	}
-	if err := f.makeParent(to, false); err != nil {
-		return api.FileInfo{}, err
+	n, err := b.existing(src)
+	if err != nil {
+		return sandbox.FileInfo{}, err
 	}
-	for _, c := range append(f.under(from), from) {
-		moved := c
-		moved.path = to.path + strings.TrimPrefix(c.path, from.path)
-		f.nodes[moved] = f.nodes[c]
-		delete(f.nodes, c)
+	if err := b.makeParent(dst, false); err != nil {
+		return sandbox.FileInfo{}, err
 	}
-	return f.info(to.path, n), nil
+	if n.dir && dst.path != src.path && within(src.path, dst.path) {
+		return sandbox.FileInfo{}, fmt.Errorf("%w: cannot move %q below itself", sandbox.ErrInvalid, src.path)
+	}
+	if old, exists := b.node(dst); exists {
+		switch {
+		case !overwrite:
+			return sandbox.FileInfo{}, fmt.Errorf("%w: %q", sandbox.ErrExists, dst.path)
+		case dst == src:
+			return b.info(dst, n), nil
+		case n.dir && !old.dir:
+			return sandbox.FileInfo{}, fmt.Errorf("%w: %q is not a directory", sandbox.ErrInvalid, dst.path)
+		case !n.dir && old.dir:
+			return sandbox.FileInfo{}, fmt.Errorf("%w: %q is a directory", sandbox.ErrInvalid, dst.path)
+		case len(b.under(dst)) > 0:
+			return sandbox.FileInfo{}, fmt.Errorf("%w: %q: directory not empty", sandbox.ErrConflict, dst.path)
+		}
+	}
+	for _, c := range append(b.under(src), src) {
+		moved := key{dst.tree, dst.path + strings.TrimPrefix(c.path, src.path)}
+		b.files[moved] = b.files[c]
+		delete(b.files, c)
+	}
+	return b.info(dst, n), nil
 }
 
 // OpenOutput implements server.FileBackend.
-func (f *Files) OpenOutput(_ context.Context, userID, name string) (server.File, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.Err != nil {
-		return nil, f.Err
+func (b *Backend) OpenOutput(_ context.Context, userID, name string) (sandbox.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("OpenOutput"); err != nil {
+		return sandbox.File{}, err
 	}
-	data, ok := f.outputs[output{userID, name}]
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return sandbox.File{}, fmt.Errorf("%w: output name %q must be a single file name", sandbox.ErrInvalid, name)
+	}
+	data, ok := b.outputs[output{userID, name}]
 	if !ok {
-		return nil, fmt.Errorf("output %q of user %q: %w", name, userID, api.ErrNotFound)
+		return sandbox.File{}, fmt.Errorf("%w: output %q of user %q", sandbox.ErrNotFound, name, userID)
 	}
-	return file{Reader: bytes.NewReader(data), info: api.FileInfo{
-		Name: name, Path: name, Type: api.TypeFile, Size: int64(len(data)), Mode: "0644", ModTime: f.modTime,
-	}}, nil
+	info := sandbox.FileInfo{Name: name, Path: name, Type: sandbox.TypeFile, Size: int64(len(data)), Mode: 0o644, ModTime: b.Epoch()}
+	return sandbox.File{ReadSeekCloser: snapshot{bytes.NewReader(data)}, Info: info}, nil
 }
 
-// resolve checks the session and turns p into its key, as the daemon
-// does: relative to the root, or absolute as the sandbox sees it.
-func (f *Files) resolve(id, root, p string) (key, error) {
-	if f.Err != nil {
-		return key{}, f.Err
-	}
-	if !f.sessions[id] {
-		return key{}, fmt.Errorf("session %q: %w", id, api.ErrNotFound)
-	}
-	var mount string
+// resolvePath maps a path as the daemon takes it (relative to the root,
+// or absolute as the sandbox sees it) to a root and a clean relative
+// path, "" for the root itself. A workspace path under "shared/" is the
+// shared files, as it is inside the sandbox.
+func resolvePath(root sandbox.Root, p string) (sandbox.Root, string, error) {
 	switch root {
-	case api.RootWorkspace:
-		mount = "/workspace"
-	case api.RootShared:
-		mount = "/workspace/shared"
+	case sandbox.RootWorkspace:
+		root = sandbox.RootWorkspace
+	case sandbox.RootShared:
 	default:
-		return key{}, fmt.Errorf("root %q: %w", root, api.ErrInvalidArgument)
+		return "", "", fmt.Errorf("%w: root %q: want %q or %q", sandbox.ErrInvalid, root, sandbox.RootWorkspace, sandbox.RootShared)
 	}
-	rel := p
 	if strings.HasPrefix(p, "/") {
-		rest, ok := strings.CutPrefix(path.Clean(p), mount)
-		if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
-			return key{}, fmt.Errorf("%q is outside %s: %w", p, mount, api.ErrPermission)
+		prefix := workspace
+		if root == sandbox.RootShared {
+			prefix = workspace + "/shared"
 		}
-		rel = strings.TrimPrefix(rest, "/")
+		rest, ok := strings.CutPrefix(p, prefix)
+		if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
+			return "", "", fmt.Errorf("%w: path %q: an absolute path must be under %s", sandbox.ErrInvalid, p, prefix)
+		}
+		p = strings.TrimPrefix(rest, "/")
 	}
-	rel = path.Clean(rel)
+	if strings.ContainsRune(p, 0) {
+		return "", "", fmt.Errorf("%w: path contains a NUL byte", sandbox.ErrInvalid)
+	}
+	rel := path.Clean("./" + p)
 	if rel == ".." || strings.HasPrefix(rel, "../") {
-		return key{}, fmt.Errorf("%q leaves the %s root: %w", p, root, api.ErrPermission)
+		return "", "", fmt.Errorf("%w: path %q leaves the %s root", sandbox.ErrForbidden, p, root)
 	}
 	if rel == "." {
 		rel = ""
 	}
-	return key{id, root, rel}, nil
+	if root == sandbox.RootWorkspace {
+		if rel == "shared" {
+			return sandbox.RootShared, "", nil
+		}
+		if rest, ok := strings.CutPrefix(rel, "shared/"); ok {
+			return sandbox.RootShared, rest, nil
+		}
+	}
+	return root, rel, nil
 }
 
-func (f *Files) node(k key) (node, bool) {
+// resolve turns a path of session id's root into its key. As in the
+// daemon, the path is checked before the session. The caller holds b.mu.
+func (b *Backend) resolve(id string, root sandbox.Root, p string) (key, error) {
+	root, rel, err := resolvePath(root, p)
+	if err != nil {
+		return key{}, err
+	}
+	s, err := b.live(id)
+	if err != nil {
+		return key{}, err
+	}
+	t := workspaceTree(id)
+	if root == sandbox.RootShared {
+		t = tree{sandbox.RootShared, s.UserID}
+	}
+	return key{t, rel}, nil
+}
+
+func (b *Backend) node(k key) (node, bool) {
 	if k.path == "" {
 		return node{dir: true}, true
 	}
-	n, ok := f.nodes[k]
+	n, ok := b.files[k]
 	return n, ok
 }
 
-func (f *Files) lookup(id, root, p string) (key, node, error) {
-	k, err := f.resolve(id, root, p)
+func (b *Backend) existing(k key) (node, error) {
+	n, ok := b.node(k)
+	if !ok {
+		return node{}, fmt.Errorf("%w: %q in %s", sandbox.ErrNotFound, k.path, k.tree.root)
+	}
+	return n, nil
+}
+
+func (b *Backend) lookup(id string, root sandbox.Root, p string) (key, node, error) {
+	k, err := b.resolve(id, root, p)
 	if err != nil {
 		return key{}, node{}, err
 	}
-	n, ok := f.node(k)
-	if !ok {
-		return key{}, node{}, fmt.Errorf("%q in %s: %w", k.path, root, api.ErrNotFound)
-	}
-	return k, n, nil
+	n, err := b.existing(k)
+	return k, n, err
 }
 
-func (f *Files) regular(id, root, p string) (key, node, error) {
-	k, n, err := f.lookup(id, root, p)
+// regular looks up a regular file; the daemon opens nothing else.
+func (b *Backend) regular(id string, root sandbox.Root, p string) (key, node, error) {
+	k, n, err := b.lookup(id, root, p)
 	if err == nil && n.dir {
-		err = fmt.Errorf("%q is a directory: %w", k.path, api.ErrInvalidArgument)
+		err = fmt.Errorf("%w: %q is not a regular file", sandbox.ErrForbidden, k.path)
 	}
 	return k, n, err
 }
 
+// text reads a regular file that must be UTF-8 text within the cap.
+func (b *Backend) text(id string, root sandbox.Root, p string) (key, string, error) {
+	k, n, err := b.regular(id, root, p)
+	if err != nil {
+		return key{}, "", err
+	}
+	if len(n.data) > MaxFileBytes {
+		return key{}, "", fmt.Errorf("%w: %s is %d bytes, over the cap of %d", sandbox.ErrTooLarge, k.path, len(n.data), MaxFileBytes)
+	}
+	if !utf8.Valid(n.data) || bytes.IndexByte(n.data, 0) >= 0 {
+		return key{}, "", fmt.Errorf("%w: %s is binary or not valid UTF-8 text", sandbox.ErrNotText, k.path)
+	}
+	return k, string(n.data), nil
+}
+
 // makeParent checks that k's parent is a directory, creating it and its
 // missing parents when create is set.
-func (f *Files) makeParent(k key, create bool) error {
-	dir := k
-	dir.path = parent(k.path)
-	n, ok := f.node(dir)
+func (b *Backend) makeParent(k key, create bool) error {
+	dir := key{k.tree, parent(k.path)}
+	n, ok := b.node(dir)
 	switch {
 	case ok && n.dir:
 		return nil
 	case ok:
-		return fmt.Errorf("%q is not a directory: %w", dir.path, api.ErrConflict)
+		return fmt.Errorf("%w: %q is not a directory", sandbox.ErrInvalid, dir.path)
 	case !create:
-		return fmt.Errorf("directory %q in %s: %w", dir.path, k.root, api.ErrNotFound)
+		return fmt.Errorf("%w: directory %q in %s", sandbox.ErrNotFound, dir.path, k.tree.root)
 	}
-	if err := f.makeParent(dir, true); err != nil {
+	if err := b.makeParent(dir, true); err != nil {
 		return err
 	}
-	f.nodes[dir] = node{dir: true}
+	b.files[dir] = node{dir: true}
 	return nil
 }
 
-// under returns the keys below directory k.
-func (f *Files) under(k key) []key {
+// under returns the keys below directory k, sorted.
+func (b *Backend) under(k key) []key {
 	var keys []key
-	for c := range f.nodes {
-		if c.id == k.id && c.root == k.root && c.path != k.path && within(k.path, c.path) {
+	for c := range b.files {
+		if c.tree == k.tree && c.path != k.path && within(k.path, c.path) {
 			keys = append(keys, c)
 		}
 	}
+	slices.SortFunc(keys, compareKeys)
 	return keys
 }
 
-func (f *Files) info(p string, n node) api.FileInfo {
-	info := api.FileInfo{Name: path.Base(p), Path: p, Type: api.TypeFile, Size: int64(len(n.data)), Mode: "0644", ModTime: f.modTime}
-	if p == "" {
-		info.Name = ""
+func (b *Backend) info(k key, n node) sandbox.FileInfo {
+	info := sandbox.FileInfo{Path: k.path, Type: sandbox.TypeFile, Size: int64(len(n.data)), Mode: 0o644, ModTime: b.Epoch()}
+	if k.path != "" {
+		info.Name = path.Base(k.path)
 	}
 	if n.dir {
-		info.Type, info.Size, info.Mode = api.TypeDir, 0, "0755"
+		info.Type, info.Size, info.Mode = sandbox.TypeDir, 0, os.ModeDir|0o755
 	}
 	return info
 }
@@ -405,12 +502,13 @@ func parent(p string) string {
 	return ""
 }
 
-// file is an open file of Files: a snapshot of its content.
-type file struct {
-	*bytes.Reader
-	info api.FileInfo
+func sum(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
 }
 
-func (file) Close() error { return nil }
+// snapshot is an open file of the fake: a copy of its content when it was
+// opened.
+type snapshot struct{ *bytes.Reader }
 
-func (f file) Info() api.FileInfo { return f.info }
+func (snapshot) Close() error { return nil }

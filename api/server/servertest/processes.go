@@ -6,192 +6,200 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/api/server"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
-var _ server.ProcessBackend = (*Processes)(nil)
-
-// Processes keeps the background processes of a fixed set of sessions in
-// memory. Nothing runs: a test writes a process's output with Print and
-// ends it with Exit. The nth process started (from 1) has ID "pn", PID
-// 100+n and started n seconds after Epoch. It is safe for concurrent use.
-type Processes struct {
-	// Err, when set before serving, is what every method fails with.
-	Err error
-
-	epoch    time.Time
-	mu       sync.Mutex
-	sessions map[string][]*process // oldest first
-	started  int
-	grace    time.Duration
-}
+// Background processes run nothing: a test writes a process's output with
+// Print and ends it with Exit. The nth process started (from 1) has ID
+// "pn" and PID 100+n.
 
 type process struct {
-	api.Process
+	sandbox.Process
 	unread []string
 }
 
-// NewProcesses returns Processes for the sessions ids.
-func NewProcesses(ids ...string) *Processes {
-	p := &Processes{epoch: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC), sessions: map[string][]*process{}}
-	for _, id := range ids {
-		p.sessions[id] = nil
-	}
-	return p
-}
-
-// Epoch is the time the processes' start times count from.
-func (p *Processes) Epoch() time.Time { return p.epoch }
-
 // Print adds lines to the unread output of process pid of session id.
-func (p *Processes) Print(id, pid string, lines ...string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	proc, err := p.lookup(id, pid)
+func (b *Backend) Print(id, pid string, lines ...string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, err := b.process(id, pid)
 	if err != nil {
 		return err
 	}
-	proc.unread = append(proc.unread, lines...)
+	p.unread = append(p.unread, lines...)
 	return nil
 }
 
 // Exit ends process pid of session id with code, as if by itself, one
 // second after it started.
-func (p *Processes) Exit(id, pid string, code int) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	proc, err := p.lookup(id, pid)
+func (b *Backend) Exit(id, pid string, code int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, err := b.process(id, pid)
 	if err != nil {
 		return err
 	}
-	proc.Status, proc.ExitCode, proc.EndedAt = api.StatusExited, &code, proc.StartedAt.Add(time.Second)
+	p.State, p.ExitCode, p.EndedAt = sandbox.ProcessExited, &code, p.StartedAt.Add(time.Second)
 	return nil
 }
 
-// Grace is the grace the last KillProcess was given.
-func (p *Processes) Grace() time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.grace
+// LastGrace is the grace the last KillProcess was given.
+func (b *Backend) LastGrace() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastGrace
 }
 
 // StartProcess implements server.ProcessBackend.
-func (p *Processes) StartProcess(_ context.Context, id string, req api.StartProcessRequest) (api.Process, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	procs, err := p.session(id)
+func (b *Backend) StartProcess(_ context.Context, id string, cmd sandbox.Command) (sandbox.Process, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("StartProcess"); err != nil {
+		return sandbox.Process{}, err
+	}
+	if err := checkCommand(cmd); err != nil {
+		return sandbox.Process{}, err
+	}
+	s, err := b.running(id)
 	if err != nil {
-		return api.Process{}, err
+		return sandbox.Process{}, err
 	}
-	if (len(req.Argv) == 0) == (req.Command == "") {
-		return api.Process{}, fmt.Errorf("exactly one of argv and command must be set: %w", api.ErrInvalidArgument)
-	}
-	p.started++
-	proc := &process{Process: api.Process{
-		ID:        fmt.Sprintf("p%d", p.started),
-		PID:       100 + p.started,
-		Command:   req.Command,
-		Status:    api.StatusRunning,
-		StartedAt: p.epoch.Add(time.Duration(p.started) * time.Second),
+	b.started++
+	p := &process{Process: sandbox.Process{
+		ID:        fmt.Sprintf("p%d", b.started),
+		PID:       100 + b.started,
+		Command:   cmd.Shell,
+		State:     sandbox.ProcessRunning,
+		StartedAt: b.Epoch().Add(time.Duration(b.started) * time.Second),
 	}}
-	if proc.Command == "" {
-		proc.Command = strings.Join(req.Argv, " ")
+	if p.Command == "" {
+		p.Command = strings.Join(cmd.Argv, " ")
 	}
-	p.sessions[id] = append(procs, proc)
-	return proc.Process, nil
+	s.procs = append(s.procs, p)
+	return p.Process, nil
 }
 
-// ListProcesses implements server.ProcessBackend.
-func (p *Processes) ListProcesses(_ context.Context, id string) ([]api.Process, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	procs, err := p.session(id)
+// ListProcesses implements server.ProcessBackend: oldest first.
+func (b *Backend) ListProcesses(_ context.Context, id string) ([]sandbox.Process, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("ListProcesses"); err != nil {
+		return nil, err
+	}
+	s, err := b.live(id)
 	if err != nil {
 		return nil, err
 	}
-	var list []api.Process
-	for _, proc := range procs {
-		list = append(list, proc.Process)
+	var list []sandbox.Process
+	for _, p := range s.procs {
+		list = append(list, p.Process)
 	}
 	return list, nil
 }
 
 // ProcessOutput implements server.ProcessBackend. Like the daemon, it
-// refuses an invalid filter.
-func (p *Processes) ProcessOutput(_ context.Context, id, pid, filter string) (api.ProcessOutput, error) {
+// refuses an invalid filter and drops a process once it has read the
+// output of its end.
+func (b *Backend) ProcessOutput(_ context.Context, id, pid, filter string) (sandbox.ProcessOutput, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.call("ProcessOutput"); err != nil {
+		return sandbox.ProcessOutput{}, err
+	}
 	var re *regexp.Regexp
 	if filter != "" {
 		var err error
 		if re, err = regexp.Compile(filter); err != nil {
-			return api.ProcessOutput{}, fmt.Errorf("filter: %w: %w", err, api.ErrInvalidArgument)
+			return sandbox.ProcessOutput{}, fmt.Errorf("%w: filter: %w", sandbox.ErrInvalid, err)
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	proc, err := p.lookup(id, pid)
+	p, err := b.process(id, pid)
 	if err != nil {
-		return api.ProcessOutput{}, err
+		return sandbox.ProcessOutput{}, err
 	}
-	return proc.read(re), nil
+	return p.read(re), nil
 }
 
 // KillProcess implements server.ProcessBackend: a running process ends as
-// SIGTERM ends it.
-func (p *Processes) KillProcess(_ context.Context, id, pid string, grace time.Duration) (api.ProcessOutput, error) {
+// SIGTERM ends it, one second after it started.
+func (b *Backend) KillProcess(_ context.Context, id, pid string, grace time.Duration) (sandbox.ProcessOutput, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lastGrace = grace
+	if err := b.call("KillProcess"); err != nil {
+		return sandbox.ProcessOutput{}, err
+	}
 	if grace < 0 {
-		return api.ProcessOutput{}, fmt.Errorf("grace must not be negative: %w", api.ErrInvalidArgument)
+		return sandbox.ProcessOutput{}, fmt.Errorf("%w: grace must not be negative", sandbox.ErrInvalid)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	proc, err := p.lookup(id, pid)
+	p, err := b.process(id, pid)
 	if err != nil {
-		return api.ProcessOutput{}, err
+		return sandbox.ProcessOutput{}, err
 	}
-	p.grace = grace
-	if proc.Status == api.StatusRunning {
+	if p.State == sandbox.ProcessRunning {
 		code := 143
-		proc.Status, proc.ExitCode, proc.Signal, proc.EndedAt = api.StatusKilled, &code, "SIGTERM", proc.StartedAt.Add(time.Second)
+		p.State, p.ExitCode, p.Signal, p.EndedAt = sandbox.ProcessKilled, &code, "SIGTERM", p.StartedAt.Add(time.Second)
 	}
-	p.sessions[id] = slices.DeleteFunc(p.sessions[id], func(o *process) bool { return o == proc })
-	return proc.read(nil), nil
+	b.forget(id, p)
+	return p.read(nil), nil
 }
 
-func (p *Processes) session(id string) ([]*process, error) {
-	if p.Err != nil {
-		return nil, p.Err
-	}
-	procs, ok := p.sessions[id]
-	if !ok {
-		return nil, fmt.Errorf("session %q: %w", id, api.ErrNotFound)
-	}
-	return procs, nil
+// forget removes process p of session id; the caller holds b.mu.
+func (b *Backend) forget(id string, p *process) {
+	s := b.sessions[id]
+	s.procs = slices.DeleteFunc(s.procs, func(o *process) bool { return o == p })
 }
 
-func (p *Processes) lookup(id, pid string) (*process, error) {
-	procs, err := p.session(id)
+// process looks process pid of session id up; the caller holds b.mu.
+func (b *Backend) process(id, pid string) (*process, error) {
+	s, err := b.live(id)
 	if err != nil {
 		return nil, err
 	}
-	for _, proc := range procs {
-		if proc.ID == pid {
-			return proc, nil
+	for _, p := range s.procs {
+		if p.ID == pid {
+			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("session %q has no background process %q: %w", id, pid, api.ErrNotFound)
+	return nil, fmt.Errorf("%w: session %q has no background process %q", sandbox.ErrNotFound, id, pid)
 }
 
 // read takes the unread lines, keeping those filter matches.
-func (proc *process) read(filter *regexp.Regexp) api.ProcessOutput {
-	out := api.ProcessOutput{Process: proc.Process, Lines: []string{}}
-	for _, l := range proc.unread {
+func (p *process) read(filter *regexp.Regexp) sandbox.ProcessOutput {
+	out := sandbox.ProcessOutput{Process: p.Process}
+	for _, l := range p.unread {
 		if filter == nil || filter.MatchString(l) {
 			out.Lines = append(out.Lines, l)
 		}
 	}
-	proc.unread = nil
+	p.unread = nil
 	return out
+}
+
+// live looks up a session calls can act in: any but a broken one. The
+// caller holds b.mu.
+func (b *Backend) live(id string) (*session, error) {
+	s, err := b.session(id)
+	if err != nil {
+		return nil, err
+	}
+	if s.State == sandbox.StateBroken {
+		return nil, fmt.Errorf("%w: session %q is broken: %s", sandbox.ErrUnavailable, id, s.Reason)
+	}
+	return s, nil
+}
+
+// running looks up a session that can run a command. The caller holds
+// b.mu.
+func (b *Backend) running(id string) (*session, error) {
+	s, err := b.live(id)
+	if err != nil {
+		return nil, err
+	}
+	if s.State != sandbox.StateRunning {
+		return nil, fmt.Errorf("%w: session %q: its sandbox is not running (a daemon restart gives it a new one)", sandbox.ErrUnavailable, id)
+	}
+	return s, nil
 }

@@ -15,7 +15,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
 
@@ -33,8 +32,8 @@ type Config struct {
 	MaxBodyBytes int64  `yaml:"max_body_bytes"`
 
 	Limits struct {
-		Default api.Limits `yaml:"default"`
-		Max     api.Limits `yaml:"max"`
+		Default Limits `yaml:"default"`
+		Max     Limits `yaml:"max"`
 	} `yaml:"limits"`
 
 	Quota struct {
@@ -55,11 +54,24 @@ type Config struct {
 	} `yaml:"files"`
 
 	Processes struct {
-		MaxPerSession int `yaml:"max_per_session"`
-		BufferBytes   int `yaml:"buffer_bytes"`
+		MaxPerSession    int   `yaml:"max_per_session"`
+		BufferBytes      int   `yaml:"buffer_bytes"`
+		BufferTotalBytes int64 `yaml:"buffer_total_bytes"`
 	} `yaml:"processes"`
 
 	KeepExtensions []string `yaml:"keep_extensions"`
+}
+
+// Limits are a session's resource limits as the file writes them.
+type Limits struct {
+	CPUs     float64 `yaml:"cpus"`
+	MemoryMB int64   `yaml:"memory_mb"`
+	Pids     int64   `yaml:"pids"`
+	TmpMB    int64   `yaml:"tmp_mb"`
+}
+
+func (l Limits) sandbox() sandbox.Limits {
+	return sandbox.Limits{CPUs: l.CPUs, MemoryMB: l.MemoryMB, Pids: l.Pids, TmpMB: l.TmpMB}
 }
 
 // Default is the configuration of an installed daemon; the design's
@@ -75,8 +87,8 @@ func Default() Config {
 	c.Python = "/usr/bin/python3"
 	c.LogLevel = "info"
 	c.MaxBodyBytes = 8 << 20
-	c.Limits.Default = api.Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}
-	c.Limits.Max = api.Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}
+	c.Limits.Default = Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}
+	c.Limits.Max = Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}
 	c.Quota.MaxSessions = 10
 	c.Quota.MaxWorkspaceSizeMB = 1024
 	c.Exec.TimeoutSec = 30
@@ -87,6 +99,7 @@ func Default() Config {
 	c.Files.MaxListEntries = 100000
 	c.Processes.MaxPerSession = 8
 	c.Processes.BufferBytes = 1 << 20
+	c.Processes.BufferTotalBytes = 256 << 20
 	c.KeepExtensions = []string{".pdf", ".xlsx", ".pptx", ".docx"}
 	return c
 }
@@ -131,8 +144,8 @@ func (c *Config) Validate() error {
 		return errors.New("config: exec.output_limit_bytes must be positive")
 	case c.Files.MaxFileBytes <= 0 || c.Files.MaxListEntries <= 0 || c.Files.MaxFilesPerSession < 0:
 		return errors.New("config: files.max_file_bytes and files.max_list_entries must be positive, files.max_files_per_session not negative")
-	case c.Processes.MaxPerSession <= 0 || c.Processes.BufferBytes < 1024:
-		return errors.New("config: processes.max_per_session must be positive and processes.buffer_bytes at least 1024")
+	case c.Processes.MaxPerSession <= 0 || c.Processes.BufferBytes < 1024 || c.Processes.BufferTotalBytes < int64(c.Processes.BufferBytes):
+		return errors.New("config: processes.max_per_session must be positive, processes.buffer_bytes at least 1024 and processes.buffer_total_bytes at least buffer_bytes")
 	case c.SandboxUID <= 0 || c.SandboxGID <= 0:
 		return errors.New("config: sandbox_uid and sandbox_gid must not be root")
 	}
@@ -151,26 +164,27 @@ func (c *Config) SocketFileMode() (os.FileMode, error) {
 // Sandbox is the manager's part of the configuration.
 func (c *Config) Sandbox(helper, version string) sandbox.Config {
 	return sandbox.Config{
-		StateDir:               c.StateDir,
-		CgroupParent:           c.CgroupParent,
-		Helper:                 helper,
-		SandboxUID:             c.SandboxUID,
-		SandboxGID:             c.SandboxGID,
-		Python:                 c.Python,
-		DefaultLimits:          c.Limits.Default,
-		MaxLimits:              c.Limits.Max,
-		MaxSessionsPerUser:     c.Quota.MaxSessions,
-		MaxWorkspaceMB:         c.Quota.MaxWorkspaceSizeMB,
-		ExecTimeout:            seconds(c.Exec.TimeoutSec),
-		MaxExecTimeout:         seconds(c.Exec.MaxTimeoutSec),
-		OutputLimit:            c.Exec.OutputLimitBytes,
-		MaxFileBytes:           c.Files.MaxFileBytes,
-		MaxFilesPerSession:     c.Files.MaxFilesPerSession,
-		MaxListEntries:         c.Files.MaxListEntries,
-		MaxProcessesPerSession: c.Processes.MaxPerSession,
-		ProcessBufferBytes:     c.Processes.BufferBytes,
-		KeepExtensions:         c.KeepExtensions,
-		Version:                version,
+		StateDir:                c.StateDir,
+		CgroupParent:            c.CgroupParent,
+		Helper:                  helper,
+		SandboxUID:              c.SandboxUID,
+		SandboxGID:              c.SandboxGID,
+		Python:                  c.Python,
+		DefaultLimits:           c.Limits.Default.sandbox(),
+		MaxLimits:               c.Limits.Max.sandbox(),
+		MaxSessionsPerUser:      c.Quota.MaxSessions,
+		MaxWorkspaceMB:          c.Quota.MaxWorkspaceSizeMB,
+		ExecTimeout:             seconds(c.Exec.TimeoutSec),
+		MaxExecTimeout:          seconds(c.Exec.MaxTimeoutSec),
+		OutputLimit:             c.Exec.OutputLimitBytes,
+		MaxFileBytes:            c.Files.MaxFileBytes,
+		MaxFilesPerSession:      c.Files.MaxFilesPerSession,
+		MaxListEntries:          c.Files.MaxListEntries,
+		MaxProcessesPerSession:  c.Processes.MaxPerSession,
+		ProcessBufferBytes:      c.Processes.BufferBytes,
+		ProcessBufferTotalBytes: c.Processes.BufferTotalBytes,
+		KeepExtensions:          c.KeepExtensions,
+		Version:                 version,
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
 func writeConfig(t *testing.T, yaml string) string {
@@ -24,7 +24,7 @@ func TestDefaultIsValid(t *testing.T) {
 	require.NoError(t, c.Validate(), "the compiled-in defaults validate")
 	assert.Equal(t, "/var/lib/sandboxd", c.StateDir, "state dir")
 	assert.Equal(t, "/run/sandboxd.sock", c.Socket, "socket")
-	assert.Equal(t, api.Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}, c.Limits.Default, "design's default limits")
+	assert.Equal(t, Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}, c.Limits.Default, "design's default limits")
 	mode, err := c.SocketFileMode()
 	require.NoError(t, err, "default socket mode parses")
 	assert.Equal(t, os.FileMode(0o660), mode, "socket mode")
@@ -141,8 +141,8 @@ func TestSandboxConfig(t *testing.T) {
 	assert.Equal(t, 3, sc.MaxSessionsPerUser, "max sessions per user")
 	assert.Equal(t, int64(1024), sc.MaxWorkspaceMB, "workspace quota")
 	assert.Equal(t, int64(1<<20), sc.OutputLimit, "output limit")
-	assert.Equal(t, c.Limits.Default, sc.DefaultLimits, "default limits")
-	assert.Equal(t, c.Limits.Max, sc.MaxLimits, "max limits")
+	assert.Equal(t, sandbox.Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}, sc.DefaultLimits, "default limits")
+	assert.Equal(t, sandbox.Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}, sc.MaxLimits, "max limits")
 	assert.Equal(t, c.StateDir, sc.StateDir, "state dir")
 	assert.Equal(t, c.CgroupParent, sc.CgroupParent, "cgroup parent")
 }

@@ -1,4 +1,4 @@
-package api_test
+package client_test
 
 import (
 	"bytes"
@@ -19,98 +19,23 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/api/client"
 	"github.com/sandboxd/sandboxd/api/server"
 	"github.com/sandboxd/sandboxd/api/server/servertest"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
-// fileCap is the fake's MaxFileBytes.
-const fileCap = 1 << 20
-
-// fakeBackend keeps sessions in a map; it is only used from one request at
-// a time. Its files and background processes are those of sessions s1 and
-// "a/b c", in memory; its streamed exec is scripted.
-type fakeBackend struct {
-	*servertest.Files
-	*servertest.Processes
-	*servertest.Stream
-	sessions map[string]api.Session
-	lastExec api.ExecRequest
-}
-
-func (f *fakeBackend) Info(context.Context) api.Info {
-	return api.Info{Version: "test", APIVersion: api.Version, Sessions: len(f.sessions)}
-}
-
-func (f *fakeBackend) CreateSession(_ context.Context, req api.CreateSessionRequest) (api.Session, error) {
-	if req.UserID == "" {
-		return api.Session{}, fmt.Errorf("user_id is required: %w", api.ErrInvalidArgument)
-	}
-	if _, ok := f.sessions[req.SessionID]; ok {
-		return api.Session{}, fmt.Errorf("session %q: %w", req.SessionID, api.ErrAlreadyExists)
-	}
-	s := api.Session{ID: req.SessionID, UserID: req.UserID, Status: "running", Workspace: "/workspace",
-		CreatedAt: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
-	if req.Limits != nil {
-		s.Limits = *req.Limits
-	}
-	f.sessions[s.ID] = s
-	return s, nil
-}
-
-func (f *fakeBackend) ListSessions(_ context.Context, userID string) ([]api.Session, error) {
-	var list []api.Session
-	for _, s := range f.sessions {
-		if userID == "" || s.UserID == userID {
-			list = append(list, s)
-		}
-	}
-	return list, nil
-}
-
-func (f *fakeBackend) GetSession(_ context.Context, id string) (api.Session, error) {
-	s, ok := f.sessions[id]
-	if !ok {
-		return api.Session{}, fmt.Errorf("session %q: %w", id, api.ErrNotFound)
-	}
-	return s, nil
-}
-
-func (f *fakeBackend) Exec(ctx context.Context, id string, req api.ExecRequest) (api.ExecResult, error) {
-	if _, err := f.GetSession(ctx, id); err != nil {
-		return api.ExecResult{}, err
-	}
-	f.lastExec = req
-	return api.ExecResult{ExitCode: 3, Stdout: "hello\n", Stderr: "oops\n", DurationMS: 5}, nil
-}
-
-func (f *fakeBackend) DeleteSession(ctx context.Context, id string, keepFiles bool) (api.DeleteSessionResult, error) {
-	if _, err := f.GetSession(ctx, id); err != nil {
-		return api.DeleteSessionResult{}, err
-	}
-	delete(f.sessions, id)
-	res := api.DeleteSessionResult{ID: id}
-	if keepFiles {
-		res.KeptFiles = []string{id + "-notes.txt"}
-	}
-	return res, nil
-}
-
-// startServer serves a fake-backed API on a fresh Unix socket and returns
-// a client for it.
-func startServer(t *testing.T) (*api.Client, *fakeBackend) {
+// startServer serves the fake backend on a fresh Unix socket and returns
+// a client for it. The fake has no session yet.
+func startServer(t *testing.T) (*client.Client, *servertest.Backend) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sbx") // short: socket paths must fit sun_path
 	require.NoError(t, err, "make temp dir")
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "api.sock")
 
-	fb := &fakeBackend{
-		Files:     servertest.New(fileCap, "s1", "a/b c"),
-		Processes: servertest.NewProcesses("s1", "a/b c"),
-		Stream:    &servertest.Stream{},
-		sessions:  map[string]api.Session{},
-	}
-	srv := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler)})
+	fb := servertest.New()
+	srv := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler), Version: "test"})
 	ln, err := server.Listen(path, 0, "")
 	require.NoError(t, err, "listen on %s", path)
 	served := make(chan error, 1)
@@ -119,7 +44,7 @@ func startServer(t *testing.T) (*api.Client, *fakeBackend) {
 		assert.NoError(t, srv.Shutdown(context.Background()), "shutdown")
 		assert.NoError(t, <-served, "serve")
 	})
-	return api.NewClient(path), fb
+	return client.New(path), fb
 }
 
 func TestClientSessionLifecycle(t *testing.T) {
@@ -128,13 +53,18 @@ func TestClientSessionLifecycle(t *testing.T) {
 
 	info, err := c.Info(ctx)
 	require.NoError(t, err, "Info")
-	assert.Equal(t, api.Info{Version: "test", APIVersion: "v1"}, info, "Info answer")
+	assert.Equal(t, api.Info{
+		Version: "test", APIVersion: "v1", CgroupMode: "unified", CgroupParent: "/sandboxd",
+		Controllers:   []string{"cpu", "memory", "pids"},
+		DefaultLimits: api.Limits{CPUs: 1, MemoryMB: 512, Pids: 128, TmpMB: 64},
+		MaxLimits:     api.Limits{CPUs: 2, MemoryMB: 2048, Pids: 512, TmpMB: 256},
+	}, info, "Info answer")
 
-	limits := &api.Limits{CPUs: 0.5, MemoryMB: 256}
-	sess, err := c.CreateSession(ctx, api.CreateSessionRequest{UserID: "u1", SessionID: "a/b c", Limits: limits})
+	sess, err := c.CreateSession(ctx, api.CreateSessionRequest{UserID: "u1", SessionID: "a/b c", Limits: &api.Limits{CPUs: 0.5, MemoryMB: 256}})
 	require.NoError(t, err, "CreateSession")
 	assert.Equal(t, "a/b c", sess.ID, "an id with a slash and a space survives the path")
-	assert.Equal(t, *limits, sess.Limits, "limits round-trip")
+	assert.Equal(t, &sandbox.Limits{CPUs: 0.5, MemoryMB: 256}, fb.LastCreate().Limits, "limits sent as given")
+	assert.Equal(t, api.Limits{CPUs: 0.5, MemoryMB: 256, Pids: 128, TmpMB: 64}, sess.Limits, "limits as the daemon resolved them")
 	_, err = c.CreateSession(ctx, api.CreateSessionRequest{UserID: "u2", SessionID: "other"})
 	require.NoError(t, err, "CreateSession other")
 
@@ -149,15 +79,27 @@ func TestClientSessionLifecycle(t *testing.T) {
 	require.NoError(t, err, "GetSession")
 	assert.Equal(t, sess, got, "GetSession answer")
 
+	fb.SetScript(servertest.Script{
+		Output: []sandbox.Output{{Stream: sandbox.Stdout, Data: []byte("hello\n")}, {Stream: sandbox.Stderr, Data: []byte("oops\n")}},
+		Result: sandbox.ExecResult{ExitCode: 3, Duration: 5 * time.Millisecond},
+	})
 	req := api.ExecRequest{Command: "echo hello; exit 3", Env: map[string]string{"K": "v"}, Stdin: "in", TimeoutSec: 1.5}
 	res, err := c.Exec(ctx, "a/b c", req)
 	require.NoError(t, err, "Exec")
-	assert.Equal(t, req, fb.lastExec, "backend got the request as sent")
+	assert.Equal(t, servertest.ExecCall{ID: "a/b c", Req: sandbox.ExecRequest{
+		Command: sandbox.Command{Shell: "echo hello; exit 3", Env: map[string]string{"K": "v"}}, Stdin: "in", Timeout: 1500 * time.Millisecond,
+	}}, fb.LastExec(), "backend got the request as sent")
 	assert.Equal(t, api.ExecResult{ExitCode: 3, Stdout: "hello\n", Stderr: "oops\n", DurationMS: 5}, res, "Exec answer")
 
+	_, err = c.WriteFile(ctx, "a/b c", "", "notes.pdf", strings.NewReader("%PDF"), false)
+	require.NoError(t, err, "WriteFile")
 	del, err := c.DeleteSession(ctx, "a/b c", true)
 	require.NoError(t, err, "DeleteSession")
-	assert.Equal(t, api.DeleteSessionResult{ID: "a/b c", KeptFiles: []string{"a/b c-notes.txt"}}, del, "DeleteSession with keep_files")
+	assert.Equal(t, api.DeleteSessionResult{ID: "a/b c", KeptFiles: []string{"notes.pdf"}, NotKept: []api.NotKept{}}, del,
+		"DeleteSession with keep_files")
+	kept, err := readAll(c.DownloadOutput(ctx, "u1", "notes.pdf"))
+	require.NoError(t, err, "download the kept file")
+	assert.Equal(t, "%PDF", kept, "the kept file")
 	del, err = c.DeleteSession(ctx, "other", false)
 	require.NoError(t, err, "DeleteSession other")
 	assert.Empty(t, del.KeptFiles, "nothing kept without keep_files")
@@ -169,9 +111,10 @@ func TestClientSessionLifecycle(t *testing.T) {
 
 func TestClientTypedErrors(t *testing.T) {
 	ctx := context.Background()
-	c, _ := startServer(t)
+	c, fb := startServer(t)
 	_, err := c.CreateSession(ctx, api.CreateSessionRequest{UserID: "u1", SessionID: "s1"})
 	require.NoError(t, err, "CreateSession")
+	fb.AddSession(sandbox.Session{ID: "dead", UserID: "u1", State: sandbox.StateStopped, Reason: "its sandbox is not running"})
 
 	tests := []struct {
 		name       string
@@ -183,17 +126,23 @@ func TestClientTypedErrors(t *testing.T) {
 		{
 			name:     "get missing",
 			call:     func() error { _, err := c.GetSession(ctx, "nope"); return err },
-			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `session "nope": not found`,
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `not found: session "nope"`,
 		},
 		{
 			name:     "exec in missing",
 			call:     func() error { _, err := c.Exec(ctx, "nope", api.ExecRequest{Command: "true"}); return err },
-			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `session "nope": not found`,
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `not found: session "nope"`,
+		},
+		{
+			name:     "exec in a stopped session",
+			call:     func() error { _, err := c.Exec(ctx, "dead", api.ExecRequest{Command: "true"}); return err },
+			sentinel: api.ErrUnavailable, wantStatus: http.StatusServiceUnavailable,
+			wantMsg: `unavailable: session "dead": its sandbox is not running (a daemon restart gives it a new one)`,
 		},
 		{
 			name:     "delete missing",
 			call:     func() error { _, err := c.DeleteSession(ctx, "nope", false); return err },
-			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `session "nope": not found`,
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `not found: session "nope"`,
 		},
 		{
 			name: "create duplicate",
@@ -201,28 +150,28 @@ func TestClientTypedErrors(t *testing.T) {
 				_, err := c.CreateSession(ctx, api.CreateSessionRequest{UserID: "u1", SessionID: "s1"})
 				return err
 			},
-			sentinel: api.ErrAlreadyExists, wantStatus: http.StatusConflict, wantMsg: `session "s1": already exists`,
+			sentinel: api.ErrAlreadyExists, wantStatus: http.StatusConflict, wantMsg: `already exists: session "s1"`,
 		},
 		{
 			name:     "create without user",
 			call:     func() error { _, err := c.CreateSession(ctx, api.CreateSessionRequest{}); return err },
-			sentinel: api.ErrInvalidArgument, wantStatus: http.StatusBadRequest, wantMsg: "user_id is required: invalid argument",
+			sentinel: api.ErrInvalidArgument, wantStatus: http.StatusBadRequest, wantMsg: "invalid argument: user_id is empty",
 		},
 		{
 			name:     "start a process in a missing session",
 			call:     func() error { _, err := c.StartProcess(ctx, "nope", api.StartProcessRequest{Command: "x"}); return err },
-			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `session "nope": not found`,
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `not found: session "nope"`,
 		},
 		{
 			name:     "output with a bad filter",
 			call:     func() error { _, err := c.ProcessOutput(ctx, "s1", "p1", "("); return err },
 			sentinel: api.ErrInvalidArgument, wantStatus: http.StatusBadRequest,
-			wantMsg: "filter: error parsing regexp: missing closing ): `(`: invalid argument",
+			wantMsg: "invalid argument: filter: error parsing regexp: missing closing ): `(`",
 		},
 		{
 			name:     "kill a missing process",
 			call:     func() error { _, err := c.KillProcess(ctx, "s1", "p9", 0); return err },
-			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `session "s1" has no background process "p9": not found`,
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `not found: session "s1" has no background process "p9"`,
 		},
 	}
 	for _, tt := range tests {
@@ -240,7 +189,7 @@ func TestClientTypedErrors(t *testing.T) {
 
 // startRawServer serves h, standing in for the daemon, on a fresh Unix
 // socket and returns a client for it.
-func startRawServer(t *testing.T, h http.HandlerFunc) *api.Client {
+func startRawServer(t *testing.T, h http.HandlerFunc) *client.Client {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sbx")
 	require.NoError(t, err, "make temp dir")
@@ -251,7 +200,7 @@ func startRawServer(t *testing.T, h http.HandlerFunc) *api.Client {
 	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
-	return api.NewClient(path)
+	return client.New(path)
 }
 
 func TestClientNonJSONError(t *testing.T) {
@@ -275,7 +224,7 @@ func TestClientContextCancels(t *testing.T) {
 }
 
 func TestClientNoDaemon(t *testing.T) {
-	_, err := api.NewClient(filepath.Join(t.TempDir(), "absent.sock")).Info(context.Background())
+	_, err := client.New(filepath.Join(t.TempDir(), "absent.sock")).Info(context.Background())
 	require.Error(t, err, "no daemon, no answer")
 	assert.ErrorIs(t, err, os.ErrNotExist, "the dial error is kept")
 	_, isAPI := errors.AsType[*api.Error](err)
@@ -285,6 +234,7 @@ func TestClientNoDaemon(t *testing.T) {
 func TestClientFiles(t *testing.T) {
 	ctx := context.Background()
 	c, fb := startServer(t)
+	fb.AddSession(sandbox.Session{ID: "a/b c", UserID: "u1"})
 	const (
 		dir  = "dir #1/ü"
 		file = dir + "/a? b&c=d%20.txt" // query syntax and escapes survive
@@ -307,7 +257,7 @@ func TestClientFiles(t *testing.T) {
 			name: "list",
 			call: func() (any, error) { return c.ListFiles(ctx, "a/b c", "", dir, false) },
 			want: api.FileList{Root: api.RootWorkspace, Path: dir, Entries: []api.FileInfo{
-				{Name: "a? b&c=d%20.txt", Path: file, Type: api.TypeFile, Size: 12, Mode: "0644", ModTime: fb.ModTime()},
+				{Name: "a? b&c=d%20.txt", Path: file, Type: api.TypeFile, Size: 12, Mode: "0644", ModTime: fb.Epoch()},
 			}},
 		},
 		{
@@ -325,7 +275,7 @@ func TestClientFiles(t *testing.T) {
 		{
 			name: "stat",
 			call: func() (any, error) { return c.StatFile(ctx, "a/b c", "", dir) },
-			want: api.FileInfo{Name: "ü", Path: dir, Type: api.TypeDir, Mode: "0755", ModTime: fb.ModTime()},
+			want: api.FileInfo{Name: "ü", Path: dir, Type: api.TypeDir, Mode: "0755", ModTime: fb.Epoch()},
 		},
 		{
 			name: "read",
@@ -375,6 +325,7 @@ func TestClientFiles(t *testing.T) {
 func TestClientChangesFiles(t *testing.T) {
 	ctx := context.Background()
 	c, fb := startServer(t)
+	fb.AddSession(sandbox.Session{ID: "s1", UserID: "u1"})
 	_, err := c.WriteFile(ctx, "s1", api.RootShared, "notes.md", strings.NewReader("one two two"), false)
 	require.NoError(t, err, "WriteFile")
 
@@ -382,16 +333,16 @@ func TestClientChangesFiles(t *testing.T) {
 	require.NoError(t, err, "EditFile")
 	assert.Equal(t, 2, edit.Replacements, "EditFile counts the replacements")
 	assert.Equal(t, int64(7), edit.Size, "EditFile reports the new size")
-	assert.Equal(t, "one 2 2", mustRead(t, fb, api.RootShared, "notes.md"), "edited content")
+	assert.Equal(t, "one 2 2", mustRead(t, fb, sandbox.RootShared, "notes.md"), "edited content")
 
 	dir, err := c.Mkdir(ctx, "s1", api.RootShared, api.MkdirRequest{Path: "out/md", Parents: true})
 	require.NoError(t, err, "Mkdir")
-	assert.Equal(t, api.FileInfo{Name: "md", Path: "out/md", Type: api.TypeDir, Mode: "0755", ModTime: fb.ModTime()}, dir, "Mkdir answer")
+	assert.Equal(t, api.FileInfo{Name: "md", Path: "out/md", Type: api.TypeDir, Mode: "0755", ModTime: fb.Epoch()}, dir, "Mkdir answer")
 
 	moved, err := c.MoveFile(ctx, "s1", api.RootShared, api.MoveRequest{From: "notes.md", To: "out/md/notes.md"})
 	require.NoError(t, err, "MoveFile")
 	assert.Equal(t, "out/md/notes.md", moved.Path, "MoveFile answers with the destination")
-	assert.Equal(t, "one 2 2", mustRead(t, fb, api.RootShared, "out/md/notes.md"), "moved content")
+	assert.Equal(t, "one 2 2", mustRead(t, fb, sandbox.RootShared, "out/md/notes.md"), "moved content")
 
 	require.NoError(t, c.RemoveFile(ctx, "s1", api.RootShared, "out", true), "RemoveFile")
 	list, err := c.ListFiles(ctx, "s1", api.RootShared, "", true)
@@ -409,7 +360,7 @@ func readAll(rc io.ReadCloser, err error) (string, error) {
 	return string(b), err
 }
 
-func mustRead(t *testing.T, fb *fakeBackend, root, path string) string {
+func mustRead(t *testing.T, fb *servertest.Backend, root sandbox.Root, path string) string {
 	t.Helper()
 	f, err := fb.OpenFile(context.Background(), "s1", root, path)
 	require.NoError(t, err, "open %s %s", root, path)
@@ -420,7 +371,8 @@ func mustRead(t *testing.T, fb *fakeBackend, root, path string) string {
 
 func TestClientFileErrors(t *testing.T) {
 	ctx := context.Background()
-	c, _ := startServer(t)
+	c, fb := startServer(t)
+	fb.AddSession(sandbox.Session{ID: "s1", UserID: "u1"})
 	_, err := c.WriteFile(ctx, "s1", "", "bin", bytes.NewReader([]byte{0, 0xff}), false)
 	require.NoError(t, err, "WriteFile")
 	_, err = c.WriteFile(ctx, "s1", "", "d/x", strings.NewReader("x"), true)
@@ -505,7 +457,7 @@ func TestClientUploadLength(t *testing.T) {
 			res, err := c.WriteFile(context.Background(), "s1", "", "f", tt.body, false)
 			require.NoError(t, err, "WriteFile")
 			assert.Equal(t, int64(len(tt.want)), res.Size, "stored size")
-			assert.Equal(t, tt.want, mustRead(t, fb, api.RootWorkspace, "f"), "stored content")
+			assert.Equal(t, tt.want, mustRead(t, fb, sandbox.RootWorkspace, "f"), "stored content")
 			assert.Equal(t, tt.wantLength, <-lengths, "request's Content-Length")
 		})
 	}
@@ -513,21 +465,17 @@ func TestClientUploadLength(t *testing.T) {
 	assert.NoError(t, err, "WriteFile leaves the caller's file open")
 }
 
-// startRecordingServer is startServer, sending each request's ContentLength
-// on the channel it returns.
-func startRecordingServer(t *testing.T) (*api.Client, *fakeBackend, <-chan int64) {
+// startRecordingServer is startServer with session s1, sending each
+// request's ContentLength on the channel it returns.
+func startRecordingServer(t *testing.T) (*client.Client, *servertest.Backend, <-chan int64) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sbx")
 	require.NoError(t, err, "make temp dir")
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "api.sock")
 
-	fb := &fakeBackend{
-		Files:     servertest.New(fileCap, "s1"),
-		Processes: servertest.NewProcesses("s1"),
-		Stream:    &servertest.Stream{},
-		sessions:  map[string]api.Session{},
-	}
+	fb := servertest.New()
+	fb.AddSession(sandbox.Session{ID: "s1", UserID: "u1"})
 	h := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler)}).Handler()
 	lengths := make(chan int64, 1)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -538,7 +486,7 @@ func startRecordingServer(t *testing.T) (*api.Client, *fakeBackend, <-chan int64
 	require.NoError(t, err, "listen on %s", path)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
-	return api.NewClient(path), fb, lengths
+	return client.New(path), fb, lengths
 }
 
 // streamTimeout bounds a streamed exec in the tests: a client holding
@@ -547,14 +495,22 @@ const streamTimeout = 10 * time.Second
 
 func TestClientExecStreamDeliversEventsAsTheyCome(t *testing.T) {
 	c, fb := startServer(t)
+	fb.AddSession(sandbox.Session{ID: "a/b c", UserID: "u1"})
 	want := []api.ExecEvent{
 		{Type: api.EventStdout, Data: "one\n"},
 		{Type: api.EventStderr, DataB64: "//4="},
 		{Type: api.EventStdout, Data: "two"},
 	}
-	result := api.ExecResult{ExitCode: 2, DurationMS: 30}
 	next := make(chan struct{})
-	fb.Stream = &servertest.Stream{Events: want, Result: result, Next: next}
+	fb.SetScript(servertest.Script{
+		Output: []sandbox.Output{
+			{Stream: sandbox.Stdout, Data: []byte("one\n")},
+			{Stream: sandbox.Stderr, Data: []byte{0xff, 0xfe}},
+			{Stream: sandbox.Stdout, Data: []byte("two")},
+		},
+		Result: sandbox.ExecResult{ExitCode: 2, Duration: 30 * time.Millisecond},
+		Next:   next,
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
 	defer cancel()
 
@@ -562,38 +518,43 @@ func TestClientExecStreamDeliversEventsAsTheyCome(t *testing.T) {
 	var got []api.ExecEvent
 	res, err := c.ExecStream(ctx, "a/b c", req, func(ev api.ExecEvent) error {
 		got = append(got, ev)
-		// The fake emits the next event, or ends, only once this one is
-		// seen here.
+		// The fake emits the next output, or ends, only once this event
+		// is seen here.
 		next <- struct{}{}
 		return nil
 	})
 	require.NoError(t, err, "ExecStream")
 	assert.Equal(t, want, got, "every output event, in order")
-	assert.Equal(t, result, res, "the exit event's result")
-	id, sent := fb.Stream.Request()
-	assert.Equal(t, "a/b c", id, "session id survives the path")
-	assert.Equal(t, req, sent, "backend got the request as sent")
+	assert.Equal(t, api.ExecResult{ExitCode: 2, DurationMS: 30}, res, "the exit event's result")
+	assert.Equal(t, servertest.ExecCall{ID: "a/b c", Streamed: true, Req: sandbox.ExecRequest{
+		Command: sandbox.Command{Argv: []string{"make", "-j4"}, Env: map[string]string{"K": "v"}},
+	}}, fb.LastExec(), "backend got the request as sent, to the session named")
 }
 
 func TestClientExecStreamErrors(t *testing.T) {
 	tests := []struct {
 		name       string
-		stream     *servertest.Stream
+		session    string
+		script     servertest.Script
 		wantEvents int
 		sentinel   error
 		wantStatus int
 		wantMsg    string
 	}{
 		{
-			name:     "before the stream",
-			stream:   &servertest.Stream{Err: fmt.Errorf("session %q: %w", "nope", api.ErrNotFound)},
-			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `session "nope": not found`,
+			name: "missing session", session: "nope",
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `not found: session "nope"`,
 		},
 		{
-			name: "after the stream began",
-			stream: &servertest.Stream{
-				Events: []api.ExecEvent{{Type: api.EventStdout, Data: "partial"}},
-				Err:    fmt.Errorf("session %q: %w", "s1", api.ErrUnavailable),
+			name: "no process left", session: "s1",
+			script:   servertest.Script{Err: fmt.Errorf("%w: session %q", sandbox.ErrPidsLimit, "s1")},
+			sentinel: api.ErrPidsLimit, wantStatus: http.StatusTooManyRequests, wantMsg: `pids limit reached: session "s1"`,
+		},
+		{
+			name: "after the stream began", session: "s1",
+			script: servertest.Script{
+				Output: []sandbox.Output{{Stream: sandbox.Stdout, Data: []byte("partial")}},
+				Err:    fmt.Errorf("session %q: %w", "s1", sandbox.ErrUnavailable),
 			},
 			wantEvents: 1, sentinel: api.ErrUnavailable, wantStatus: 0, wantMsg: `session "s1": unavailable`,
 		},
@@ -601,9 +562,10 @@ func TestClientExecStreamErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, fb := startServer(t)
-			fb.Stream = tt.stream
+			fb.AddSession(sandbox.Session{ID: "s1", UserID: "u1"})
+			fb.SetScript(tt.script)
 			var events int
-			_, err := c.ExecStream(context.Background(), "s1", api.ExecRequest{Command: "true"}, func(api.ExecEvent) error {
+			_, err := c.ExecStream(context.Background(), tt.session, api.ExecRequest{Command: "true"}, func(api.ExecEvent) error {
 				events++
 				return nil
 			})
@@ -636,12 +598,13 @@ func TestClientExecStreamStopCancelsTheCommand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, fb := startServer(t)
-			cancelled := make(chan struct{})
-			fb.Stream = &servertest.Stream{
-				Events:    []api.ExecEvent{{Type: api.EventStdout, Data: "1"}, {Type: api.EventStdout, Data: "2"}},
-				Next:      make(chan struct{}),
-				Cancelled: cancelled,
-			}
+			fb.AddSession(sandbox.Session{ID: "s1", UserID: "u1"})
+			ended := make(chan struct{})
+			fb.SetScript(servertest.Script{
+				Output: []sandbox.Output{{Stream: sandbox.Stdout, Data: []byte("1")}, {Stream: sandbox.Stdout, Data: []byte("2")}},
+				Next:   make(chan struct{}),
+				Ended:  ended,
+			})
 			ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
 			defer cancel()
 			var events int
@@ -652,10 +615,11 @@ func TestClientExecStreamStopCancelsTheCommand(t *testing.T) {
 			assert.ErrorIs(t, err, tt.want, "ExecStream's error")
 			assert.Equal(t, 1, events, "no event after the stop")
 			select {
-			case <-cancelled:
+			case <-ended:
 			case <-time.After(streamTimeout):
 				t.Fatal("the daemon's exec was not cancelled")
 			}
+			assert.ErrorIs(t, fb.LastExec().Err, context.Canceled, "the exec ended by its cancelled context")
 		})
 	}
 }
@@ -731,6 +695,7 @@ func TestClientProcesses(t *testing.T) {
 	ctx := context.Background()
 	c, fb := startServer(t)
 	const id = "a/b c" // escaped in the path
+	fb.AddSession(sandbox.Session{ID: id, UserID: "u1"})
 
 	p, err := c.StartProcess(ctx, id, api.StartProcessRequest{Command: "python3 -m http.server", Cwd: "/workspace"})
 	require.NoError(t, err, "StartProcess")
@@ -753,7 +718,7 @@ func TestClientProcesses(t *testing.T) {
 	require.NoError(t, fb.Print(id, p.ID, "bye"), "print")
 	killed, err := c.KillProcess(ctx, id, p.ID, 1500*time.Millisecond)
 	require.NoError(t, err, "KillProcess")
-	assert.Equal(t, 1500*time.Millisecond, fb.Grace(), "grace sent")
+	assert.Equal(t, 1500*time.Millisecond, fb.LastGrace(), "grace sent")
 	assert.Equal(t, []string{"bye"}, killed.Lines, "the last unread output")
 	assert.Equal(t, api.StatusKilled, killed.Status, "status")
 	require.NotNil(t, killed.ExitCode, "exit code set")
@@ -763,7 +728,7 @@ func TestClientProcesses(t *testing.T) {
 	require.NoError(t, err, "StartProcess again")
 	_, err = c.KillProcess(ctx, id, p2.ID, 0)
 	require.NoError(t, err, "KillProcess without a grace")
-	assert.Equal(t, 5*time.Second, fb.Grace(), "no grace sent: the daemon's default")
+	assert.Equal(t, 5*time.Second, fb.LastGrace(), "no grace sent: the daemon's default")
 
 	list, err = c.ListProcesses(ctx, id)
 	require.NoError(t, err, "ListProcesses after the kills")

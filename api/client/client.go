@@ -1,4 +1,4 @@
-package api
+package client
 
 import (
 	"bytes"
@@ -15,22 +15,24 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sandboxd/sandboxd/api"
 )
 
 // maxErrorBody bounds how much of a non-JSON error body is kept.
 const maxErrorBody = 64 << 10
 
 // Client talks to sandboxd over its Unix socket. Failed requests return an
-// *Error, so errors.Is(err, ErrNotFound) and the like tell the kind of
-// failure. A Client is safe for concurrent use.
+// *api.Error, so errors.Is(err, api.ErrNotFound) and the like tell the kind
+// of failure. A Client is safe for concurrent use.
 type Client struct {
 	http *http.Client
 	base string
 }
 
-// NewClient returns a Client for the daemon listening on socketPath. It
+// New returns a Client for the daemon listening on socketPath. It
 // sets no timeout of its own: the daemon bounds exec, ctx bounds the rest.
-func NewClient(socketPath string) *Client {
+func New(socketPath string) *Client {
 	transport := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -45,40 +47,40 @@ func NewClient(socketPath string) *Client {
 }
 
 // Info returns the daemon's version, cgroup setup, limits and session count.
-func (c *Client) Info(ctx context.Context) (Info, error) {
-	var info Info
-	err := c.do(ctx, http.MethodGet, "/"+Version, nil, nil, &info)
+func (c *Client) Info(ctx context.Context) (api.Info, error) {
+	var info api.Info
+	err := c.do(ctx, http.MethodGet, "/"+api.Version, nil, nil, &info)
 	return info, err
 }
 
 // CreateSession starts a session.
-func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (Session, error) {
-	var sess Session
-	err := c.do(ctx, http.MethodPost, "/"+Version+"/sessions", nil, req, &sess)
+func (c *Client) CreateSession(ctx context.Context, req api.CreateSessionRequest) (api.Session, error) {
+	var sess api.Session
+	err := c.do(ctx, http.MethodPost, "/"+api.Version+"/sessions", nil, req, &sess)
 	return sess, err
 }
 
 // ListSessions returns the live sessions, only userID's when it is not empty.
-func (c *Client) ListSessions(ctx context.Context, userID string) ([]Session, error) {
+func (c *Client) ListSessions(ctx context.Context, userID string) ([]api.Session, error) {
 	var q url.Values
 	if userID != "" {
 		q = url.Values{"user_id": {userID}}
 	}
-	var list SessionList
-	err := c.do(ctx, http.MethodGet, "/"+Version+"/sessions", q, nil, &list)
+	var list api.SessionList
+	err := c.do(ctx, http.MethodGet, "/"+api.Version+"/sessions", q, nil, &list)
 	return list.Sessions, err
 }
 
 // GetSession describes session id.
-func (c *Client) GetSession(ctx context.Context, id string) (Session, error) {
-	var sess Session
+func (c *Client) GetSession(ctx context.Context, id string) (api.Session, error) {
+	var sess api.Session
 	err := c.do(ctx, http.MethodGet, sessionPath(id), nil, nil, &sess)
 	return sess, err
 }
 
 // Exec runs one command in session id and waits for it to end.
-func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (ExecResult, error) {
-	var res ExecResult
+func (c *Client) Exec(ctx context.Context, id string, req api.ExecRequest) (api.ExecResult, error) {
+	var res api.ExecResult
 	err := c.do(ctx, http.MethodPost, sessionPath(id)+"/exec", nil, req, &res)
 	return res, err
 }
@@ -91,24 +93,24 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (ExecResu
 // fn fails, ExecStream stops and returns fn's error. Both that and
 // cancelling ctx close the connection, and the daemon then kills the
 // command's whole process tree.
-func (c *Client) ExecStream(ctx context.Context, id string, req ExecRequest, fn func(ExecEvent) error) (ExecResult, error) {
+func (c *Client) ExecStream(ctx context.Context, id string, req api.ExecRequest, fn func(api.ExecEvent) error) (api.ExecResult, error) {
 	hreq, err := c.jsonRequest(ctx, http.MethodPost, sessionPath(id)+"/exec", nil, req)
 	if err != nil {
-		return ExecResult{}, err
+		return api.ExecResult{}, err
 	}
-	hreq.Header.Set("Accept", NDJSON)
+	hreq.Header.Set("Accept", api.NDJSON)
 	resp, err := c.send(hreq)
 	if err != nil {
-		return ExecResult{}, err
+		return api.ExecResult{}, err
 	}
 	defer resp.Body.Close()
 	where := hreq.Method + " " + hreq.URL.EscapedPath()
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != NDJSON {
-		return ExecResult{}, fmt.Errorf("%s: answer is %q, not %s", where, resp.Header.Get("Content-Type"), NDJSON)
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != api.NDJSON {
+		return api.ExecResult{}, fmt.Errorf("%s: answer is %q, not %s", where, resp.Header.Get("Content-Type"), api.NDJSON)
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var ev ExecEvent
+		var ev api.ExecEvent
 		if err := dec.Decode(&ev); err != nil {
 			if errors.Is(err, io.EOF) {
 				// The stream always ends with an exit or error event.
@@ -117,29 +119,29 @@ func (c *Client) ExecStream(ctx context.Context, id string, req ExecRequest, fn 
 			if ctx.Err() != nil {
 				err = context.Cause(ctx)
 			}
-			return ExecResult{}, fmt.Errorf("%s: read stream: %w", where, err)
+			return api.ExecResult{}, fmt.Errorf("%s: read stream: %w", where, err)
 		}
 		switch ev.Type {
-		case EventStdout, EventStderr:
+		case api.EventStdout, api.EventStderr:
 			if err := fn(ev); err != nil {
-				return ExecResult{}, err
+				return api.ExecResult{}, err
 			}
-		case EventExit:
+		case api.EventExit:
 			if ev.Result == nil {
-				return ExecResult{}, fmt.Errorf("%s: exit event without a result", where)
+				return api.ExecResult{}, fmt.Errorf("%s: exit event without a result", where)
 			}
 			return *ev.Result, nil
-		case EventError:
-			return ExecResult{}, &Error{Message: ev.Error, Code: ev.Code}
+		case api.EventError:
+			return api.ExecResult{}, &api.Error{Message: ev.Error, Code: ev.Code}
 		}
 		// Event types newer than this client are skipped.
 	}
 }
 
 // DeleteSession ends session id; with keepFiles its output files are kept.
-func (c *Client) DeleteSession(ctx context.Context, id string, keepFiles bool) (DeleteSessionResult, error) {
+func (c *Client) DeleteSession(ctx context.Context, id string, keepFiles bool) (api.DeleteSessionResult, error) {
 	q := url.Values{"keep_files": {strconv.FormatBool(keepFiles)}}
-	var res DeleteSessionResult
+	var res api.DeleteSessionResult
 	err := c.do(ctx, http.MethodDelete, sessionPath(id), q, nil, &res)
 	return res, err
 }
@@ -147,19 +149,19 @@ func (c *Client) DeleteSession(ctx context.Context, id string, keepFiles bool) (
 // ListFiles lists directory path ("" for the root itself) of session id's
 // root: RootWorkspace when root is empty, or RootShared. With recursive it
 // descends into subdirectories.
-func (c *Client) ListFiles(ctx context.Context, id, root, path string, recursive bool) (FileList, error) {
+func (c *Client) ListFiles(ctx context.Context, id, root, path string, recursive bool) (api.FileList, error) {
 	q := fileQuery(root, path)
 	if recursive {
 		q.Set("recursive", "true")
 	}
-	var list FileList
+	var list api.FileList
 	err := c.do(ctx, http.MethodGet, filesPath(id), q, nil, &list)
 	return list, err
 }
 
 // StatFile describes path in session id's root; symlinks are not followed.
-func (c *Client) StatFile(ctx context.Context, id, root, path string) (FileInfo, error) {
-	var info FileInfo
+func (c *Client) StatFile(ctx context.Context, id, root, path string) (api.FileInfo, error) {
+	var info api.FileInfo
 	err := c.do(ctx, http.MethodGet, filesPath(id)+"/stat", fileQuery(root, path), nil, &info)
 	return info, err
 }
@@ -179,7 +181,7 @@ func (c *Client) ReadFile(ctx context.Context, id, root, path string, offset, le
 
 // ReadText returns limit lines (all when 0) of text file path in session
 // id's root, from line (numbered from 1; 0 means 1).
-func (c *Client) ReadText(ctx context.Context, id, root, path string, line, limit int) (TextFile, error) {
+func (c *Client) ReadText(ctx context.Context, id, root, path string, line, limit int) (api.TextFile, error) {
 	q := fileQuery(root, path)
 	if line != 0 {
 		q.Set("line", strconv.Itoa(line))
@@ -187,7 +189,7 @@ func (c *Client) ReadText(ctx context.Context, id, root, path string, line, limi
 	if limit != 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	var text TextFile
+	var text api.TextFile
 	err := c.do(ctx, http.MethodGet, filesPath(id)+"/text", q, nil, &text)
 	return text, err
 }
@@ -197,18 +199,18 @@ func (c *Client) ReadText(ctx context.Context, id, root, path string, line, limi
 // to its end and not closed. When it is a *bytes.Reader, *bytes.Buffer,
 // *strings.Reader or a regular *os.File its length is sent ahead; any
 // other body is sent chunked.
-func (c *Client) WriteFile(ctx context.Context, id, root, path string, body io.Reader, mkdirs bool) (WriteResult, error) {
+func (c *Client) WriteFile(ctx context.Context, id, root, path string, body io.Reader, mkdirs bool) (api.WriteResult, error) {
 	q := fileQuery(root, path)
 	if mkdirs {
 		q.Set("mkdirs", "true")
 	}
 	n, err := bodyLength(body)
 	if err != nil {
-		return WriteResult{}, fmt.Errorf("upload %s: %w", path, err)
+		return api.WriteResult{}, fmt.Errorf("upload %s: %w", path, err)
 	}
 	req, err := c.request(ctx, http.MethodPut, filesPath(id)+"/content", q, nil)
 	if err != nil {
-		return WriteResult{}, err
+		return api.WriteResult{}, err
 	}
 	if n != 0 {
 		// NopCloser: the transport closes the body it sends, and body is
@@ -216,7 +218,7 @@ func (c *Client) WriteFile(ctx context.Context, id, root, path string, body io.R
 		req.Body, req.ContentLength = io.NopCloser(body), n
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
-	var res WriteResult
+	var res api.WriteResult
 	err = c.call(req, &res)
 	return res, err
 }
@@ -249,8 +251,8 @@ func bodyLength(body io.Reader) (int64, error) {
 
 // EditFile replaces req.Old by req.New in file req.Path of session id's
 // root.
-func (c *Client) EditFile(ctx context.Context, id, root string, req EditRequest) (EditResult, error) {
-	var res EditResult
+func (c *Client) EditFile(ctx context.Context, id, root string, req api.EditRequest) (api.EditResult, error) {
+	var res api.EditResult
 	err := c.do(ctx, http.MethodPost, filesPath(id)+"/edit", fileQuery(root, ""), req, &res)
 	return res, err
 }
@@ -266,16 +268,16 @@ func (c *Client) RemoveFile(ctx context.Context, id, root, path string, recursiv
 }
 
 // Mkdir creates directory req.Path in session id's root.
-func (c *Client) Mkdir(ctx context.Context, id, root string, req MkdirRequest) (FileInfo, error) {
-	var info FileInfo
+func (c *Client) Mkdir(ctx context.Context, id, root string, req api.MkdirRequest) (api.FileInfo, error) {
+	var info api.FileInfo
 	err := c.do(ctx, http.MethodPost, filesPath(id)+"/mkdir", fileQuery(root, ""), req, &info)
 	return info, err
 }
 
 // MoveFile renames req.From to req.To within session id's root and
 // describes the result.
-func (c *Client) MoveFile(ctx context.Context, id, root string, req MoveRequest) (FileInfo, error) {
-	var info FileInfo
+func (c *Client) MoveFile(ctx context.Context, id, root string, req api.MoveRequest) (api.FileInfo, error) {
+	var info api.FileInfo
 	err := c.do(ctx, http.MethodPost, filesPath(id)+"/move", fileQuery(root, ""), req, &info)
 	return info, err
 }
@@ -283,21 +285,21 @@ func (c *Client) MoveFile(ctx context.Context, id, root string, req MoveRequest)
 // DownloadOutput streams the user's file shared_files/outputs/name. The
 // caller closes the stream.
 func (c *Client) DownloadOutput(ctx context.Context, userID, name string) (io.ReadCloser, error) {
-	path := "/" + Version + "/users/" + url.PathEscape(userID) + "/files/outputs/" + url.PathEscape(name)
+	path := "/" + api.Version + "/users/" + url.PathEscape(userID) + "/files/outputs/" + url.PathEscape(name)
 	return c.stream(ctx, path, nil)
 }
 
 // StartProcess starts a background command in session id. Its output is
 // read with ProcessOutput; KillProcess ends it.
-func (c *Client) StartProcess(ctx context.Context, id string, req StartProcessRequest) (Process, error) {
-	var p Process
+func (c *Client) StartProcess(ctx context.Context, id string, req api.StartProcessRequest) (api.Process, error) {
+	var p api.Process
 	err := c.do(ctx, http.MethodPost, sessionPath(id)+"/processes", nil, req, &p)
 	return p, err
 }
 
 // ListProcesses lists session id's background processes, oldest first.
-func (c *Client) ListProcesses(ctx context.Context, id string) ([]Process, error) {
-	var list ProcessList
+func (c *Client) ListProcesses(ctx context.Context, id string) ([]api.Process, error) {
+	var list api.ProcessList
 	err := c.do(ctx, http.MethodGet, sessionPath(id)+"/processes", nil, nil, &list)
 	return list.Processes, err
 }
@@ -305,12 +307,12 @@ func (c *Client) ListProcesses(ctx context.Context, id string) ([]Process, error
 // ProcessOutput returns the output lines of background process pid (its
 // Process.ID) not read before, only those the regular expression filter
 // matches when it is not empty, and the process's state.
-func (c *Client) ProcessOutput(ctx context.Context, id, pid, filter string) (ProcessOutput, error) {
+func (c *Client) ProcessOutput(ctx context.Context, id, pid, filter string) (api.ProcessOutput, error) {
 	var q url.Values
 	if filter != "" {
 		q = url.Values{"filter": {filter}}
 	}
-	var out ProcessOutput
+	var out api.ProcessOutput
 	err := c.do(ctx, http.MethodGet, processPath(id, pid)+"/output", q, nil, &out)
 	return out, err
 }
@@ -319,18 +321,18 @@ func (c *Client) ProcessOutput(ctx context.Context, id, pid, filter string) (Pro
 // SIGKILL after grace (the daemon's default, 5 s, when grace is not
 // positive). It returns the unread output and the final state; the
 // process is then gone.
-func (c *Client) KillProcess(ctx context.Context, id, pid string, grace time.Duration) (ProcessOutput, error) {
+func (c *Client) KillProcess(ctx context.Context, id, pid string, grace time.Duration) (api.ProcessOutput, error) {
 	var q url.Values
 	if grace > 0 {
 		q = url.Values{"grace": {grace.String()}}
 	}
-	var out ProcessOutput
+	var out api.ProcessOutput
 	err := c.do(ctx, http.MethodDelete, processPath(id, pid), q, nil, &out)
 	return out, err
 }
 
 func sessionPath(id string) string {
-	return "/" + Version + "/sessions/" + url.PathEscape(id)
+	return "/" + api.Version + "/sessions/" + url.PathEscape(id)
 }
 
 func filesPath(id string) string {
@@ -446,12 +448,12 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 
 // responseError turns a failed answer into an *Error: the envelope when the
 // body is one, else an internal error carrying the body's text.
-func responseError(resp *http.Response) *Error {
+func responseError(resp *http.Response) *api.Error {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	if err != nil && len(body) == 0 {
-		return &Error{Code: CodeInternal, Message: fmt.Sprintf("read error response: %v", err), Status: resp.StatusCode}
+		return &api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("read error response: %v", err), Status: resp.StatusCode}
 	}
-	var e Error
+	var e api.Error
 	if json.Unmarshal(body, &e) == nil && e.Code != "" {
 		e.Status = resp.StatusCode
 		return &e
@@ -460,5 +462,5 @@ func responseError(resp *http.Response) *Error {
 	if msg == "" {
 		msg = http.StatusText(resp.StatusCode)
 	}
-	return &Error{Code: CodeInternal, Message: msg, Status: resp.StatusCode}
+	return &api.Error{Code: api.CodeInternal, Message: msg, Status: resp.StatusCode}
 }

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// killPointEnv names the step (sandbox.Faults) at which a test daemon
+// kills itself with SIGKILL, as a crash would.
+const killPointEnv = "SANDBOXD_TEST_KILL_AT"
+
+// killPoint is a sandbox.Faults that kills the process at one step.
+type killPoint string
+
+func killPoints(step string) killPoint { return killPoint(step) }
+
+func (k killPoint) At(step string) error {
+	if k != "" && string(k) == step {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
+	return nil
+}
+
+// crashAt replaces the running daemon by one that dies at step, and
+// returns it.
+func crashAt(t *testing.T, step string) *daemon {
+	t.Helper()
+	if cur, err := currentDaemon(); err == nil {
+		require.NoError(t, cur.stop(stopTimeout), "stop the daemon")
+	}
+	d, err := spawnDaemon(killPointEnv + "=" + step)
+	require.NoError(t, err, "start a daemon that dies at %s", step)
+	suite.mu.Lock()
+	suite.cur = d
+	suite.mu.Unlock()
+	return d
+}
+
+// awaitDeath waits for a daemon that is to kill itself.
+func awaitDeath(t *testing.T, d *daemon, step string) {
+	t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(time.Minute):
+		d.kill()
+		require.Fail(t, "no crash", "the daemon did not die at %s", step)
+	}
+}
+
+// wholeOrGone checks that a session after a crash either works with its
+// files or left nothing: no directory, container state, cgroup or process.
+func wholeOrGone(t *testing.T, user, id string) bool {
+	t.Helper()
+	status, data := call(t, http.MethodGet, "/v1/sessions/"+id, "")
+	if status == http.StatusOK {
+		var s api.Session
+		require.NoError(t, json.Unmarshal(data, &s), "decode %s", data)
+		require.Equal(t, "running", s.Status, "a session that survived works: %s", data)
+		res := execIn(t, id, "echo ok", 30)
+		require.Equal(t, "ok\n", res.Stdout, "%s runs commands: %q", id, res.Stderr)
+		return true
+	}
+	require.Equal(t, http.StatusNotFound, status, "a session is there or not found: %s", data)
+	assert.NoDirExists(t, filepath.Join(suite.state, "workspaces", "user_"+user, "sessions", id), "no directory of %s", id)
+	assert.NoDirExists(t, filepath.Join(suite.state, "containers", id), "no container state of %s", id)
+	for _, r := range cgroupRoots() {
+		assert.NoDirExists(t, filepath.Join(r, sessionCgroup(user, id)), "no cgroup of %s", id)
+	}
+	return false
+}
+
+// nothingStray checks that every container state and session cgroup left
+// belongs to a listed session.
+func nothingStray(t *testing.T) {
+	t.Helper()
+	ids := listSessionIDs(t)
+	entries, err := os.ReadDir(filepath.Join(suite.state, "containers"))
+	require.NoError(t, err, "list container state")
+	for _, e := range entries {
+		assert.Contains(t, ids, e.Name(), "container state %s belongs to a session", e.Name())
+	}
+	for _, dir := range cgroupDirsBelowParent() {
+		if strings.Count(strings.TrimPrefix(dir, suite.parent), "/") == 2 {
+			assert.Contains(t, ids, filepath.Base(dir), "cgroup %s belongs to a session", dir)
+		}
+	}
+}
+
+func deleteIfThere(t *testing.T, id string) {
+	t.Helper()
+	status, data := call(t, http.MethodDelete, "/v1/sessions/"+id, "")
+	require.Contains(t, []int{http.StatusOK, http.StatusNotFound}, status, "delete %s: %s", id, data)
+}
+
+// TestKillPointsLeaveNothingHalfDone kills the daemon at every step of
+// create and delete, several times each, and checks after each restart
+// that the session works or left nothing, and that the same id can be
+// used again at once.
+func TestKillPointsLeaveNothingHalfDone(t *testing.T) {
+	setup(t)
+	const user = "kp-user"
+	for round := range 3 {
+		for _, step := range []string{"create:dir", "create:sandbox", "sandbox:created", "create:commit"} {
+			id := fmt.Sprintf("kp-c%d-%s", round, strings.ReplaceAll(step, ":", "-"))
+			d := crashAt(t, step)
+			require.NoError(t, d.ready(), "daemon up")
+			_, _, err := request(context.Background(), http.MethodPost, "/v1/sessions",
+				mustJSON(t, api.CreateSessionRequest{UserID: user, SessionID: id}))
+			assert.Error(t, err, "the create at %s gets no answer", step)
+			awaitDeath(t, d, step)
+			mustDaemon(t)
+			wholeOrGone(t, user, id)
+			nothingStray(t)
+			deleteIfThere(t, id)
+			createSession(t, user, id)
+			deleteIfThere(t, id)
+		}
+		for _, step := range []string{"delete:sandbox", "delete:keep", "delete:remove"} {
+			id := fmt.Sprintf("kp-d%d-%s", round, strings.ReplaceAll(step, ":", "-"))
+			createSession(t, user, id)
+			res := execIn(t, id, "echo "+id+" > /workspace/"+id+".pdf", 30)
+			require.Equal(t, 0, res.ExitCode, "write a file to keep: %s", res.Stderr)
+			d := crashAt(t, step)
+			require.NoError(t, d.ready(), "daemon up")
+			_, _, err := request(context.Background(), http.MethodDelete, "/v1/sessions/"+id+"?keep_files=true", "")
+			assert.Error(t, err, "the delete at %s gets no answer", step)
+			awaitDeath(t, d, step)
+			mustDaemon(t)
+			assert.False(t, wholeOrGone(t, user, id), "a delete that began is finished")
+			kept, err := os.ReadFile(filepath.Join(suite.state, "workspaces", "user_"+user, "shared_files", "outputs", id+".pdf"))
+			require.NoError(t, err, "the file was kept")
+			assert.Equal(t, id+"\n", string(kept), "once, whole")
+			nothingStray(t)
+		}
+	}
+}
+
+// TestKillDuringRecovery kills the daemon while it recovers sessions of
+// every kind (adopted, restarted, a delete to finish), then checks that
+// the next start recovers them all.
+func TestKillDuringRecovery(t *testing.T) {
+	setup(t)
+	// Two users: the test daemons allow two sessions each.
+	users := map[string]string{"kr-adopt": "kr-u1", "kr-dead": "kr-u1", "kr-del": "kr-u2"}
+	for _, id := range []string{"kr-adopt", "kr-dead", "kr-del"} {
+		createSession(t, users[id], id)
+		res := execIn(t, id, "echo "+id+" > /workspace/"+id+".pdf", 30)
+		require.Equal(t, 0, res.ExitCode, "write a file: %s", res.Stderr)
+	}
+	// kr-del: a delete the daemon died in.
+	d2 := crashAt(t, "delete:keep")
+	require.NoError(t, d2.ready(), "daemon up")
+	_, _, _ = request(context.Background(), http.MethodDelete, "/v1/sessions/kr-del?keep_files=true", "")
+	awaitDeath(t, d2, "delete:keep")
+	// kr-dead: its sandbox dies while no daemon runs.
+	require.NoError(t, syscall.Kill(sandboxInit(t, users["kr-dead"], "kr-dead"), syscall.SIGKILL), "kill kr-dead's sandbox")
+
+	// Sessions are recovered in no fixed order, so a later kill point may
+	// find its session already recovered by a daemon that died after it:
+	// then that daemon serves, and is stopped.
+	died := 0
+	for _, id := range []string{"kr-adopt", "kr-dead", "kr-del"} {
+		d := crashAt(t, "recover:"+id)
+		if err := d.ready(); err != nil {
+			died++
+			continue
+		}
+		require.NoError(t, d.stop(stopTimeout), "stop a daemon that recovered everything")
+	}
+	assert.Positive(t, died, "at least one recovery was cut short")
+	mustDaemon(t)
+	for _, id := range []string{"kr-adopt", "kr-dead"} {
+		assert.True(t, wholeOrGone(t, users[id], id), "%s is recovered", id)
+		res := execIn(t, id, "cat /workspace/"+id+".pdf", 30)
+		assert.Equal(t, id+"\n", res.Stdout, "with its files")
+	}
+	assert.False(t, wholeOrGone(t, users["kr-del"], "kr-del"), "the interrupted delete is finished")
+	assert.FileExists(t, filepath.Join(suite.state, "workspaces", "user_kr-u2", "shared_files", "outputs", "kr-del.pdf"), "with its file kept")
+	nothingStray(t)
+}
+
+// TestRandomKillsDuringCreate kills the daemon at random moments of a
+// create, which includes moments inside libcontainer's own steps that no
+// named kill point reaches.
+func TestRandomKillsDuringCreate(t *testing.T) {
+	setup(t)
+	const user = "kx-user"
+	for i := range 12 {
+		id := fmt.Sprintf("kx-%d", i)
+		d := mustDaemon(t)
+		sent := make(chan struct{})
+		go func() {
+			close(sent)
+			_, _, _ = request(context.Background(), http.MethodPost, "/v1/sessions",
+				mustJSON(t, api.CreateSessionRequest{UserID: user, SessionID: id}))
+		}()
+		<-sent
+		// A random moment of the create: this is the experiment, not a
+		// synchronisation.
+		time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
+		d.kill()
+		mustDaemon(t)
+		wholeOrGone(t, user, id)
+		nothingStray(t)
+		deleteIfThere(t, id)
+	}
+	ids := listSessionIDs(t)
+	assert.False(t, slices.ContainsFunc(ids, func(id string) bool { return strings.HasPrefix(id, "kx-") }), "all cleaned up")
+}

@@ -1,0 +1,410 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/mounts"
+)
+
+// phase is where a session is in the daemon's hands; Manager.mu guards it.
+type phase int
+
+const (
+	// phaseCreating: its id is taken, its sandbox is being built.
+	phaseCreating phase = iota
+	// phaseLive: it serves calls.
+	phaseLive
+	// phaseBroken: it could not be restored or torn down; reason says
+	// why. It serves no call but GET and DELETE.
+	phaseBroken
+	// phaseDeleting: a delete is tearing it down.
+	phaseDeleting
+)
+
+// session is one session in the daemon's hands.
+type session struct {
+	meta sessionMeta
+	dir  mounts.Session
+
+	// phase and reason are guarded by Manager.mu.
+	phase  phase
+	reason string
+
+	// box, init and exec are set before the session goes live and not
+	// changed after.
+	box *libcontainer.Container
+	// init is a pidfd of the sandbox's PID 1: readable once it exited.
+	init *os.File
+	exec Executor
+
+	procs processes
+
+	// calls counts the calls in flight; a delete waits for them.
+	calls sync.WaitGroup
+	// closing is closed when a delete begins, which ends calls in flight.
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+func newSession(meta sessionMeta, dir mounts.Session) *session {
+	return &session{meta: meta, dir: dir, closing: make(chan struct{})}
+}
+
+// close ends the session's calls in flight.
+func (s *session) close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+}
+
+// release drops the daemon's handles on the sandbox; it keeps running.
+func (s *session) release() {
+	if s.init != nil {
+		_ = s.init.Close()
+	}
+}
+
+// running reports whether the sandbox's PID 1 is alive. It asks the
+// kernel through the pidfd, never libcontainer, whose lock a slow command
+// start may hold.
+func (s *session) running() bool {
+	if s.init == nil {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(s.init.Fd()), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 0
+}
+
+// describe is the session as callers see it; Manager.mu must be held for
+// the phase, which is why the caller passes phase and reason.
+func (s *session) describe(p phase, reason string) Session {
+	switch {
+	case p == phaseBroken:
+		return s.meta.describe(StateBroken, reason)
+	case s.running():
+		return s.meta.describe(StateRunning, "")
+	default:
+		return s.meta.describe(StateStopped, "its sandbox is not running; a daemon restart gives it a new one")
+	}
+}
+
+// bind derives the context of a call in the session: it ends when ctx
+// does or when the session is deleted.
+func (s *session) bind(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-s.closing:
+			cancel(fmt.Errorf("session %q is being deleted", s.meta.ID))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
+}
+
+// acquire returns a live session for one call; the caller calls done when
+// the call is over. Creating, deleting and unknown sessions are not found;
+// a broken one is unavailable, with the reason.
+func (m *Manager) acquire(id string) (s *session, done func(), err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[id]
+	if !ok || s.phase == phaseCreating || s.phase == phaseDeleting {
+		return nil, nil, fmt.Errorf("%w: session %q", ErrNotFound, id)
+	}
+	if s.phase == phaseBroken {
+		return nil, nil, fmt.Errorf("%w: session %q is broken: %s", ErrUnavailable, id, s.reason)
+	}
+	s.calls.Add(1)
+	return s, s.calls.Done, nil
+}
+
+// CreateSession builds a session's directories and starts its sandbox.
+// A failure at any step leaves nothing behind, so the same id can be
+// created again at once.
+func (m *Manager) CreateSession(ctx context.Context, req CreateRequest) (Session, error) {
+	if err := validateID("user_id", req.UserID); err != nil {
+		return Session{}, err
+	}
+	if req.SessionID == "" {
+		req.SessionID = newID(8)
+	}
+	if err := validateID("session_id", req.SessionID); err != nil {
+		return Session{}, err
+	}
+	limits, err := resolveLimits(req.Limits, m.cfg.DefaultLimits, m.cfg.MaxLimits)
+	if err != nil {
+		return Session{}, err
+	}
+	if !m.baseEnvReady() {
+		return Session{}, fmt.Errorf("%w: the base environment is not built yet (sandboxd env build)", ErrUnavailable)
+	}
+	quota, err := m.userQuota(req.UserID)
+	if err != nil {
+		return Session{}, err
+	}
+	meta := sessionMeta{ID: req.SessionID, UserID: req.UserID, CreatedAt: time.Now().UTC(), Limits: storedLimits(limits)}
+	s := newSession(meta, m.layout.Session(req.UserID, req.SessionID))
+	if err := m.reserve(s, quota.MaxSessions); err != nil {
+		return Session{}, err
+	}
+	if err := m.build(s, quota); err != nil {
+		m.abandon(s)
+		return Session{}, err
+	}
+	m.mu.Lock()
+	s.phase = phaseLive
+	m.mu.Unlock()
+	m.log.InfoContext(ctx, "session created", "session", s.meta.ID, "user", s.meta.UserID)
+	return s.describe(phaseLive, ""), nil
+}
+
+// build makes a reserved session's directories and sandbox. session.json
+// is written last: it is the commit point, so a daemon that dies before
+// it leaves a directory without one, which recovery removes.
+func (m *Manager) build(s *session, quota quota) error {
+	if quota.MaxWorkspaceMB > 0 {
+		size, err := dirSize(m.layout.User(s.meta.UserID).Dir)
+		if err != nil {
+			return fmt.Errorf("user %q: workspace size: %w", s.meta.UserID, err)
+		}
+		if size > quota.MaxWorkspaceMB*mib {
+			return fmt.Errorf("%w: user %q uses %d MiB of %d MiB", ErrQuota, s.meta.UserID, size/mib, quota.MaxWorkspaceMB)
+		}
+	}
+	if _, err := m.layout.EnsureUser(s.meta.UserID, m.owner); err != nil {
+		return err
+	}
+	if err := m.fault("create:dir"); err != nil {
+		return err
+	}
+	if _, err := m.layout.CreateSession(s.meta.UserID, s.meta.ID, m.owner); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%w: session %q", ErrExists, s.meta.ID)
+		}
+		return err
+	}
+	if err := m.fault("create:sandbox"); err != nil {
+		return err
+	}
+	if err := m.startSandbox(s); err != nil {
+		return err
+	}
+	if err := m.fault("create:commit"); err != nil {
+		return err
+	}
+	return writeMeta(s.dir, s.meta)
+}
+
+// abandon undoes a create that failed at any step and frees its id.
+func (m *Manager) abandon(s *session) {
+	if err := m.destroySandbox(s); err != nil {
+		m.log.Warn("abandon a failed create", "session", s.meta.ID, "err", err)
+	}
+	if err := os.RemoveAll(s.dir.Dir); err != nil {
+		m.log.Warn("abandon a failed create", "session", s.meta.ID, "err", err)
+	}
+	m.mu.Lock()
+	delete(m.sessions, s.meta.ID)
+	m.mu.Unlock()
+	m.removeUserCgroup(s.meta.UserID)
+}
+
+// reserve claims the session's id, refusing a duplicate or a user at the
+// end of their session quota.
+func (m *Manager) reserve(s *session, maxSessions int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.sessions[s.meta.ID]; ok {
+		return fmt.Errorf("%w: session %q", ErrExists, s.meta.ID)
+	}
+	if maxSessions > 0 {
+		n := 0
+		for _, o := range m.sessions {
+			if o.meta.UserID == s.meta.UserID {
+				n++
+			}
+		}
+		if n >= maxSessions {
+			return fmt.Errorf("%w: user %q has %d of %d sessions", ErrQuota, s.meta.UserID, n, maxSessions)
+		}
+	}
+	m.sessions[s.meta.ID] = s
+	return nil
+}
+
+// userQuota is the user's quota: the daemon's, overridden by their
+// quota.json.
+func (m *Manager) userQuota(userID string) (quota, error) {
+	def := quota{MaxSessions: m.cfg.MaxSessionsPerUser, MaxWorkspaceMB: m.cfg.MaxWorkspaceMB, MaxFilesPerSession: m.cfg.MaxFilesPerSession}
+	q, err := readQuota(m.layout.User(userID).QuotaFile(), def)
+	if err != nil {
+		return def, fmt.Errorf("user %q: %w", userID, err)
+	}
+	return q, nil
+}
+
+// GetSession describes one session.
+func (m *Manager) GetSession(_ context.Context, id string) (Session, error) {
+	m.mu.Lock()
+	s, ok := m.sessions[id]
+	if !ok || s.phase == phaseCreating || s.phase == phaseDeleting {
+		m.mu.Unlock()
+		return Session{}, fmt.Errorf("%w: session %q", ErrNotFound, id)
+	}
+	p, reason := s.phase, s.reason
+	m.mu.Unlock()
+	return s.describe(p, reason), nil
+}
+
+// ListSessions lists the sessions, of one user when userID is set, oldest
+// first. The lock is held only to copy the table.
+func (m *Manager) ListSessions(_ context.Context, userID string) ([]Session, error) {
+	if userID != "" {
+		if err := validateID("user_id", userID); err != nil {
+			return nil, err
+		}
+	}
+	type entry struct {
+		s      *session
+		p      phase
+		reason string
+	}
+	var entries []entry
+	m.mu.Lock()
+	for _, s := range m.sessions {
+		if (s.phase == phaseLive || s.phase == phaseBroken) && (userID == "" || s.meta.UserID == userID) {
+			entries = append(entries, entry{s, s.phase, s.reason})
+		}
+	}
+	m.mu.Unlock()
+	out := make([]Session, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.s.describe(e.p, e.reason))
+	}
+	slices.SortFunc(out, func(a, b Session) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// DeleteSession stops the session's sandbox (its calls in flight end
+// first), keeps its files of the listed kinds when asked, and removes
+// everything else of it. A delete that fails half-way leaves the session
+// broken, with the reason; deleting it again finishes the job.
+func (m *Manager) DeleteSession(ctx context.Context, id string, keepFiles bool) (DeleteResult, error) {
+	m.mu.Lock()
+	s, ok := m.sessions[id]
+	if !ok || s.phase == phaseCreating || s.phase == phaseDeleting {
+		m.mu.Unlock()
+		return DeleteResult{}, fmt.Errorf("%w: session %q", ErrNotFound, id)
+	}
+	s.phase = phaseDeleting
+	m.mu.Unlock()
+	s.close()
+	s.calls.Wait()
+
+	res, err := m.teardown(s, keepFiles)
+	if err != nil {
+		m.mu.Lock()
+		s.phase, s.reason = phaseBroken, "delete failed: "+err.Error()
+		m.mu.Unlock()
+		return DeleteResult{}, err
+	}
+	m.mu.Lock()
+	delete(m.sessions, id)
+	m.mu.Unlock()
+	m.removeUserCgroup(s.meta.UserID)
+	m.log.InfoContext(ctx, "session deleted", "session", id, "user", s.meta.UserID, "kept_files", len(res.Kept))
+	return res, nil
+}
+
+// teardown records the intent to delete, destroys the sandbox, keeps files
+// and removes the session directory; each step can be redone, so a daemon
+// that dies half-way finishes it on its next start.
+func (m *Manager) teardown(s *session, keepFiles bool) (DeleteResult, error) {
+	res := DeleteResult{ID: s.meta.ID, Kept: []string{}}
+	meta := s.meta
+	meta.Deleting = &deleteIntent{KeepFiles: keepFiles}
+	if err := writeMeta(s.dir, meta); err != nil {
+		return res, err
+	}
+	if err := m.fault("delete:sandbox"); err != nil {
+		return res, err
+	}
+	if err := m.destroySandbox(s); err != nil {
+		return res, err
+	}
+	// Destroying the sandbox ended its background processes; their logs
+	// are closed once they are collected.
+	s.procs.wait()
+	if keepFiles {
+		if err := m.fault("delete:keep"); err != nil {
+			return res, err
+		}
+		kept, err := mounts.KeepFiles(s.dir.Files(), m.layout.User(s.meta.UserID).Outputs(), m.cfg.KeepExtensions)
+		res.Kept = append(res.Kept, kept...)
+		if err != nil {
+			return res, fmt.Errorf("session %q: %w", s.meta.ID, err)
+		}
+	}
+	if err := m.fault("delete:remove"); err != nil {
+		return res, err
+	}
+	if err := os.RemoveAll(s.dir.Dir); err != nil {
+		return res, fmt.Errorf("session %q: remove directory: %w", s.meta.ID, err)
+	}
+	return res, nil
+}
+
+// removeUserCgroup removes the user's cgroup once the user has no session
+// left. The check and the removal happen under the lock so that a create
+// for the same user, which reserves under it, cannot lose its parent
+// cgroup in between; removing an empty cgroup is a few rmdirs.
+func (m *Manager) removeUserCgroup(userID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.sessions {
+		if s.meta.UserID == userID {
+			return
+		}
+	}
+	if err := m.cg.RemoveUser(userID); err != nil {
+		m.log.Warn("remove user cgroup", "user", userID, "err", err)
+	}
+}
+
+func newID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// dirSize sums the apparent sizes of the regular files under dir.
+func dirSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				total += fi.Size()
+			}
+		}
+		return nil
+	})
+	return total, err
+}
