@@ -157,6 +157,7 @@ func keepFile(files *Dir, name string, out *Dir) (string, error) {
 	if err := checkRegular(name, fileMode(st.Mode), uint64(st.Nlink)); err != nil {
 		return "", err
 	}
+	files.between(name)
 	ext := filepath.Ext(name)
 	stem := strings.TrimSuffix(name, ext)
 	for i := range maxNameTries {
