@@ -100,11 +100,11 @@ type Dir struct {
 	hook func(name string)
 }
 
-// OpenDir opens the directory at path, a path the daemon trusts up to its
+// OpenDir opens the directory dir, a path the daemon trusts up to its
 // last component, which must be a real directory: a symlink there is a
 // *TypeError, not followed.
-func OpenDir(path string) (*Dir, error) {
-	return openDirAt(unix.AT_FDCWD, path, path, nil)
+func OpenDir(dir string) (*Dir, error) {
+	return openDirAt(unix.AT_FDCWD, dir, dir, nil)
 }
 
 func openDirAt(dirfd int, name, display string, hook func(string)) (*Dir, error) {

@@ -49,9 +49,10 @@ type NotKept struct {
 // descriptor, so a name swapped meanwhile changes nothing.
 //
 // A file that cannot be kept — a symlink, FIFO, device, directory or hard
-// link, or a failed move — is reported in NotKept and the others go on.
-// The error is only for the daemon's own I/O: reading files, or opening
-// or making outputs/.
+// link, a failed move, or no outputs/ to be had however often it is
+// repaired — is reported in NotKept and the others go on. The error is
+// only for the daemon's own I/O: reading files, or opening or making
+// outputs/.
 func KeepOutputs(files, sharedFiles *Dir, exts []string, o Owner) (KeptOutputs, error) {
 	return keepInto(files, sharedFiles, outputsName, exts, o)
 }
@@ -69,6 +70,12 @@ func keepInto(files, parent *Dir, outName string, exts []string, o Owner) (KeptO
 	slices.Sort(names)
 	out, repaired, err := openOutputs(parent, outName, o)
 	res.Repaired = repaired
+	if errors.Is(err, errNoOutputs) {
+		for _, name := range names {
+			res.NotKept = append(res.NotKept, NotKept{Name: name, Err: err})
+		}
+		return res, nil
+	}
 	if err != nil {
 		return res, fmt.Errorf("keep files: %w", err)
 	}
@@ -94,40 +101,41 @@ func hasExt(name string, exts []string) bool {
 	return false
 }
 
+// errNoOutputs: what a sandbox keeps putting at outputs/ leaves no
+// directory to keep files in. It is each file's reason, not the caller's
+// error: it is the sandbox's doing.
+var errNoOutputs = errors.New("no outputs directory to keep files in")
+
 // openOutputs opens parent's directory name, making it when missing and
 // moving aside whatever else stands there. It says what it repaired.
 func openOutputs(parent *Dir, name string, o Owner) (*Dir, string, error) {
 	var repaired []string
+	note := func() string { return strings.Join(repaired, "; ") }
 	for range maxAttempts {
 		out, err := parent.OpenDir(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			out, err = parent.Mkdir(name, 0o750, o)
+			if errors.Is(err, fs.ErrExist) {
+				continue // made or planted meanwhile: look again
+			}
+		}
 		if err == nil {
-			return out, strings.Join(repaired, "; "), nil
+			return out, note(), nil
 		}
 		var typeErr *TypeError
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			out, err := parent.Mkdir(name, 0o750, o)
-			if err == nil {
-				return out, strings.Join(repaired, "; "), nil
-			}
-			if !errors.Is(err, fs.ErrExist) {
-				return nil, strings.Join(repaired, "; "), err
-			}
-			// Made or planted meanwhile: look again.
-		case errors.As(err, &typeErr):
-			aside, err := moveAside(parent, name)
-			if err != nil {
-				return nil, strings.Join(repaired, "; "), err
-			}
-			if aside != "" {
-				repaired = append(repaired, fmt.Sprintf("%s was %s, not a directory: moved aside to %s and made anew",
-					name, typeName(typeErr.Found), aside))
-			}
-		default:
-			return nil, strings.Join(repaired, "; "), err
+		if !errors.As(err, &typeErr) {
+			return nil, note(), err
+		}
+		aside, err := moveAside(parent, name)
+		if err != nil {
+			return nil, note(), err
+		}
+		if aside != "" {
+			repaired = append(repaired, fmt.Sprintf("%s was %s, not a directory: moved aside to %s and made anew",
+				name, typeName(typeErr.Found), aside))
 		}
 	}
-	return nil, strings.Join(repaired, "; "), fmt.Errorf("%s: it kept changing under %d attempts", parent.join(name), maxAttempts)
+	return nil, note(), fmt.Errorf("%s: %w: it kept changing under %d attempts", parent.join(name), errNoOutputs, maxAttempts)
 }
 
 // moveAside renames the entry name of dir, whatever it is, to the first
@@ -145,7 +153,7 @@ func moveAside(dir *Dir, name string) (string, error) {
 			return "", err
 		}
 	}
-	return "", fmt.Errorf("no free name to move %s aside", dir.join(name))
+	return "", fmt.Errorf("%s: %w: no free name to move it aside", dir.join(name), errNoOutputs)
 }
 
 // keepFile moves the regular single-link file name of files into out.

@@ -286,3 +286,52 @@ func replace(t *testing.T, p, target string) {
 	require.NoError(t, os.RemoveAll(p), "remove %s", p)
 	require.NoError(t, os.Symlink(target, p), "symlink %s", p)
 }
+
+func TestKeepOutputsReportsAnOutputsThatKeepsChanging(t *testing.T) {
+	v := newVictim(t)
+	u := newUserTree(t)
+	require.NoError(t, os.Remove(u.outputs), "remove outputs")
+	for _, name := range []string{"a.pdf", "b.pdf"} {
+		u.write(t, filepath.Join(u.files, name), name)
+	}
+	shared := openTestDir(t, u.shared)
+	// A live session of the user swaps every new outputs/ for a symlink
+	// before it can be opened.
+	swaps := 0
+	shared.hook = func(name string) {
+		swaps++
+		p := filepath.Join(u.shared, name)
+		require.NoError(t, os.Remove(p), "remove the new outputs/")
+		require.NoError(t, os.Symlink(v.dir, p), "plant")
+	}
+	res, err := KeepOutputs(openTestDir(t, u.files), shared, []string{".pdf"}, testOwner())
+	require.NoError(t, err, "the sandbox's doing is no error of the caller's")
+	assert.Equal(t, maxAttempts, swaps, "it tried as often as it may")
+	assert.Empty(t, res.Kept, "nothing kept")
+	require.Len(t, res.NotKept, 2, "both files reported")
+	for _, n := range res.NotKept {
+		assert.ErrorIs(t, n.Err, errNoOutputs, "%s: why", n.Name)
+	}
+	assert.Contains(t, res.Repaired, "outputs was a symlink", "the repairs are reported")
+	assert.Equal(t, []string{"a.pdf", "b.pdf"}, listDir(t, u.files), "the files stay where they were")
+	v.assertIntact(t)
+}
+
+func TestKeepOutputsReportsNoRoomToMoveOutputsAside(t *testing.T) {
+	v := newVictim(t)
+	u := newUserTree(t)
+	replace(t, u.outputs, v.dir)
+	// Hard links of one file: much cheaper to make than 10000 symlinks.
+	filler := filepath.Join(u.shared, "filler")
+	u.write(t, filler, "")
+	for i := 1; i <= maxNameTries; i++ {
+		require.NoError(t, os.Link(filler, fmt.Sprintf("%s.invalid-%d", u.outputs, i)), "fill the names")
+	}
+	u.write(t, filepath.Join(u.files, "a.pdf"), "a")
+	res := u.keep(t, ".pdf")
+	require.Len(t, res.NotKept, 1, "the file is reported")
+	assert.ErrorIs(t, res.NotKept[0].Err, errNoOutputs, "why")
+	assert.Equal(t, fs.ModeSymlink, lstatType(t, u.outputs), "outputs is left, not followed")
+	assert.Equal(t, []string{"a.pdf"}, listDir(t, u.files), "the file stays")
+	v.assertIntact(t)
+}
