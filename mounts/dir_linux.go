@@ -79,9 +79,6 @@ func typeName(m fs.FileMode) string {
 	return "of an unknown type"
 }
 
-// maxDepth bounds how many directories a walk holds open at once.
-const maxDepth = 128
-
 // Dir is a directory the daemon opened itself in a tree a sandbox can
 // write: a session's files, a user's shared_files, a venv layer. Each
 // operation names one entry of it — a single name, never a path — and
@@ -111,26 +108,21 @@ func openDirAt(dirfd int, name, display string, hook func(string)) (*Dir, error)
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-			return nil, typeErrorAt(dirfd, name, display, ErrNotDir, err)
+			return nil, notDirError(dirfd, name, display, err)
 		}
 		return nil, &os.PathError{Op: "open", Path: display, Err: err}
 	}
 	return &Dir{f: os.NewFile(uintptr(fd), display), path: display, hook: hook}, nil
 }
 
-// typeErrorAt says what stands at name when an open for want failed
-// with orig; if that is what was wanted after all (it was swapped back),
-// it returns orig.
-func typeErrorAt(dirfd int, name, display string, want, orig error) error {
+// notDirError says what stands at name when opening it as a directory
+// failed with orig; if it is a directory after all (swapped back), orig.
+func notDirError(dirfd int, name, display string, orig error) error {
 	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return &os.PathError{Op: "open", Path: display, Err: orig}
 	}
-	m := fileMode(st.Mode)
-	if (want == ErrNotDir && m.IsDir()) || (want == ErrNotRegular && m.IsRegular()) {
-		return &os.PathError{Op: "open", Path: display, Err: orig}
-	}
-	return &TypeError{Path: display, Found: m.Type(), Want: want}
+	return &TypeError{Path: display, Found: fileMode(st.Mode).Type(), Want: ErrNotDir}
 }
 
 // Close releases the directory's descriptor.

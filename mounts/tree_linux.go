@@ -11,6 +11,8 @@ import (
 )
 
 const (
+	// maxDepth bounds how many directories a walk holds open at once.
+	maxDepth = 128
 	// maxAttempts bounds how often one entry is looked at again because
 	// it changed between two system calls.
 	maxAttempts = 8
