@@ -1,49 +1,37 @@
 package mounts
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
-	"strconv"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Errors of path resolution under a Root; callers map them, and the
-// syscall errors passed through (fs.ErrNotExist, unix.EEXIST, …), to their
-// own.
-var (
-	// ErrEscape: the path, or a symlink on it, leads outside the root.
-	ErrEscape = errors.New("path leads outside its root")
-	// ErrNotRegular: a FIFO, socket, device or directory where a regular
-	// file is needed. Opening one could block or have side effects.
-	ErrNotRegular = errors.New("not a regular file")
-	// ErrLinked: a regular file with more than one hard link. One of the
-	// names may be outside the root, so its content is not served.
-	ErrLinked = errors.New("file has several hard links")
-	// ErrNoOpenat2: the kernel lacks openat2(2) (Linux 5.6), without
-	// which no path can be resolved safely.
-	ErrNoOpenat2 = errors.New("the kernel lacks openat2(2), needed to resolve paths safely")
-)
+// ErrEscape: the path, or a symlink on it, leads outside its root.
+var ErrEscape = errors.New("path leads outside its root")
 
-// resolveBeneath confines every lookup to the directory it starts from:
-// "..", absolute symlinks and /proc magic links cannot leave it, whatever
-// a sandbox plants while we resolve.
-const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS
-
-// tmpPrefix names the temporary files of atomic writes.
-const tmpPrefix = ".sandboxd-tmp-"
+// ErrNoOpenat2: the kernel lacks openat2(2) (Linux 5.6).
+//
+// Deprecated: nothing in mounts needs openat2 any more (os.Root and the
+// no-follow Dir walk one component at a time). It stays only until the
+// files API and the doctor stop asking for it.
+var ErrNoOpenat2 = errors.New("the kernel lacks openat2(2), needed to resolve paths safely")
 
 // CheckOpenat2 reports whether the kernel has openat2(2).
+//
+// Deprecated: see ErrNoOpenat2.
 func CheckOpenat2() error {
-	fd, err := unix.Openat2(unix.AT_FDCWD, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: resolveBeneath})
+	fd, err := unix.Openat2(unix.AT_FDCWD, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
 	if errors.Is(err, unix.ENOSYS) {
 		return ErrNoOpenat2
 	}
@@ -53,43 +41,66 @@ func CheckOpenat2() error {
 	return unix.Close(fd)
 }
 
-// Root is an open directory under which paths are resolved with openat2
-// relative to its file descriptor; operations act on the descriptors that
-// resolution returns, never on a path string again. Files and directories
-// it creates belong to its owner.
+// Root serves the files API: paths a caller names beneath one of a
+// session's trees (its files, its user's shared_files). Resolution is
+// os.Root's: one component at a time from the root's descriptor, symlinks
+// followed only while they stay beneath it, so nothing a sandbox plants
+// leads outside. Where the API acts on an entry (write, mkdir, remove,
+// move) it does so through the no-follow Dir of the entry's parent.
+// Files and directories it creates belong to its owner.
 type Root struct {
-	dir   *os.File
+	root  *os.Root
 	owner Owner
+	// escape is the error os.Root returns for a path leading outside it,
+	// which package os does not export.
+	escape error
 }
 
-// OpenRoot opens dir as a Root.
+// OpenRoot opens dir as a Root. dir's last component must be a real
+// directory: a symlink there is a *TypeError, not followed.
 func OpenRoot(dir string, o Owner) (*Root, error) {
-	fd, err := openat2(unix.AT_FDCWD, dir, unix.O_PATH|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open root %s: %w", dir, err)
+	var before unix.Stat_t
+	if err := unix.Lstat(dir, &before); err != nil {
+		return nil, &os.PathError{Op: "open root", Path: dir, Err: err}
 	}
-	return &Root{dir: os.NewFile(uintptr(fd), dir), owner: o}, nil
+	if before.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, &TypeError{Path: dir, Found: fileMode(before.Mode).Type(), Want: ErrNotDir}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	// os.OpenRoot follows a symlink; one swapped in since the lstat
+	// leads to another directory, which this refuses.
+	after, err := root.Stat(".")
+	if err != nil || !sameInode(&before, after) {
+		root.Close()
+		return nil, fmt.Errorf("open root %s: it changed while opened: %w", dir, ErrNotDir)
+	}
+	// Resolving ".." fails at once, before any system call, with the
+	// error os.Root gives every escape.
+	var escape *os.PathError
+	if _, err := root.Lstat(".."); !errors.As(err, &escape) {
+		root.Close()
+		return nil, fmt.Errorf("open root %s: os.Root let \"..\" through: %v", dir, err)
+	}
+	return &Root{root: root, owner: o, escape: escape.Err}, nil
+}
+
+func sameInode(st *unix.Stat_t, fi fs.FileInfo) bool {
+	sys, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && uint64(sys.Dev) == uint64(st.Dev) && uint64(sys.Ino) == uint64(st.Ino)
 }
 
 // Close releases the root's descriptor.
-func (r *Root) Close() error { return r.dir.Close() }
+func (r *Root) Close() error { return r.root.Close() }
 
-func openat2(dirfd int, p string, flags uint64, resolve uint64) (int, error) {
-	how := &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Mode: 0, Resolve: resolve}
-	for {
-		fd, err := unix.Openat2(dirfd, p, how)
-		switch {
-		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
-			continue // EAGAIN: a rename raced the lookup; retry it
-		case errors.Is(err, unix.EXDEV):
-			return -1, fmt.Errorf("%s: %w", p, ErrEscape)
-		case errors.Is(err, unix.ENOSYS):
-			return -1, ErrNoOpenat2
-		case err != nil:
-			return -1, &os.PathError{Op: "openat2", Path: p, Err: err}
-		}
-		return fd, nil
+// err marks os.Root's escapes with ErrEscape.
+func (r *Root) err(err error) error {
+	if err != nil && errors.Is(err, r.escape) {
+		return fmt.Errorf("%w: %w", ErrEscape, err)
 	}
+	return err
 }
 
 // Clean checks a path relative to a root and returns it cleaned, "." for
@@ -109,21 +120,19 @@ func Clean(p string) (string, error) {
 	return c, nil
 }
 
-// parent opens the directory holding rel and returns it with rel's last
-// component. rel must be cleaned and not ".".
-func (r *Root) parent(rel string) (*os.File, string, error) {
+// openParent opens the directory holding rel, following symlinks beneath
+// the root, as a no-follow Dir, and returns it with rel's last component.
+// rel must be cleaned.
+func (r *Root) openParent(rel string) (*Dir, string, error) {
 	if rel == "." {
 		return nil, "", fmt.Errorf("the root itself: %w", unix.EINVAL)
 	}
-	dir, name := path.Split(rel)
-	if dir == "" {
-		dir = "."
-	}
-	fd, err := openat2(int(r.dir.Fd()), dir, unix.O_PATH|unix.O_DIRECTORY, resolveBeneath)
+	dir := path.Dir(rel)
+	f, err := r.root.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return nil, "", err
+		return nil, "", r.err(err)
 	}
-	return os.NewFile(uintptr(fd), dir), name, nil
+	return &Dir{f: f, path: dir}, path.Base(rel), nil
 }
 
 // Info is what Stat and List report of an entry; symlinks are not followed.
@@ -136,148 +145,114 @@ type Info struct {
 	Target  string
 }
 
-func infoAt(dirfd int, name, rel string) (Info, error) {
-	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return Info{}, &os.PathError{Op: "stat", Path: rel, Err: err}
-	}
-	info := Info{
-		Name:    name,
-		Path:    rel,
-		Mode:    fileMode(st.Mode),
-		Size:    st.Size,
-		ModTime: time.Unix(st.Mtim.Unix()),
-	}
-	if info.Mode&os.ModeSymlink != 0 {
-		buf := make([]byte, unix.PathMax)
-		if n, err := unix.Readlinkat(dirfd, name, buf); err == nil {
-			info.Target = string(buf[:n])
-		}
-	}
-	return info, nil
-}
-
-func fileMode(m uint32) os.FileMode {
-	mode := os.FileMode(m & 0o777)
-	switch m & unix.S_IFMT {
-	case unix.S_IFDIR:
-		mode |= os.ModeDir
-	case unix.S_IFLNK:
-		mode |= os.ModeSymlink
-	case unix.S_IFIFO:
-		mode |= os.ModeNamedPipe
-	case unix.S_IFSOCK:
-		mode |= os.ModeSocket
-	case unix.S_IFCHR:
-		mode |= os.ModeDevice | os.ModeCharDevice
-	case unix.S_IFBLK:
-		mode |= os.ModeDevice
-	}
-	return mode
+func infoOf(rel string, fi fs.FileInfo) Info {
+	return Info{Name: path.Base(rel), Path: rel, Mode: fi.Mode(), Size: fi.Size(), ModTime: fi.ModTime()}
 }
 
 // Stat describes rel without following a final symlink.
 func (r *Root) Stat(rel string) (Info, error) {
-	if rel == "." {
-		var st unix.Stat_t
-		if err := unix.Fstat(int(r.dir.Fd()), &st); err != nil {
-			return Info{}, &os.PathError{Op: "stat", Path: rel, Err: err}
-		}
-		return Info{Name: ".", Path: ".", Mode: fileMode(st.Mode), Size: st.Size, ModTime: time.Unix(st.Mtim.Unix())}, nil
-	}
-	dir, name, err := r.parent(rel)
+	fi, err := r.root.Lstat(rel)
 	if err != nil {
-		return Info{}, err
+		return Info{}, r.err(err)
 	}
-	defer dir.Close()
-	return infoAt(int(dir.Fd()), name, rel)
+	info := infoOf(rel, fi)
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		info.Target, _ = r.root.Readlink(rel)
+	}
+	return info, nil
 }
 
 // List reads the directory rel, and below it when recursive, without
-// following symlinks; it stops after max entries and says so.
+// following symlinks, in name order; it stops after max entries and says
+// so.
 func (r *Root) List(rel string, recursive bool, max int) ([]Info, bool, error) {
-	fd, err := openat2(int(r.dir.Fd()), rel, unix.O_RDONLY|unix.O_DIRECTORY, resolveBeneath)
-	if err != nil {
-		return nil, false, err
-	}
-	dir := os.NewFile(uintptr(fd), rel)
-	defer dir.Close()
 	var out []Info
-	truncated, err := listDir(dir, rel, recursive, max, &out)
+	truncated, err := r.list(rel, recursive, max, &out)
 	return out, truncated, err
 }
 
-func listDir(dir *os.File, rel string, recursive bool, max int, out *[]Info) (bool, error) {
-	names, err := dir.Readdirnames(-1)
+func (r *Root) list(rel string, recursive bool, max int, out *[]Info) (bool, error) {
+	// O_DIRECTORY: a FIFO swapped in for a directory is refused, not
+	// opened (which would block).
+	f, err := r.root.OpenFile(rel, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return false, &os.PathError{Op: "readdir", Path: rel, Err: err}
+		return false, r.err(err)
 	}
-	for _, name := range names {
+	// Opened through a Root, the directory stats its entries relative to
+	// its descriptor.
+	entries, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil {
+		return false, r.err(err)
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, e := range entries {
 		if len(*out) >= max {
 			return true, nil
 		}
-		p := path.Join(rel, name)
-		info, err := infoAt(int(dir.Fd()), name, p)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // removed since readdir
-		}
+		fi, err := e.Info()
 		if err != nil {
-			return false, err
+			continue // removed since it was read
+		}
+		p := path.Join(rel, e.Name())
+		info := infoOf(p, fi)
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			info.Target, _ = r.root.Readlink(p)
 		}
 		*out = append(*out, info)
-		if !recursive || !info.Mode.IsDir() {
+		if !recursive || !fi.IsDir() {
 			continue
 		}
-		fd, err := openat2(int(dir.Fd()), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, resolveBeneath|unix.RESOLVE_NO_SYMLINKS)
-		if err != nil {
-			continue // replaced by something else since the stat
+		truncated, err := r.list(p, recursive, max, out)
+		if truncated {
+			return true, nil
 		}
-		sub := os.NewFile(uintptr(fd), p)
-		truncated, err := listDir(sub, p, recursive, max, out)
-		sub.Close()
-		if err != nil || truncated {
-			return truncated, err
+		if err != nil {
+			continue // replaced by something else since it was read
 		}
 	}
 	return false, nil
 }
 
-// OpenFile opens the regular file rel for reading. A symlink on the way is
-// followed only while it stays beneath the root. FIFOs, devices and
-// sockets are refused before they are opened for reading (which could
-// block or act on a device), and so are files with several hard links.
+// OpenFile opens the regular file rel for reading; symlinks are followed
+// while they stay beneath the root. FIFOs, devices and sockets are
+// refused, and so are files with several hard links.
+//
+// os.Root cannot open without following a final symlink except with
+// O_NOFOLLOW, so the entry is first stat'ed through the Root (which
+// refuses what is not a regular file before any open) and the open uses
+// O_NONBLOCK, so that a FIFO swapped in between does not block; what is
+// served is what fstat of the opened descriptor says. A device swapped in
+// between would be opened, then refused: a sandbox cannot make one.
 func (r *Root) OpenFile(rel string) (*os.File, Info, error) {
-	pathFd, err := openat2(int(r.dir.Fd()), rel, unix.O_PATH, resolveBeneath)
+	fi, err := r.root.Stat(rel)
 	if err != nil {
+		return nil, Info{}, r.err(err)
+	}
+	if err := checkRegularInfo(rel, fi); err != nil {
 		return nil, Info{}, err
 	}
-	defer unix.Close(pathFd)
-	var st unix.Stat_t
-	if err := unix.Fstat(pathFd, &st); err != nil {
-		return nil, Info{}, &os.PathError{Op: "stat", Path: rel, Err: err}
+	f, err := r.root.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, Info{}, r.err(err)
 	}
-	if err := checkRegular(rel, &st); err != nil {
+	fi, err = f.Stat()
+	if err == nil {
+		err = checkRegularInfo(rel, fi)
+	}
+	if err != nil {
+		f.Close()
 		return nil, Info{}, err
 	}
-	// Reopening the O_PATH descriptor reaches the very inode just checked.
-	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(pathFd), os.O_RDONLY|unix.O_NOCTTY, 0)
-	if err != nil {
-		return nil, Info{}, fmt.Errorf("open %s: %w", rel, err)
-	}
-	return f, Info{
-		Name: path.Base(rel), Path: rel, Mode: fileMode(st.Mode), Size: st.Size,
-		ModTime: time.Unix(st.Mtim.Unix()),
-	}, nil
+	return f, infoOf(rel, fi), nil
 }
 
-func checkRegular(rel string, st *unix.Stat_t) error {
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%s: %w", rel, ErrNotRegular)
+func checkRegularInfo(rel string, fi fs.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: no stat data: %w", rel, ErrNotRegular)
 	}
-	if st.Nlink > 1 {
-		return fmt.Errorf("%s: %w", rel, ErrLinked)
-	}
-	return nil
+	return checkRegular(rel, fi.Mode(), uint64(st.Nlink))
 }
 
 // WriteResult is what an atomic write produced.
@@ -288,11 +263,10 @@ type WriteResult struct {
 	Created bool
 }
 
-// WriteFile replaces rel with the content of src atomically: it writes a
-// temporary file in the same directory and renames it over rel, so a
-// reader sees the old file or the new one, and a symlink, FIFO or hard
-// link at rel is replaced rather than written through. An existing file's
-// mode is kept; a new one gets 0644. With mkdirs, missing parents are made.
+// WriteFile replaces rel with the content of src atomically (see
+// Dir.WriteFile): a symlink, FIFO or hard link at rel is replaced rather
+// than written through. An existing file's permissions are kept; a new
+// one gets 0644. With mkdirs, missing parents are made.
 func (r *Root) WriteFile(rel string, src io.Reader, mkdirs bool) (WriteResult, error) {
 	if rel == "." {
 		return WriteResult{}, fmt.Errorf("cannot write the root: %w", unix.EISDIR)
@@ -302,205 +276,109 @@ func (r *Root) WriteFile(rel string, src io.Reader, mkdirs bool) (WriteResult, e
 			return WriteResult{}, err
 		}
 	}
-	dir, name, err := r.parent(rel)
+	dir, name, err := r.openParent(rel)
 	if err != nil {
 		return WriteResult{}, err
 	}
 	defer dir.Close()
-	mode := uint32(0o644)
+	perm := fs.FileMode(0o644)
 	created := true
-	var st unix.Stat_t
-	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+	if st, err := dir.lstat(name); err == nil {
 		created = false
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
 			return WriteResult{}, &os.PathError{Op: "write", Path: rel, Err: unix.EISDIR}
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFREG {
-			mode = st.Mode & 0o7777 &^ (unix.S_ISUID | unix.S_ISGID)
+		case unix.S_IFREG:
+			perm = fileMode(st.Mode).Perm()
 		}
 	}
 	h := sha256.New()
-	size, err := r.replace(dir, name, mode, io.TeeReader(src, h))
+	size, err := dir.WriteFile(name, io.TeeReader(src, h), perm, r.owner)
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("write %s: %w", rel, err)
 	}
 	return WriteResult{Size: size, SHA256: hex.EncodeToString(h.Sum(nil)), Created: created}, nil
 }
 
-// replace writes src into a new temporary file in dir and renames it to
-// name, removing the temporary file on any failure.
-func (r *Root) replace(dir *os.File, name string, mode uint32, src io.Reader) (int64, error) {
-	var suffix [8]byte
-	_, _ = rand.Read(suffix[:])
-	tmp := tmpPrefix + hex.EncodeToString(suffix[:])
-	fd, err := unix.Openat(int(dir.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
-	if err != nil {
-		return 0, err
-	}
-	f := os.NewFile(uintptr(fd), tmp)
-	size, err := io.Copy(f, src)
-	if err == nil {
-		err = f.Chown(r.owner.UID, r.owner.GID)
-	}
-	if err == nil {
-		// fchmod after fchown: a chown clears set-id bits, and the
-		// process umask must not shape the mode.
-		err = f.Chmod(os.FileMode(mode))
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = unix.Renameat(int(dir.Fd()), tmp, int(dir.Fd()), name)
-	}
-	if err != nil {
-		_ = unix.Unlinkat(int(dir.Fd()), tmp, 0)
-		return 0, err
-	}
-	return size, nil
-}
-
 // Mkdir creates the directory rel (its parent must exist).
 func (r *Root) Mkdir(rel string) error {
-	dir, name, err := r.parent(rel)
+	dir, name, err := r.openParent(rel)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	return r.mkdirAt(dir, name, rel)
+	sub, err := dir.Mkdir(name, 0o755, r.owner)
+	if err != nil {
+		return err
+	}
+	return sub.Close()
 }
 
-func (r *Root) mkdirAt(dir *os.File, name, rel string) error {
-	if err := unix.Mkdirat(int(dir.Fd()), name, 0o755); err != nil {
-		return &os.PathError{Op: "mkdir", Path: rel, Err: err}
-	}
-	if err := unix.Fchownat(int(dir.Fd()), name, r.owner.UID, r.owner.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "chown", Path: rel, Err: err}
-	}
-	return nil
-}
-
-// MkdirAll creates rel and its missing parents, one component at a time
-// from the root, each lookup confined to it. It reports whether anything
-// was created.
+// MkdirAll creates rel and its missing parents, each made owned through
+// its parent's descriptor. It reports whether anything was created.
+// (os.Root.MkdirAll cannot give what it makes an owner.)
 func (r *Root) MkdirAll(rel string) (bool, error) {
 	if rel == "." {
 		return false, nil
 	}
-	cur, err := r.dup()
-	if err != nil {
-		return false, err
-	}
 	created := false
-	done := "."
-	for _, name := range strings.Split(rel, "/") {
-		done = path.Join(done, name)
-		err := r.mkdirAt(cur, name, done)
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := path.Join(parts[:i+1]...)
+		err := r.Mkdir(p)
 		if err == nil {
 			created = true
-		} else if !errors.Is(err, unix.EEXIST) {
-			cur.Close()
+			continue
+		}
+		if !errors.Is(err, fs.ErrExist) {
 			return created, err
 		}
-		fd, err := openat2(int(cur.Fd()), name, unix.O_PATH|unix.O_DIRECTORY, resolveBeneath)
-		cur.Close()
+		fi, err := r.root.Stat(p)
 		if err != nil {
-			return created, err
+			return created, r.err(err)
 		}
-		cur = os.NewFile(uintptr(fd), done)
+		if !fi.IsDir() {
+			return created, &os.PathError{Op: "mkdir", Path: p, Err: unix.ENOTDIR}
+		}
 	}
-	cur.Close()
 	return created, nil
 }
 
-func (r *Root) dup() (*os.File, error) {
-	fd, err := unix.FcntlInt(r.dir.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "."), nil
-}
-
 // Remove removes rel: a file, a symlink (not its target), an empty
-// directory, or with recursive a whole tree, walked by descriptors
-// without following any symlink.
+// directory, or with recursive a whole tree (see Dir.RemoveAll, which
+// unlike os.Root.RemoveAll holds a bounded number of directories open
+// however deep the tree a sandbox built).
 func (r *Root) Remove(rel string, recursive bool) error {
 	if rel == "." {
 		return fmt.Errorf("cannot remove the root: %w", unix.EBUSY)
 	}
-	dir, name, err := r.parent(rel)
+	if !recursive {
+		return r.err(r.root.Remove(rel))
+	}
+	dir, name, err := r.openParent(rel)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	var st unix.Stat_t
-	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "remove", Path: rel, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return unlinkat(dir, name, 0, rel)
-	}
-	if recursive {
-		return removeTree(dir, name, rel)
-	}
-	return unlinkat(dir, name, unix.AT_REMOVEDIR, rel)
-}
-
-func unlinkat(dir *os.File, name string, flags int, rel string) error {
-	if err := unix.Unlinkat(int(dir.Fd()), name, flags); err != nil {
-		return &os.PathError{Op: "remove", Path: rel, Err: err}
-	}
-	return nil
-}
-
-func removeTree(parent *os.File, name, rel string) error {
-	fd, err := openat2(int(parent.Fd()), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, resolveBeneath|unix.RESOLVE_NO_SYMLINKS)
-	if err != nil {
+	if _, err := dir.lstat(name); err != nil {
 		return err
 	}
-	dir := os.NewFile(uintptr(fd), rel)
-	defer dir.Close()
-	for {
-		names, err := dir.Readdirnames(1024)
-		for _, n := range names {
-			var st unix.Stat_t
-			if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				continue
-			}
-			p := path.Join(rel, n)
-			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				if err := removeTree(dir, n, p); err != nil {
-					return err
-				}
-			} else if err := unlinkat(dir, n, 0, p); err != nil && !errors.Is(err, unix.ENOENT) {
-				return err
-			}
-		}
-		if errors.Is(err, io.EOF) || len(names) == 0 {
-			break
-		}
-		if err != nil {
-			return &os.PathError{Op: "readdir", Path: rel, Err: err}
-		}
-	}
-	return unlinkat(parent, name, unix.AT_REMOVEDIR, rel)
+	return dir.RemoveAll(name)
 }
 
 // Move renames from to to within the root; an existing destination is
-// an error (EEXIST) unless overwrite is set.
+// an error (EEXIST) unless overwrite is set. (os.Root.Rename always
+// replaces a file.)
 func (r *Root) Move(from, to string, overwrite bool) error {
 	if from == "." || to == "." {
 		return fmt.Errorf("cannot move the root: %w", unix.EBUSY)
 	}
-	fdir, fname, err := r.parent(from)
+	fdir, fname, err := r.openParent(from)
 	if err != nil {
 		return err
 	}
 	defer fdir.Close()
-	tdir, tname, err := r.parent(to)
+	tdir, tname, err := r.openParent(to)
 	if err != nil {
 		return err
 	}
@@ -509,7 +387,7 @@ func (r *Root) Move(from, to string, overwrite bool) error {
 	if overwrite {
 		flags = 0
 	}
-	if err := unix.Renameat2(int(fdir.Fd()), fname, int(tdir.Fd()), tname, flags); err != nil {
+	if err := unix.Renameat2(fdir.fd(), fname, tdir.fd(), tname, flags); err != nil {
 		return &os.LinkError{Op: "move", Old: from, New: to, Err: err}
 	}
 	return nil

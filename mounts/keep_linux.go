@@ -1,0 +1,246 @@
+package mounts
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// outputsName is the directory of shared_files that kept files go to.
+const outputsName = "outputs"
+
+// maxNameTries bounds the search for a free name in outputs/.
+const maxNameTries = 10000
+
+// KeptOutputs is what KeepOutputs did.
+type KeptOutputs struct {
+	// Kept are the names the files got in outputs/.
+	Kept []string
+	// NotKept are the files of a listed kind left where they were.
+	NotKept []NotKept
+	// Repaired, when set, says what stood at outputs/ instead of a
+	// directory and where it was moved aside; a new outputs/ was made.
+	Repaired string
+}
+
+// NotKept is a file KeepOutputs left where it was, and why.
+type NotKept struct {
+	Name string
+	Err  error
+}
+
+// KeepOutputs moves the regular single-link files at the top of a
+// session's files whose extension is in exts (case-insensitive, with the
+// dot: ".pdf") into the outputs/ directory of the user's sharedFiles,
+// never replacing a file there: a taken name gets a "-N" before its
+// extension.
+//
+// outputs/ is opened without following; made, owned by o, if missing;
+// and if it is anything but a directory (a symlink, a file, a FIFO) that
+// entry itself is renamed aside to "outputs.invalid-N" and a new outputs/
+// made, which Repaired reports. Files move into the directory's
+// descriptor, so a name swapped meanwhile changes nothing.
+//
+// A file that cannot be kept — a symlink, FIFO, device, directory or hard
+// link, a failed move, or no outputs/ to be had however often it is
+// repaired — is reported in NotKept and the others go on. The error is
+// only for the daemon's own I/O: reading files, or opening or making
+// outputs/.
+func KeepOutputs(files, sharedFiles *Dir, exts []string, o Owner) (KeptOutputs, error) {
+	return keepInto(files, sharedFiles, outputsName, exts, o)
+}
+
+func keepInto(files, parent *Dir, outName string, exts []string, o Owner) (KeptOutputs, error) {
+	var res KeptOutputs
+	names, err := files.names()
+	if err != nil {
+		return res, fmt.Errorf("keep files: %w", err)
+	}
+	names = slices.DeleteFunc(names, func(n string) bool { return !hasExt(n, exts) })
+	if len(names) == 0 {
+		return res, nil
+	}
+	slices.Sort(names)
+	out, repaired, err := openOutputs(parent, outName, o)
+	res.Repaired = repaired
+	if errors.Is(err, errNoOutputs) {
+		for _, name := range names {
+			res.NotKept = append(res.NotKept, NotKept{Name: name, Err: err})
+		}
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("keep files: %w", err)
+	}
+	defer out.Close()
+	for _, name := range names {
+		kept, err := keepFile(files, name, out)
+		if err != nil {
+			res.NotKept = append(res.NotKept, NotKept{Name: name, Err: err})
+			continue
+		}
+		res.Kept = append(res.Kept, kept)
+	}
+	return res, nil
+}
+
+func hasExt(name string, exts []string) bool {
+	ext := strings.ToLower(filepath.Ext(name))
+	for _, e := range exts {
+		if ext != "" && ext == strings.ToLower(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// errNoOutputs: what a sandbox keeps putting at outputs/ leaves no
+// directory to keep files in. It is each file's reason, not the caller's
+// error: it is the sandbox's doing.
+var errNoOutputs = errors.New("no outputs directory to keep files in")
+
+// openOutputs opens parent's directory name, making it when missing and
+// moving aside whatever else stands there. It says what it repaired.
+func openOutputs(parent *Dir, name string, o Owner) (*Dir, string, error) {
+	var repaired []string
+	note := func() string { return strings.Join(repaired, "; ") }
+	for range maxAttempts {
+		out, err := parent.OpenDir(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			out, err = parent.Mkdir(name, 0o750, o)
+			if errors.Is(err, fs.ErrExist) {
+				continue // made or planted meanwhile: look again
+			}
+		}
+		if err == nil {
+			return out, note(), nil
+		}
+		var typeErr *TypeError
+		if !errors.As(err, &typeErr) {
+			return nil, note(), err
+		}
+		aside, err := moveAside(parent, name)
+		if err != nil {
+			return nil, note(), err
+		}
+		if aside != "" {
+			repaired = append(repaired, fmt.Sprintf("%s was %s, not a directory: moved aside to %s and made anew",
+				name, typeName(typeErr.Found), aside))
+		}
+	}
+	return nil, note(), fmt.Errorf("%s: %w: it kept changing under %d attempts", parent.join(name), errNoOutputs, maxAttempts)
+}
+
+// moveAside renames the entry name of dir, whatever it is, to the first
+// free "name.invalid-N"; it returns "" if the entry is gone.
+func moveAside(dir *Dir, name string) (string, error) {
+	for i := 1; i <= maxNameTries; i++ {
+		aside := name + ".invalid-" + strconv.Itoa(i)
+		err := dir.Move(name, dir, aside)
+		switch {
+		case err == nil:
+			return aside, nil
+		case errors.Is(err, fs.ErrNotExist):
+			return "", nil
+		case !errors.Is(err, fs.ErrExist):
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("%s: %w: no free name to move it aside", dir.join(name), errNoOutputs)
+}
+
+// keepFile moves the regular single-link file name of files into out.
+func keepFile(files *Dir, name string, out *Dir) (string, error) {
+	st, err := files.lstat(name)
+	if err != nil {
+		return "", err
+	}
+	if err := checkRegular(name, fileMode(st.Mode), uint64(st.Nlink)); err != nil {
+		return "", err
+	}
+	files.between(name)
+	ext := filepath.Ext(name)
+	stem := strings.TrimSuffix(name, ext)
+	for i := range maxNameTries {
+		candidate := name
+		if i > 0 {
+			candidate = stem + "-" + strconv.Itoa(i) + ext
+		}
+		err := files.Move(name, out, candidate)
+		if err == nil {
+			return candidate, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no free name for %s in %s", name, out.path)
+}
+
+// OpenOutput opens the file name of sharedFiles/outputs/ for the download
+// route. Neither outputs/ nor name is followed if it is a symlink (a
+// *TypeError, matching ErrSymlink); name must be a regular file with one
+// link (else a *TypeError matching ErrNotRegular, or ErrLinked) and a
+// single file name (else ErrInvalidName). A missing user, outputs/ or
+// file is an fs.ErrNotExist error.
+func OpenOutput(sharedFiles, name string) (*os.File, Info, error) {
+	if err := checkName(name); err != nil {
+		return nil, Info{}, err
+	}
+	shared, err := OpenDir(sharedFiles)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	defer shared.Close()
+	out, err := shared.OpenDir(outputsName)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	defer out.Close()
+	f, err := out.OpenFile(name)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, Info{}, err
+	}
+	return f, infoOf(name, fi), nil
+}
+
+// KeepFiles is the path form of KeepOutputs that the daemon called before
+// it: from is a session's files and to an outputs directory, made owned
+// like its parent when it has to be made anew. It runs the same no-follow
+// code.
+//
+// Deprecated: call KeepOutputs, which also reports what was not kept and
+// what was repaired; KeepFiles goes once nothing calls it.
+func KeepFiles(from, to string, exts []string) ([]string, error) {
+	files, err := OpenDir(from)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keep files: %w", err)
+	}
+	defer files.Close()
+	parent, err := OpenDir(filepath.Dir(to))
+	if err != nil {
+		return nil, fmt.Errorf("keep files: %w", err)
+	}
+	defer parent.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(parent.fd(), &st); err != nil {
+		return nil, fmt.Errorf("keep files: %w", err)
+	}
+	res, err := keepInto(files, parent, filepath.Base(to), exts, Owner{UID: int(st.Uid), GID: int(st.Gid)})
+	return res.Kept, err
+}
