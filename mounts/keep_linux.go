@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
 )
 
 // outputsName is the directory of shared_files that kept files go to.
@@ -214,33 +213,4 @@ func OpenOutput(sharedFiles, name string) (*os.File, Info, error) {
 		return nil, Info{}, err
 	}
 	return f, infoOf(name, fi), nil
-}
-
-// KeepFiles is the path form of KeepOutputs that the daemon called before
-// it: from is a session's files and to an outputs directory, made owned
-// like its parent when it has to be made anew. It runs the same no-follow
-// code.
-//
-// Deprecated: call KeepOutputs, which also reports what was not kept and
-// what was repaired; KeepFiles goes once nothing calls it.
-func KeepFiles(from, to string, exts []string) ([]string, error) {
-	files, err := OpenDir(from)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("keep files: %w", err)
-	}
-	defer files.Close()
-	parent, err := OpenDir(filepath.Dir(to))
-	if err != nil {
-		return nil, fmt.Errorf("keep files: %w", err)
-	}
-	defer parent.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(parent.fd(), &st); err != nil {
-		return nil, fmt.Errorf("keep files: %w", err)
-	}
-	res, err := keepInto(files, parent, filepath.Base(to), exts, Owner{UID: int(st.Uid), GID: int(st.Gid)})
-	return res.Kept, err
 }

@@ -3,6 +3,7 @@ package mounts
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -95,16 +96,34 @@ func (l Layout) Init() error {
 // to are created owned by it.
 type Owner struct{ UID, GID int }
 
-// EnsureUser creates the user's shared_files tree if missing.
+// EnsureUser creates the user's tree if missing: sessions/ (the daemon's)
+// and shared_files/{data,outputs}/ (the sandbox user's). shared_files/ is
+// bound into every session of the user, so what is in it may be anything
+// a sandbox made: its entries are made through descriptors, following
+// nothing, and whatever already stands at a name is left for the code that
+// uses it to judge.
 func (l Layout) EnsureUser(userID string, o Owner) (User, error) {
 	u := l.User(userID)
 	if err := os.MkdirAll(u.Sessions(), 0o700); err != nil {
 		return u, fmt.Errorf("user %q: %w", userID, err)
 	}
-	for _, d := range []string{u.SharedFiles(), filepath.Join(u.SharedFiles(), "data"), u.Outputs()} {
-		if err := mkdirOwned(d, o); err != nil {
+	if err := mkdirOwned(u.SharedFiles(), o); err != nil {
+		return u, fmt.Errorf("user %q: %w", userID, err)
+	}
+	shared, err := OpenDir(u.SharedFiles())
+	if err != nil {
+		return u, fmt.Errorf("user %q: %w", userID, err)
+	}
+	defer shared.Close()
+	for _, name := range []string{"data", "outputs"} {
+		d, err := shared.Mkdir(name, 0o750, o)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
 			return u, fmt.Errorf("user %q: %w", userID, err)
 		}
+		_ = d.Close()
 	}
 	return u, nil
 }

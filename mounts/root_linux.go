@@ -20,27 +20,6 @@ import (
 // ErrEscape: the path, or a symlink on it, leads outside its root.
 var ErrEscape = errors.New("path leads outside its root")
 
-// ErrNoOpenat2: the kernel lacks openat2(2) (Linux 5.6).
-//
-// Deprecated: nothing in mounts needs openat2 any more (os.Root and the
-// no-follow Dir walk one component at a time). It stays only until the
-// files API and the doctor stop asking for it.
-var ErrNoOpenat2 = errors.New("the kernel lacks openat2(2), needed to resolve paths safely")
-
-// CheckOpenat2 reports whether the kernel has openat2(2).
-//
-// Deprecated: see ErrNoOpenat2.
-func CheckOpenat2() error {
-	fd, err := unix.Openat2(unix.AT_FDCWD, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
-	if errors.Is(err, unix.ENOSYS) {
-		return ErrNoOpenat2
-	}
-	if err != nil {
-		return fmt.Errorf("openat2 probe: %w", err)
-	}
-	return unix.Close(fd)
-}
-
 // Root serves the files API: paths a caller names beneath one of a
 // session's trees (its files, its user's shared_files). Resolution is
 // os.Root's: one component at a time from the root's descriptor, symlinks

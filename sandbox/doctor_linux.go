@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/cgroup"
-	"github.com/sandboxd/sandboxd/mounts"
 )
 
 // Check is one thing the host must offer for sessions to be confined.
@@ -19,13 +18,13 @@ type Check struct {
 	// Err says what is missing, or is nil.
 	Err    error
 	Detail string
-	// Optional checks turn a feature off when they fail (openat2: the
-	// files API) instead of keeping the daemon from starting.
+	// Optional checks say what the daemon does without a feature when
+	// they fail, instead of keeping it from starting.
 	Optional bool
 }
 
 // Doctor checks that this host can sandbox: root, cgroups with the cpu,
-// memory and pids controllers, the namespaces, overlayfs, openat2 and the
+// memory and pids controllers, the namespaces, overlayfs and the
 // Python the base venv is made from. The daemon refuses to start when a
 // check fails rather than run commands unconfined.
 func Doctor(cfg Config) []Check {
@@ -62,27 +61,12 @@ func Doctor(cfg Config) []Check {
 
 	add("overlayfs", "", checkOverlay())
 
-	checks = append(checks, Check{Name: checkOpenat2, Detail: "symlink-safe file API", Err: mounts.CheckOpenat2(), Optional: true})
-
 	out, err := exec.Command(cfg.Python, "-c", "import venv, ensurepip, sys; print(sys.version.split()[0])").CombinedOutput()
 	if err != nil {
 		err = fmt.Errorf("%s cannot make venvs (install python3-venv): %w: %s", cfg.Python, err, strings.TrimSpace(string(out)))
 	}
 	add("python", cfg.Python+" "+strings.TrimSpace(string(out)), err)
 	return checks
-}
-
-// checkOpenat2 names the check whose failure turns the files API off.
-const checkOpenat2 = "openat2"
-
-// optionalFailure is the error of the named check, or nil.
-func optionalFailure(checks []Check, name string) error {
-	for _, c := range checks {
-		if c.Name == name {
-			return c.Err
-		}
-	}
-	return nil
 }
 
 // Healthy returns the failed required checks joined, or nil.

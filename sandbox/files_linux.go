@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"strings"
 	"unicode/utf8"
 
@@ -75,9 +74,6 @@ func resolvePath(root Root, p string) (Root, string, error) {
 
 // openTarget resolves p in session id's root and opens that tree.
 func (m *Manager) openTarget(id string, root Root, p string) (fileTarget, error) {
-	if m.filesErr != nil {
-		return fileTarget{}, fmt.Errorf("%w: the file API is off: %w", ErrUnavailable, m.filesErr)
-	}
 	name, rel, err := resolvePath(root, p)
 	if err != nil {
 		return fileTarget{}, err
@@ -105,9 +101,8 @@ func fileError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, mounts.ErrNoOpenat2):
-		sentinel = ErrUnavailable
 	case errors.Is(err, mounts.ErrEscape), errors.Is(err, mounts.ErrNotRegular), errors.Is(err, mounts.ErrLinked),
+		errors.Is(err, mounts.ErrSymlink), errors.Is(err, mounts.ErrNotDir),
 		errors.Is(err, unix.ELOOP), errors.Is(err, fs.ErrPermission):
 		sentinel = ErrForbidden
 	case errors.Is(err, fs.ErrNotExist):
@@ -120,7 +115,7 @@ func fileError(err error) error {
 	case errors.Is(err, errTooLarge):
 		sentinel = ErrTooLarge
 	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENAMETOOLONG),
-		errors.Is(err, unix.EINVAL), errors.Is(err, unix.EXDEV):
+		errors.Is(err, unix.EINVAL), errors.Is(err, unix.EXDEV), errors.Is(err, mounts.ErrInvalidName):
 		sentinel = ErrInvalid
 	default:
 		return err
@@ -424,23 +419,15 @@ func (m *Manager) MoveFile(_ context.Context, id string, root Root, from, to str
 // OpenOutput opens a file of the user's shared_files/outputs/ for the
 // design's download route.
 func (m *Manager) OpenOutput(_ context.Context, userID, name string) (File, error) {
-	if m.filesErr != nil {
-		return File{}, fmt.Errorf("%w: the file API is off: %w", ErrUnavailable, m.filesErr)
-	}
 	if err := validateID("user_id", userID); err != nil {
 		return File{}, err
 	}
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 		return File{}, fmt.Errorf("%w: output name %q must be a single file name", ErrInvalid, name)
 	}
-	r, err := mounts.OpenRoot(m.layout.User(userID).Outputs(), m.owner)
+	f, info, err := mounts.OpenOutput(m.layout.User(userID).SharedFiles(), name)
 	if err != nil {
-		return File{}, fileError(fmt.Errorf("user %q: %w", userID, err))
-	}
-	defer r.Close()
-	f, info, err := r.OpenFile(path.Clean(name))
-	if err != nil {
-		return File{}, fileError(err)
+		return File{}, fileError(fmt.Errorf("user %q: output %q: %w", userID, name, err))
 	}
 	return File{ReadSeekCloser: f, Info: fileInfo(info)}, nil
 }

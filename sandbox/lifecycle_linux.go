@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -212,7 +213,7 @@ func (m *Manager) abandon(s *session) {
 	if err := m.destroySandbox(s); err != nil {
 		m.log.Warn("abandon a failed create", "session", s.meta.ID, "err", err)
 	}
-	if err := os.RemoveAll(s.dir.Dir); err != nil {
+	if err := m.removeSessionDir(s.meta.UserID, s.meta.ID); err != nil {
 		m.log.Warn("abandon a failed create", "session", s.meta.ID, "err", err)
 	}
 	m.mu.Lock()
@@ -351,19 +352,72 @@ func (m *Manager) teardown(s *session, keepFiles bool) (DeleteResult, error) {
 		if err := m.fault("delete:keep"); err != nil {
 			return res, err
 		}
-		kept, err := mounts.KeepFiles(s.dir.Files(), m.layout.User(s.meta.UserID).Outputs(), m.cfg.KeepExtensions)
-		res.Kept = append(res.Kept, kept...)
-		if err != nil {
-			return res, fmt.Errorf("session %q: %w", s.meta.ID, err)
-		}
+		m.keepFiles(s, &res)
 	}
 	if err := m.fault("delete:remove"); err != nil {
 		return res, err
 	}
-	if err := os.RemoveAll(s.dir.Dir); err != nil {
-		return res, fmt.Errorf("session %q: remove directory: %w", s.meta.ID, err)
+	if err := m.removeSessionDir(s.meta.UserID, s.meta.ID); err != nil {
+		return res, err
 	}
 	return res, nil
+}
+
+// keepFiles moves the session's files of the kept kinds into the user's
+// shared_files/outputs/. Both trees are the sandbox's to write, so every
+// step is descriptor-relative and follows nothing (mounts.KeepOutputs). A
+// file that cannot be kept is reported, never a reason to fail the
+// delete: what a sandbox did to its own trees must not keep it alive.
+func (m *Manager) keepFiles(s *session, res *DeleteResult) {
+	notKept := func(reason string) {
+		res.NotKept = append(res.NotKept, NotKept{Name: "*", Reason: reason})
+	}
+	files, err := mounts.OpenDir(s.dir.Files())
+	if errors.Is(err, fs.ErrNotExist) {
+		return // a replayed delete that already kept them
+	}
+	if err != nil {
+		notKept(fmt.Sprintf("the workspace cannot be read: %v", err))
+		return
+	}
+	defer files.Close()
+	shared, err := mounts.OpenDir(m.layout.User(s.meta.UserID).SharedFiles())
+	if err != nil {
+		notKept(fmt.Sprintf("the shared files cannot be opened: %v", err))
+		return
+	}
+	defer shared.Close()
+	out, err := mounts.KeepOutputs(files, shared, m.cfg.KeepExtensions, m.owner)
+	res.Kept = append(res.Kept, out.Kept...)
+	for _, n := range out.NotKept {
+		res.NotKept = append(res.NotKept, NotKept{Name: n.Name, Reason: n.Err.Error()})
+	}
+	if err != nil {
+		notKept(err.Error())
+	}
+	if out.Repaired != "" {
+		m.log.Warn("shared_files/outputs was not a directory; moved aside", "session", s.meta.ID, "user", s.meta.UserID, "repair", out.Repaired)
+	}
+	if len(res.NotKept) > 0 {
+		m.log.Warn("files not kept", "session", s.meta.ID, "user", s.meta.UserID, "not_kept", res.NotKept)
+	}
+}
+
+// removeSessionDir removes a session's directory without following
+// anything the sandbox planted in it.
+func (m *Manager) removeSessionDir(userID, id string) error {
+	sessions, err := mounts.OpenDir(m.layout.User(userID).Sessions())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("session %q: %w", id, err)
+	}
+	defer sessions.Close()
+	if err := sessions.RemoveAll(id); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("session %q: remove directory: %w", id, err)
+	}
+	return nil
 }
 
 // removeUserCgroup removes the user's cgroup once the user has no session

@@ -26,8 +26,6 @@ type Manager struct {
 	controllers []string
 	// lock keeps a second daemon off the same state tree.
 	lock *os.File
-	// filesErr says why the files API is off (no openat2), or is nil.
-	filesErr error
 	// processBytes counts the unread output every background process of
 	// the daemon holds.
 	processBytes atomic.Int64
@@ -71,10 +69,6 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		swap:        swapAccounting(cg.Mode()),
 		controllers: controllers,
 		sessions:    map[string]*session{},
-		filesErr:    optionalFailure(checks, checkOpenat2),
-	}
-	if m.filesErr != nil {
-		m.log.Error("the files API is off", "err", m.filesErr)
 	}
 	if err := m.layout.Init(); err != nil {
 		return nil, err

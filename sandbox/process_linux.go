@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/mounts"
 )
 
 // Background processes: commands a session starts and reads from later
@@ -280,8 +281,7 @@ func (m *Manager) StartProcess(_ context.Context, id string, cmd Command) (Proce
 	if live >= m.cfg.MaxProcessesPerSession {
 		return Process{}, fmt.Errorf("%w: session %q runs %d background processes, its maximum", ErrQuota, id, live)
 	}
-	// logs/ is the daemon's (the sandbox cannot reach it); the log is new.
-	if f, err := os.OpenFile(filepath.Join(s.dir.Logs(), "process-"+b.id+".log"), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o640); err == nil {
+	if f, err := openLog(s.dir.Logs(), "process-"+b.id+".log"); err == nil {
 		b.log = f
 	} else {
 		m.log.Warn("background process log", "session", id, "err", err)
@@ -408,4 +408,14 @@ func (m *Manager) KillProcess(ctx context.Context, id, pid string, grace time.Du
 	m.forget(id, pid)
 	m.log.Info("background process removed", "session", id, "process", pid)
 	return out, nil
+}
+
+// openLog creates a new log file in dir, following nothing.
+func openLog(dir, name string) (*os.File, error) {
+	d, err := mounts.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.CreateFile(name, 0o640, mounts.Owner{})
 }

@@ -118,7 +118,7 @@ func (m *Manager) scanSessions() (map[string]sessionMeta, error) {
 		meta, err := readMeta(mounts.Session{Dir: dir})
 		if errors.Is(err, os.ErrNotExist) {
 			m.log.Info("removing a session whose create did not finish", "session", sessionID, "user", userID)
-			if err := os.RemoveAll(dir); err != nil {
+			if err := m.removeSessionDir(userID, sessionID); err != nil {
 				m.log.Error("remove an unfinished session", "dir", dir, "err", err)
 			}
 			continue
