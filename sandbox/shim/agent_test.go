@@ -3,8 +3,11 @@ package shim
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -365,9 +368,6 @@ func startTree(t *testing.T, a *testAgent, tail string) (*Process, []int, int) {
 		pids = append(pids, pid)
 	}
 	require.Len(t, pids, 3, "pids printed")
-	for _, pid := range pids {
-		require.NoError(t, unix.Kill(pid, 0), "sleep %d runs", pid)
-	}
 	return p, pids, pidfd
 }
 
@@ -410,6 +410,9 @@ func TestAgentKillsTheWholeTree(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, pids, pidfd := startTree(t, a, tc.tail)
 			if tc.act != nil {
+				for _, pid := range pids {
+					require.NoError(t, unix.Kill(pid, 0), "sleep %d runs", pid)
+				}
 				require.NoError(t, tc.act(p), tc.name)
 			}
 			exit, err := p.Wait()
@@ -490,4 +493,500 @@ func TestAgentReportsCPUTime(t *testing.T) {
 	require.NoError(t, res.err)
 	assert.Positive(t, res.exit.UserTime+res.exit.SysTime, "CPU time of the tree")
 	assert.Positive(t, res.exit.MaxRSS, "largest RSS")
+}
+
+// rawConn is a connection to the agent that the test writes bytes to.
+func rawConn(t *testing.T, a *testAgent) *net.UnixConn {
+	t.Helper()
+	c, err := net.Dial("unixpacket", a.path)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.NoError(t, c.SetDeadline(time.Now().Add(time.Minute)))
+	return c.(*net.UnixConn)
+}
+
+// readReply reads the agent's answer: a reply, or nil when it hung up.
+func readReply(t *testing.T, c *net.UnixConn) *reply {
+	t.Helper()
+	buf := make([]byte, exitLen+1)
+	n, err := c.Read(buf)
+	if n == 0 || errors.Is(err, io.EOF) {
+		return nil
+	}
+	require.NoError(t, err)
+	r, err := decodeReply(buf[:n])
+	require.NoError(t, err, "reply %x", buf[:n])
+	return &r
+}
+
+// sendRaw sends m as one record, with n fds of /dev/null.
+func sendRaw(t *testing.T, c *net.UnixConn, m []byte, n int) {
+	t.Helper()
+	var oob []byte
+	if n > 0 {
+		oob = unix.UnixRights(devNulls(t, n)...)
+	}
+	rc, err := c.SyscallConn()
+	require.NoError(t, err)
+	var serr error
+	// Not WriteMsgUnix: for an empty record it sends a byte.
+	require.NoError(t, rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), m, oob, nil, 0)
+		return serr != unix.EAGAIN
+	}))
+	require.NoError(t, serr, "send %d bytes and %d fds", len(m), n)
+}
+
+func fdCount(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	require.NoError(t, err)
+	return len(entries)
+}
+
+func devNulls(t *testing.T, n int) []int {
+	t.Helper()
+	fds := make([]int, n)
+	for i := range fds {
+		f, err := os.Open(os.DevNull)
+		require.NoError(t, err)
+		t.Cleanup(func() { f.Close() })
+		fds[i] = int(f.Fd())
+	}
+	return fds
+}
+
+// TestAgentRefusesMalformedRequests sends what a confused or hostile peer
+// might: each is refused with a reply or a hang-up, PID 1 keeps no fd of
+// it, and serves the next request.
+func TestAgentRefusesMalformedRequests(t *testing.T) {
+	a := startAgent(t, agentOptions{})
+	uid, gid := commandIDs()
+	valid, err := encodeExec(command{args: []string{"true"}, cwd: "/", uid: uid, gid: gid})
+	require.NoError(t, err)
+	spawn := encodeSpawn(false)
+	with := func(m []byte, change func([]byte) []byte) []byte { return change(append([]byte(nil), m...)) }
+	put32 := func(off int, v uint32) func([]byte) []byte {
+		return func(b []byte) []byte { binary.NativeEndian.PutUint32(b[off:], v); return b }
+	}
+	put16 := func(off int, v uint16) func([]byte) []byte {
+		return func(b []byte) []byte { binary.NativeEndian.PutUint16(b[off:], v); return b }
+	}
+	// Once it served a request, the agent has all the fds it keeps.
+	require.NoError(t, a.run(t, request("true")).err)
+	before := fdCount(t, a.cmd.Process.Pid)
+	for _, tc := range []struct {
+		name       string
+		spawn      []byte
+		spawnFDs   int
+		exec       []byte
+		execFDs    int
+		wantStage  stage // 0: a hang-up without reply
+		wantAgentV bool
+	}{
+		{name: "empty record", spawn: nil},
+		{name: "short spawn", spawn: spawn[:8], wantStage: stageProtocol},
+		{name: "long spawn", spawn: append(spawn, make([]byte, 100)...), wantStage: stageProtocol},
+		{name: "bad magic", spawn: with(spawn, put32(0, 0x12345678)), wantStage: stageProtocol},
+		{name: "other version", spawn: with(spawn, put16(4, 9)), wantStage: stageVersion, wantAgentV: true},
+		{name: "exec first", spawn: valid, execFDs: 3, wantStage: stageProtocol},
+		{name: "unknown spawn flag", spawn: with(spawn, put32(8, 2)), wantStage: stageProtocol},
+		{name: "reserved set", spawn: with(spawn, put32(12, 1)), wantStage: stageProtocol},
+		{name: "cgroup flag without its fd", spawn: with(spawn, put32(8, spawnCgroup)), wantStage: stageProtocol},
+		{name: "fds with spawn", spawn: spawn, spawnFDs: 5, wantStage: stageProtocol},
+		{name: "no fds with exec", spawn: spawn, exec: valid, wantStage: stageProtocol},
+		{name: "two fds with exec", spawn: spawn, exec: valid, execFDs: 2, wantStage: stageProtocol},
+		{name: "nine fds with exec", spawn: spawn, exec: valid, execFDs: 9, wantStage: stageProtocol},
+		{name: "exec of another version", spawn: spawn, exec: with(valid, put16(4, 9)), execFDs: 3, wantStage: stageProtocol},
+		{name: "exec too short", spawn: spawn, exec: valid[:execFixedLen-1], execFDs: 3, wantStage: stageProtocol},
+		{name: "uid 0", spawn: spawn, exec: with(valid, put32(8, 0)), execFDs: 3, wantStage: stageProtocol},
+		{name: "uid -1", spawn: spawn, exec: with(valid, put32(8, 0xffffffff)), execFDs: 3, wantStage: stageProtocol},
+		{name: "gid 0", spawn: spawn, exec: with(valid, put32(12, 0)), execFDs: 3, wantStage: stageProtocol},
+		{name: "argc beyond the strings", spawn: spawn, exec: with(valid, put32(16, 5)), execFDs: 3, wantStage: stageProtocol},
+		{name: "argc zero", spawn: spawn, exec: with(valid, put32(16, 0)), execFDs: 3, wantStage: stageProtocol},
+		{name: "argc huge", spawn: spawn, exec: with(valid, put32(16, 0xffffffff)), execFDs: 3, wantStage: stageProtocol},
+		{name: "envc beyond the strings", spawn: spawn, exec: with(valid, put32(20, 1)), execFDs: 3, wantStage: stageProtocol},
+		{name: "unknown exec flag", spawn: spawn, exec: with(valid, put32(24, 4)), execFDs: 3, wantStage: stageProtocol},
+		{name: "no final NUL", spawn: spawn, exec: valid[:len(valid)-1], execFDs: 3, wantStage: stageProtocol},
+		{name: "relative cwd", spawn: spawn, exec: with(valid, func(b []byte) []byte { b[execFixedLen] = 'x'; return b }), execFDs: 3, wantStage: stageProtocol},
+		{name: "empty argv[0]", spawn: spawn, exec: append(append([]byte{}, valid[:execFixedLen]...), "/\x00\x00"...), execFDs: 3, wantStage: stageProtocol},
+		{name: "beyond maxExecBytes", spawn: spawn, exec: append(append([]byte{}, valid...), make([]byte, maxExecBytes)...), execFDs: 3, wantStage: stageProtocol},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := rawConn(t, a)
+			require.NoError(t, c.SetWriteBuffer(2*maxExecBytes))
+			sendRaw(t, c, tc.spawn, tc.spawnFDs)
+			if tc.exec != nil {
+				sendRaw(t, c, tc.exec, tc.execFDs)
+			}
+			r := readReply(t, c)
+			if tc.wantStage == 0 {
+				require.Nil(t, r, "a hang-up")
+				return
+			}
+			require.NotNil(t, r, "a reply")
+			require.Equal(t, msgFailed, r.typ, "a failure")
+			assert.Equal(t, tc.wantStage, stage(r.a), "failure stage")
+			if tc.wantAgentV {
+				assert.Equal(t, int32(ProtocolVersion), r.b, "the agent says its version")
+			}
+			assert.Nil(t, readReply(t, c), "then a hang-up")
+		})
+	}
+	assert.Equal(t, before, fdCount(t, a.cmd.Process.Pid), "the agent's fds after all that")
+	res := a.run(t, request("echo", "still serving"))
+	require.NoError(t, res.err)
+	assert.Equal(t, "still serving\n", res.out)
+}
+
+// TestAgentIsNotHeldUpByPeers: connections that send nothing, more of
+// them than the agent keeps, and a supervisor waiting for an exec record
+// that never comes, do not delay anyone else.
+func TestAgentIsNotHeldUpByPeers(t *testing.T) {
+	a := startAgent(t, agentOptions{})
+	var idle []*net.UnixConn
+	for range maxPending + 10 {
+		idle = append(idle, rawConn(t, a))
+	}
+	stalled := rawConn(t, a)
+	_, err := stalled.Write(encodeSpawn(false))
+	require.NoError(t, err)
+
+	res := a.run(t, request("echo", "served"))
+	require.NoError(t, res.err)
+	assert.Equal(t, "served\n", res.out)
+	assert.Nil(t, readReply(t, idle[0]), "the oldest idle connection was dropped")
+}
+
+// TestAgentHangUpOfAQueuedRequest: a request whose daemon gave up before
+// the supervisor read it starts nothing.
+func TestAgentHangUpBeforeExec(t *testing.T) {
+	a := startAgent(t, agentOptions{})
+	c := rawConn(t, a)
+	_, err := c.Write(encodeSpawn(false))
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	res := a.run(t, request("echo", "next"))
+	require.NoError(t, res.err)
+	assert.Equal(t, "next\n", res.out)
+}
+
+func requireRoot(t *testing.T, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: " + why)
+	}
+}
+
+// probes are the syscalls of testdata/probe.c. Under the filter each is
+// refused; controlled ones also succeed or fail otherwise without it (on
+// any kernel), which shows the filter is what refuses them.
+var probes = []struct {
+	name       string
+	filtered   string
+	controlled bool
+}{
+	{"clone3", "ENOSYS", true},
+	{"clone-newuser", "EPERM", false},
+	{"unshare-newuser", "EPERM", false},
+	{"setns", "EPERM", true},
+	{"add_key", "EPERM", true},
+	{"keyctl", "EPERM", true},
+	{"personality", "EPERM", true},
+	{"userfaultfd", "EPERM", false},
+	{"name_to_handle_at", "EPERM", true},
+	{"mount", "EPERM", false},
+	{"fsopen", "EPERM", false},
+	{"open_tree", "EPERM", false},
+	{"bpf", "EPERM", false},
+	{"perf_event_open", "EPERM", false},
+	{"kexec_load", "EPERM", false},
+	{"init_module", "EPERM", false},
+	{"open_by_handle_at", "EPERM", false},
+	{"io_uring_setup", "EPERM", false},
+	{"socket-alg", "EPERM", false},
+}
+
+func runProbes(t *testing.T, a *testAgent, probe string) map[string]string {
+	t.Helper()
+	args := []string{probe}
+	for _, p := range probes {
+		args = append(args, p.name)
+	}
+	res := a.run(t, request(args...))
+	require.NoError(t, res.err, "probe: %s", res.out)
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(res.out), "\n") {
+		name, result, _ := strings.Cut(line, " ")
+		got[name] = result
+	}
+	return got
+}
+
+func TestAgentSeccomp(t *testing.T) {
+	dir := sharedDir(t)
+	probe := buildC(t, dir, "probe.c")
+	filtered := runProbes(t, startAgent(t, agentOptions{seccomp: true}), probe)
+	control := runProbes(t, startAgent(t, agentOptions{}), probe)
+	for _, p := range probes {
+		assert.Equal(t, p.filtered, filtered[p.name], "%s under the filter", p.name)
+		if p.controlled {
+			assert.NotEqual(t, p.filtered, control[p.name], "%s without the filter", p.name)
+		}
+	}
+}
+
+// TestAgentSeccompKeepsWorkWorking: what sandboxes run every day works
+// under the filter, threads (clone3 falling back to clone) included.
+func TestAgentSeccompKeepsWorkWorking(t *testing.T) {
+	a := startAgent(t, agentOptions{seccomp: true})
+	base, layer, err := seccompPrograms()
+	require.NoError(t, err)
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("needs " + python)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"sh", []string{"sh", "-c", "echo $((6*7)) | cat"}, "42\n"},
+		{"coreutils", []string{"sh", "-c", "ls / >/dev/null && sort -n </dev/null && date +%Y >/dev/null && echo ok"}, "ok\n"},
+		{"the filters are there", []string{"sh", "-c", "grep -E '^Seccomp(_filters)?:' /proc/self/status"},
+			fmt.Sprintf("Seccomp:\t2\nSeccomp_filters:\t%d\n", len(base)+len(layer))},
+		{"python threads and processes", []string{python, "-c", `
+import threading, subprocess, socket, ssl, multiprocessing, json
+out = []
+t = threading.Thread(target=lambda: out.append(subprocess.run(["echo", "child"], capture_output=True, text=True).stdout))
+t.start(); t.join()
+a, b = socket.socketpair(); a.send(b"x"); assert b.recv(1) == b"x"
+with multiprocessing.Pool(2) as p: assert p.map(abs, [-1, -2]) == [1, 2]
+print(out[0].strip(), json.dumps(ssl.OPENSSL_VERSION is not None))
+`}, "child true\n"},
+		{"pip", []string{python, "-m", "pip", "--version"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := request(tc.args...)
+			req.Env = append(req.Env, "HOME=/tmp")
+			res := a.run(t, req)
+			require.NoError(t, res.err)
+			require.Equal(t, 0, res.exit.Code, "%v: %s", tc.args, res.out)
+			if tc.want != "" {
+				assert.Equal(t, tc.want, res.out, "%v", tc.args)
+			}
+		})
+	}
+}
+
+// TestAgentNeverLoadsCallerLibrariesAsRoot: the loader variables of a
+// request work for the command, as its user, and nothing privileged ever
+// loads them.
+func TestAgentNeverLoadsCallerLibrariesAsRoot(t *testing.T) {
+	requireRoot(t, "the supervisor must be root, dropping to another uid")
+	a := startAgent(t, agentOptions{seccomp: true})
+	dir := sharedDir(t)
+	lib := buildC(t, dir, "preload.c", "-shared", "-fPIC")
+	markers := filepath.Join(dir, "markers")
+	require.NoError(t, os.Mkdir(markers, 0o777))
+	require.NoError(t, os.Chmod(markers, 0o777))
+	gconv := filepath.Join(dir, "gconv")
+	require.NoError(t, os.Mkdir(gconv, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(gconv, "gconv-modules"),
+		[]byte("module SHIMTEST// INTERNAL "+strings.TrimSuffix(lib, ".so")+" 1\nmodule INTERNAL SHIMTEST// "+strings.TrimSuffix(lib, ".so")+" 1\n"), 0o644))
+	uid, _ := commandIDs()
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+	}{
+		{"LD_PRELOAD", "LD_PRELOAD=" + lib, []string{"true"}},
+		{"LD_LIBRARY_PATH", "LD_LIBRARY_PATH=" + dir, []string{"env", "LD_PRELOAD=preload.so", "true"}},
+		{"LD_AUDIT", "LD_AUDIT=" + lib, []string{"true"}},
+		{"GCONV_PATH", "GCONV_PATH=" + gconv, []string{"sh", "-c", "iconv -f SHIMTEST -t UTF-8 </dev/null; true"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, os.RemoveAll(markers))
+			require.NoError(t, os.Mkdir(markers, 0o777))
+			require.NoError(t, os.Chmod(markers, 0o777))
+			req := request(tc.args...)
+			req.Env = append(req.Env, tc.env, "SHIMTEST_MARKERS="+markers)
+			for _, hold := range []bool{false, true} {
+				req.Hold = hold
+				p, err := Start(context.Background(), a.path, req)
+				require.NoError(t, err)
+				if hold {
+					require.NoError(t, p.Go(context.Background()))
+				}
+				_, err = p.Wait()
+				require.NoError(t, err)
+			}
+			entries, err := os.ReadDir(markers)
+			require.NoError(t, err)
+			require.NotEmpty(t, entries, "%s was not loaded at all: the test proves nothing", tc.env)
+			for _, e := range entries {
+				b, err := os.ReadFile(filepath.Join(markers, e.Name()))
+				require.NoError(t, err)
+				for _, line := range strings.Fields(string(b)) {
+					assert.Equal(t, fmt.Sprintf("euid=%d", uid), line, "%s loaded in process %s", tc.env, e.Name())
+				}
+			}
+		})
+	}
+}
+
+// testCgroup makes a cgroup of the test's own in the hierarchy mounted at
+// root, and removes it at the end with whatever still runs in it.
+func testCgroup(t *testing.T, root string) string {
+	t.Helper()
+	parent := filepath.Join(root, fmt.Sprintf("sandboxd-shimtest-%d", os.Getpid()))
+	dir := filepath.Join(parent, strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()))
+	require.NoError(t, os.MkdirAll(dir, 0o755), "cgroup %s", dir)
+	t.Cleanup(func() {
+		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			pid, _ := strconv.Atoi(f)
+			if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+				_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+				awaitExit(t, fd)
+				unix.Close(fd)
+			}
+		}
+		assert.NoError(t, os.Remove(dir), "remove cgroup %s", dir)
+		_ = os.Remove(parent) // the last test's to remove
+	})
+	return dir
+}
+
+// cgroup2Root is where the unified hierarchy is mounted, if it is.
+func cgroup2Root() string {
+	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(root, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return root
+		}
+	}
+	return ""
+}
+
+func TestAgentPidsLimit(t *testing.T) {
+	requireRoot(t, "makes a pids-limited cgroup")
+	var cg string
+	if root := cgroup2Root(); root == "/sys/fs/cgroup" {
+		require.NoError(t, os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), []byte("+pids"), 0))
+		cg = testCgroup(t, root)
+		require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(cg), "cgroup.subtree_control"), []byte("+pids"), 0))
+	} else if _, err := os.Stat("/sys/fs/cgroup/pids"); err == nil {
+		cg = testCgroup(t, "/sys/fs/cgroup/pids")
+	} else {
+		t.Skip("no pids controller")
+	}
+	setMax := func(n int) {
+		require.NoError(t, os.WriteFile(filepath.Join(cg, "pids.max"), []byte(strconv.Itoa(n)), 0))
+	}
+	// The agent, one supervisor and its sleep.
+	setMax(3)
+	a := startAgent(t, agentOptions{cgroup: cg})
+	sleeper, err := Start(context.Background(), a.path, request("sleep", "1000"))
+	require.NoError(t, err)
+	defer func() { _ = sleeper.Kill(); _, _ = sleeper.Wait() }()
+
+	_, err = Start(context.Background(), a.path, request("true"))
+	require.ErrorIs(t, err, ErrPidsLimit, "PID 1 cannot fork the supervisor")
+	setMax(4)
+	_, err = Start(context.Background(), a.path, request("true"))
+	require.ErrorIs(t, err, ErrPidsLimit, "the supervisor cannot fork the command")
+	// Room for one more, and for the refused supervisor that the agent
+	// may not have reaped yet.
+	setMax(6)
+	res := a.run(t, request("echo", "room again"))
+	require.NoError(t, res.err)
+	assert.Equal(t, "room again\n", res.out)
+}
+
+func TestAgentStartsInCgroup(t *testing.T) {
+	requireRoot(t, "makes cgroups")
+	root := cgroup2Root()
+	if root == "" {
+		t.Skip("no cgroup v2 hierarchy")
+	}
+	for _, tc := range []struct {
+		name string
+		wrap func(t *testing.T) []string
+	}{
+		{"clone3 into the cgroup", func(*testing.T) []string { return nil }},
+		{"fallback without clone3", func(t *testing.T) []string {
+			return []string{buildC(t, sharedDir(t), "noclone3.c")}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cg := testCgroup(t, root)
+			a := startAgent(t, agentOptions{wrap: tc.wrap(t)})
+			dir, err := os.Open(cg)
+			require.NoError(t, err)
+			defer dir.Close()
+			req := request("cat", "/proc/self/cgroup")
+			req.Cgroup = dir
+			res := a.run(t, req)
+			require.NoError(t, res.err)
+			assert.Contains(t, res.out, "0::"+strings.TrimPrefix(cg, root)+"\n", "the command's cgroup")
+		})
+	}
+}
+
+func TestAgentRefusesPeersOfOtherUsers(t *testing.T) {
+	requireRoot(t, "connects as another user")
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("needs " + python)
+	}
+	a := startAgent(t, agentOptions{})
+	require.NoError(t, os.Chmod(filepath.Dir(a.path), 0o755))
+	require.NoError(t, os.Chmod(a.path, 0o666))
+	cmd := exec.Command(python, "-c", `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+s.send(bytes.fromhex(sys.argv[2]))
+try:
+    print(len(s.recv(64)))
+except ConnectionResetError:
+    print(0)
+`, a.path, fmt.Sprintf("%x", encodeSpawn(false)))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, "0\n", string(out), "nobody's connection is closed unanswered")
+	res := a.run(t, request("echo", "root is served"))
+	require.NoError(t, res.err)
+	assert.Equal(t, "root is served\n", res.out)
+}
+
+// TestAgentAsPID1 runs the agent as the PID 1 of a pid namespace, as in a
+// sandbox: commands cannot signal it, and pids are the namespace's.
+func TestAgentAsPID1(t *testing.T) {
+	requireRoot(t, "makes a pid namespace")
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare(1)")
+	}
+	a := startAgent(t, agentOptions{seccomp: true,
+		wrap: []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc"}})
+	res := a.run(t, request("sh", "-c", "echo $$; kill -KILL 1; kill -SEGV 1; kill -TERM 1; true"))
+	require.NoError(t, res.err)
+	pid, err := strconv.Atoi(strings.SplitN(res.out, "\n", 2)[0])
+	require.NoError(t, err, "output %q", res.out)
+	assert.Equal(t, res.pid, pid, "PID is the namespace's")
+	assert.Less(t, pid, 100, "a pid of the namespace")
+
+	p, pids, pidfd := startTree(t, a, "wait")
+	assert.NotEqual(t, p.PID(), p.HostPID(), "HostPID is the daemon's view")
+	require.NoError(t, p.Kill())
+	_, err = p.Wait()
+	require.NoError(t, err)
+	awaitExit(t, pidfd)
+	_ = pids // the namespace's pids: not the test's to check
+
+	res = a.run(t, request("echo", "PID 1 lives"))
+	require.NoError(t, res.err)
+	assert.Equal(t, "PID 1 lives\n", res.out)
 }

@@ -176,12 +176,21 @@ func (p *Process) send(ctx context.Context, req Request, rec []byte) error {
 			return fmt.Errorf("agent socket buffer: %w", err)
 		}
 	}
-	_, _, err := p.conn.WriteMsgUnix(encodeSpawn(req.Cgroup != nil), unix.UnixRights(cgroup...), nil)
-	if err == nil {
-		_, _, err = p.conn.WriteMsgUnix(rec, unix.UnixRights(fds...), nil)
+	var oob []byte
+	if len(cgroup) > 0 {
+		oob = unix.UnixRights(cgroup...)
 	}
+	_, _, err := p.conn.WriteMsgUnix(encodeSpawn(req.Cgroup != nil), oob, nil)
+	if err != nil {
+		return p.ioError(ctx, "send request", err)
+	}
+	_, _, err = p.conn.WriteMsgUnix(rec, unix.UnixRights(fds...), nil)
 	runtime.KeepAlive(stdio)
 	runtime.KeepAlive(req.Cgroup)
+	if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
+		// The agent refused the spawn already; its reply says why.
+		return nil
+	}
 	return p.ioError(ctx, "send request", err)
 }
 
@@ -242,6 +251,12 @@ func (p *Process) read() (reply, int, error) {
 	buf := make([]byte, exitLen+1)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	n, oobn, flags, _, err := p.conn.ReadMsgUnix(buf, oob)
+	if errors.Is(err, unix.ECONNRESET) {
+		// The agent closed with a record of ours unread (it refused
+		// the request before reading it): the kernel reports that
+		// first, then what the agent sent.
+		n, oobn, flags, _, err = p.conn.ReadMsgUnix(buf, oob)
+	}
 	if err != nil {
 		return reply{}, 0, err
 	}
