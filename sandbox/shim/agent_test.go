@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -632,6 +633,28 @@ func TestAgentRefusesMalformedRequests(t *testing.T) {
 			}
 			assert.Nil(t, readReply(t, c), "then a hang-up")
 		})
+	}
+	// Random records, as spawn and as exec: a reply or a hang-up each.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 100 {
+		junk := make([]byte, rng.IntN(2*execFixedLen))
+		for j := range junk {
+			junk[j] = byte(rng.UintN(256))
+		}
+		if rng.IntN(2) == 0 && len(junk) >= headerLen {
+			putHeader(junk, msgType(rng.IntN(int(msgExit)+2)))
+		}
+		c := rawConn(t, a)
+		if i%2 == 0 {
+			sendRaw(t, c, junk, rng.IntN(4))
+		} else {
+			sendRaw(t, c, spawn, 0)
+			sendRaw(t, c, junk, rng.IntN(5))
+		}
+		if r := readReply(t, c); r != nil {
+			assert.Equal(t, msgFailed, r.typ, "reply to junk %x", junk)
+		}
+		c.Close()
 	}
 	assert.Equal(t, before, fdCount(t, a.cmd.Process.Pid), "the agent's fds after all that")
 	res := a.run(t, request("echo", "still serving"))
