@@ -59,7 +59,9 @@ type Request struct {
 	// command's process; PATH in it is where Args[0] is looked up.
 	Env []string
 	// Cwd is an absolute path inside the sandbox, entered as UID.
-	Cwd      string
+	Cwd string
+	// UID and GID are the command's ids: not root's. An agent running
+	// unprivileged (tests) runs commands only as its own ids.
 	UID, GID int
 	// Stdin, Stdout and Stderr are passed to the command (nil is
 	// /dev/null); Stderr may be Stdout, which keeps the two in order.
@@ -95,7 +97,11 @@ var ErrNoReport = errors.New("command supervisor ended without a report")
 
 // Start asks the agent listening at socketPath to start req. It returns
 // once the command runs (or, with Hold, once its supervisor waits for
-// Go). ctx bounds only the start.
+// Go). ctx bounds only the start. Errors: ErrInvalid for a request the
+// protocol cannot carry (nothing was sent); a *StartError when the agent
+// did not start the command (errors.Is: ErrPidsLimit, ErrCwd, ErrExec,
+// ErrAgent, ErrProtocol, and its errno); a *VersionError for an agent of
+// another protocol version; ErrNoReport when the agent hung up.
 func Start(ctx context.Context, socketPath string, req Request) (*Process, error) {
 	rec, err := encodeExec(command{args: req.Args, env: req.Env, cwd: req.Cwd, uid: req.UID, gid: req.GID, hold: req.Hold})
 	if err != nil {
@@ -115,21 +121,25 @@ func Start(ctx context.Context, socketPath string, req Request) (*Process, error
 		return nil, fmt.Errorf("connect to agent %s: %w", socketPath, err)
 	}
 	p := &Process{conn: c.(*net.UnixConn), done: make(chan struct{})}
+	// ctx ends the start by a deadline in the past on the connection.
 	stop := context.AfterFunc(ctx, func() { _ = p.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := p.send(ctx, req, rec); err != nil {
-		_ = p.conn.Close()
-		return nil, err
-	}
 	want := msgStarted
 	if req.Hold {
 		want = msgHeld
 	}
-	if err := p.awaitStart(ctx, want); err != nil {
+	err = p.send(ctx, req, rec)
+	if err == nil {
+		err = p.awaitStart(ctx, want)
+	}
+	if err == nil && !stop() {
+		// Started, but too late for the caller: hanging up ends it.
+		err = fmt.Errorf("start: %w", context.Cause(ctx))
+	}
+	if err != nil {
+		stop()
 		_ = p.conn.Close()
 		return nil, err
 	}
-	_ = p.conn.SetDeadline(time.Time{})
 	if req.Hold {
 		p.started = make(chan error, 1)
 	}
