@@ -1,16 +1,34 @@
-// Package shim holds the two small programs sandboxd runs inside every
-// sandbox: the sandbox's PID 1, which only reaps orphans, and the
-// per-command supervisor, which drops to the sandbox user, makes itself the
-// child subreaper of everything the command starts, and kills that whole
-// tree when the command ends, times out or is cancelled.
+// Package shim owns what sandboxd runs inside every sandbox and how the
+// daemon talks to it: the agent that is the sandbox's PID 1, the
+// per-command supervisor it forks, their protocol and Go client, the
+// sandbox's seccomp filter, and the libcontainer init hook of the binary.
 //
-// Both are C, run from an ELF constructor before the Go runtime starts (as
-// libcontainer's nsenter does), because they live inside the session's pids
-// limit: written in Go each would cost several threads of a 50-pid budget
-// and milliseconds of start-up per command. The daemon binds its own
-// executable into the sandbox and runs it as "<exe> sandbox-init" or
-// "<exe> sandbox-exec UID GID CWD -- ARGV...".
+// The agent ("<exe> sandbox-init", InitMode) starts with an empty
+// environment and two extra files (AgentFiles): a listening socket the
+// daemon made with Listen at a path only root reaches, and the seccomp
+// programs (SeccompFile). It installs the filter on itself once, so that
+// everything in the sandbox inherits it, then reaps orphans and, for each
+// connection from root, forks a supervisor, without ever blocking on a
+// connection. The supervisor is never exec'd, so no dynamic loader runs in
+// a privileged process with a caller's input: it reads the command, forks
+// it as the sandbox user with the caller's environment applied only there,
+// reports its start and end on the connection (Start, Process), and kills
+// the command's whole tree (setsid and double-forked processes included:
+// it is their child subreaper) when the command ends, when asked, or when
+// the daemon hangs up. The protocol is protocol.go and its generated C
+// header wire.h.
 //
-// A program importing this package (for its side effect) must be the
-// sandboxd binary itself.
+// Both programs are C, run from an ELF constructor before the Go runtime
+// starts (as libcontainer's nsenter does), because they live inside the
+// session's pids limit: written in Go each would cost several threads of
+// a small pid budget and milliseconds of start-up per command.
+//
+// A program importing this package must be the sandboxd binary itself (or
+// a test binary standing in for it): the package's init runs
+// libcontainer's init when the binary is re-executed as "init", and locks
+// the main thread for libcontainer's namespace work.
+//
+// The constructor also still runs the libcontainer executor's supervisor,
+// "<exe> sandbox-exec UID GID CWD -- ARGV" (ExecMode), until sandbox/
+// moves to the agent.
 package shim
