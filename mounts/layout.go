@@ -40,6 +40,7 @@ func ValidateID(kind, id string) error {
 //	package_cache/                     pre-downloaded packages
 //	rootfs/                            the skeleton root every sandbox starts from
 //	containers/                        libcontainer's state
+//	agents/<id>.sock                   each sandbox's PID 1 listens here
 //	workspaces/user_<id>/shared_files/{data,outputs}/
 //	workspaces/user_<id>/sessions/<sid>/{files,logs,venv/{upper,work}}
 type Layout struct {
@@ -52,6 +53,7 @@ func (l Layout) AllowedPackages() string { return filepath.Join(l.Root, "allowed
 func (l Layout) PackageCache() string    { return filepath.Join(l.Root, "package_cache") }
 func (l Layout) Rootfs() string          { return filepath.Join(l.Root, "rootfs") }
 func (l Layout) Containers() string      { return filepath.Join(l.Root, "containers") }
+func (l Layout) Agents() string          { return filepath.Join(l.Root, "agents") }
 func (l Layout) Workspaces() string      { return filepath.Join(l.Root, "workspaces") }
 
 // User returns the directories of one user; the id must be valid.
@@ -88,6 +90,10 @@ func (l Layout) Init() error {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return fmt.Errorf("create state dir: %w", err)
 		}
+	}
+	// Only root may connect to a sandbox's agent.
+	if err := os.MkdirAll(l.Agents(), 0o700); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
 	}
 	return nil
 }

@@ -16,12 +16,14 @@ import (
 
 	// Device rules are set on every sandbox's cgroup.
 	_ "github.com/opencontainers/cgroups/devices"
-	// nsenter joins a running sandbox's namespaces for each command.
-	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 
 	"github.com/sandboxd/sandboxd/mounts"
 	"github.com/sandboxd/sandboxd/sandbox/shim"
 )
+
+// agentCaps are the capabilities of a sandbox's PID 1 and of the command
+// supervisors it forks.
+var agentCaps = []string{"CAP_SETUID", "CAP_SETGID", "CAP_KILL"}
 
 const (
 	cpuPeriod = 100_000 // µs
@@ -92,8 +94,11 @@ func containerConfig(s boxSpec) *configs.Config {
 			{Type: configs.NEWNS}, {Type: configs.NEWUTS}, {Type: configs.NEWIPC},
 			{Type: configs.NEWPID}, {Type: configs.NEWNET}, {Type: configs.NEWCGROUP},
 		},
-		Networks:        []*configs.Network{{Type: "loopback"}},
-		Capabilities:    &configs.Capabilities{},
+		Networks: []*configs.Network{{Type: "loopback"}},
+		// PID 1, the agent, forks each command's supervisor, which needs
+		// these to drop to the sandbox user and to kill the command's
+		// tree; the command itself, another uid, gets none.
+		Capabilities:    &configs.Capabilities{Bounding: agentCaps, Effective: agentCaps, Permitted: agentCaps},
 		NoNewPrivileges: true,
 		Cgroups:         &cgroups.Cgroup{Path: s.cgroupPath, Resources: res},
 		Devices:         specconv.AllowedDevices,
@@ -107,15 +112,27 @@ func containerConfig(s boxSpec) *configs.Config {
 	}
 }
 
-// startContainer creates the container and starts its PID 1, the reaper.
-// The container outlives the daemon (nothing ties it to the daemon's
-// lifetime), so a restarted daemon can adopt it. State a crashed daemon
-// left under the same id is removed first.
+// startContainer creates the container and starts its PID 1, the shim's
+// agent, listening at the session's agent socket with the seccomp filter
+// it installs on itself and so on everything in the sandbox. The container
+// outlives the daemon (nothing ties it to the daemon's lifetime), so a
+// restarted daemon can adopt it. State a crashed daemon left under the
+// same id is removed first.
 func (m *Manager) startContainer(s boxSpec) (*libcontainer.Container, error) {
 	stateRoot := m.layout.Containers()
-	if err := removeContainer(stateRoot, s.id); err != nil {
+	if err := m.removeContainer(s.id); err != nil {
 		return nil, err
 	}
+	ln, err := shim.Listen(m.agentSocket(s.id))
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	sec, err := shim.SeccompFile()
+	if err != nil {
+		return nil, fmt.Errorf("seccomp filter: %w", err)
+	}
+	defer sec.Close()
 	c, err := libcontainer.Create(stateRoot, s.id, containerConfig(s))
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
@@ -125,26 +142,38 @@ func (m *Manager) startContainer(s boxSpec) (*libcontainer.Container, error) {
 		return nil, err
 	}
 	init := &libcontainer.Process{
-		Args: []string{mounts.HelperPath, shim.InitMode},
-		Env:  []string{},
-		Init: true,
+		Args:       []string{mounts.HelperPath, shim.InitMode},
+		Env:        []string{},
+		Init:       true,
+		ExtraFiles: shim.AgentFiles(ln, sec),
 	}
 	if err := c.Run(init); err != nil {
 		_ = c.Destroy()
-		_ = os.RemoveAll(filepath.Join(stateRoot, s.id))
+		_ = m.removeContainer(s.id)
 		return nil, fmt.Errorf("start container: %w", err)
 	}
-	// The reaper is this daemon's child until the daemon exits; collect
+	// The agent is this daemon's child until the daemon exits; collect
 	// it when it is killed so it does not linger as a zombie.
 	go func() { _, _ = init.Wait() }()
 	return c, nil
 }
 
+// agentSocket is where the agent of sandbox id listens, as a path short
+// enough for a socket address whatever the state directory: through the
+// daemon's descriptor of the agents directory.
+func (m *Manager) agentSocket(id string) string {
+	return fmt.Sprintf("/proc/self/fd/%d/%s.sock", m.agents.Fd(), id)
+}
+
 // removeContainer destroys the container with id if libcontainer has state
-// for it, and removes its state directory whatever is in it: a daemon
+// for it, and removes its state directory whatever is in it (a daemon
 // killed inside libcontainer.Create or Run leaves a directory that Load
-// cannot read and Create refuses to overwrite.
-func removeContainer(stateRoot, id string) error {
+// cannot read and Create refuses to overwrite), and its agent's socket.
+func (m *Manager) removeContainer(id string) error {
+	stateRoot := m.layout.Containers()
+	if err := os.Remove(m.agentSocket(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove agent socket of %s: %w", id, err)
+	}
 	dir := filepath.Join(stateRoot, id)
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -188,6 +217,7 @@ func destroyContainer(c *libcontainer.Container) error {
 
 // startSandbox starts the session's container and attaches to it.
 func (m *Manager) startSandbox(s *session) error {
+	s.meta.Agent = shim.ProtocolVersion
 	c, err := m.startContainer(m.boxSpec(s))
 	if err != nil {
 		return fmt.Errorf("session %q: %w", s.meta.ID, err)
@@ -211,7 +241,7 @@ func (m *Manager) attach(s *session, c *libcontainer.Container) error {
 	}
 	s.box = c
 	s.init = os.NewFile(uintptr(fd), "pidfd")
-	s.exec = &containerExecutor{c: c, uid: m.owner.UID, gid: m.owner.GID}
+	s.exec = &agentExecutor{socket: m.agentSocket(s.meta.ID), uid: m.owner.UID, gid: m.owner.GID}
 	return nil
 }
 
@@ -219,7 +249,7 @@ func (m *Manager) attach(s *session, c *libcontainer.Container) error {
 // removes its container state and cgroup.
 func (m *Manager) destroySandbox(s *session) error {
 	s.release()
-	if err := removeContainer(m.layout.Containers(), s.meta.ID); err != nil {
+	if err := m.removeContainer(s.meta.ID); err != nil {
 		return fmt.Errorf("session %q: %w", s.meta.ID, err)
 	}
 	// libcontainer removed the session cgroup; this catches one whose

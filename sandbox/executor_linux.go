@@ -1,33 +1,26 @@
 package sandbox
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/configs"
-
-	"github.com/sandboxd/sandboxd/mounts"
 	"github.com/sandboxd/sandboxd/sandbox/shim"
 )
 
-// Executor runs commands inside one sandbox. It is the seam where a faster
-// implementation can replace the libcontainer one without the API changing.
+// Executor runs commands inside one sandbox.
 type Executor interface {
 	// Exec runs l to its end. When ctx ends first, every process the
 	// command started is killed and Exit.Cancelled is set.
 	Exec(ctx context.Context, l launch) (Exit, error)
-	// Start starts l and returns at once; the caller waits for it.
-	Start(l launch) (Started, error)
+	// Start starts l and returns once it runs; ctx bounds the start only.
+	// The caller waits for the command.
+	Start(ctx context.Context, l launch) (Started, error)
 }
 
 // Started is a command started by an Executor.
@@ -50,30 +43,35 @@ type Exit struct {
 	// Signal is the signal that ended the command, or 0.
 	Signal    syscall.Signal
 	Cancelled bool
+	// CPU is the user and system time of the command's whole tree.
+	CPU time.Duration
 }
 
 const (
 	// killGrace is how long the supervisor gets to kill the command's tree
-	// before the daemon kills the supervisor itself.
+	// before the daemon hangs up on it, which kills the tree too.
 	killGrace = 5 * time.Second
 	// drainGrace is how long output may keep flowing after the supervisor
-	// exits; only a process that escaped it could still hold the pipes.
+	// reported the end; only a process that escaped it could still hold
+	// the pipes.
 	drainGrace = 2 * time.Second
 )
 
-// supervisorCaps are what the supervisor needs to drop to the sandbox user
-// and to kill the command's processes; the command itself gets none.
-var supervisorCaps = []string{"CAP_SETUID", "CAP_SETGID", "CAP_KILL"}
+// errCwd is returned when the command's working directory cannot be
+// entered; the command did not run.
+var errCwd = errors.New("cannot enter working directory")
 
-// containerExecutor runs each command through libcontainer (setns into the
-// sandbox) under the shim's supervisor.
-type containerExecutor struct {
-	c        *libcontainer.Container
+// agentExecutor runs each command through the sandbox's PID 1, the shim's
+// agent, over its socket: no process is started from outside the sandbox
+// and no namespace is joined per command.
+type agentExecutor struct {
+	// socket is a path the daemon can connect to the agent at.
+	socket   string
 	uid, gid int
 }
 
-func (e *containerExecutor) Exec(ctx context.Context, cmd launch) (Exit, error) {
-	p, err := e.Start(cmd)
+func (e *agentExecutor) Exec(ctx context.Context, l launch) (Exit, error) {
+	p, err := e.Start(ctx, l)
 	if err != nil {
 		return Exit{}, err
 	}
@@ -88,11 +86,10 @@ func (e *containerExecutor) Exec(ctx context.Context, cmd launch) (Exit, error) 
 	return exit, err
 }
 
-// supervised is a command running under the shim's supervisor.
-type supervised struct {
-	p      *libcontainer.Process
-	pid    int
-	status *bufio.Reader
+// agentProcess is a command started by the agent, with the daemon's ends
+// of its pipes.
+type agentProcess struct {
+	p *shim.Process
 	// pipes are the daemon's ends, closed when the command is over.
 	pipes  []*os.File
 	copies sync.WaitGroup
@@ -101,170 +98,152 @@ type supervised struct {
 	err    error
 }
 
-func (e *containerExecutor) Start(cmd launch) (Started, error) {
-	var pipes []*os.File
-	fail := func(err error) (Started, error) {
-		for _, f := range pipes {
+func (e *agentExecutor) Start(ctx context.Context, l launch) (Started, error) {
+	var mine, theirs []*os.File
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
 			_ = f.Close()
 		}
-		return nil, err
 	}
 	pipe := func() (*os.File, *os.File, error) {
 		r, w, err := os.Pipe()
-		if err == nil {
-			pipes = append(pipes, r, w)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pipe: %w", err)
 		}
-		return r, w, err
+		return r, w, nil
 	}
 	outR, outW, err := pipe()
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
+	mine, theirs = append(mine, outR), append(theirs, outW)
 	errR, errW := outR, outW
-	if cmd.Stderr != cmd.Stdout {
+	if l.Stderr != l.Stdout {
 		if errR, errW, err = pipe(); err != nil {
-			return fail(err)
+			closeAll(append(mine, theirs...))
+			return nil, err
 		}
-	}
-	statusR, statusW, err := pipe()
-	if err != nil {
-		return fail(err)
-	}
-	caps := &configs.Capabilities{Bounding: supervisorCaps, Effective: supervisorCaps, Permitted: supervisorCaps}
-	p := &libcontainer.Process{
-		Args: append([]string{mounts.HelperPath, shim.ExecMode,
-			strconv.Itoa(e.uid), strconv.Itoa(e.gid), cmd.Cwd, "--"}, cmd.Args...),
-		Env: cmd.Env,
-		// The supervisor enters cmd.Cwd as the sandbox user.
-		Cwd:          "/",
-		Stdout:       outW,
-		Stderr:       errW,
-		ExtraFiles:   []*os.File{statusW},
-		Capabilities: caps,
+		mine, theirs = append(mine, errR), append(theirs, errW)
 	}
 	var stdinR, stdinW *os.File
-	if cmd.Stdin != nil {
+	if l.Stdin != nil {
 		if stdinR, stdinW, err = pipe(); err != nil {
-			return fail(err)
+			closeAll(append(mine, theirs...))
+			return nil, err
 		}
-		p.Stdin = stdinR
+		mine, theirs = append(mine, stdinW), append(theirs, stdinR)
 	}
-	if err := e.c.Run(p); err != nil {
-		return fail(fmt.Errorf("start command: %w", err))
-	}
+	p, err := shim.Start(ctx, e.socket, shim.Request{
+		Args: l.Args, Env: l.Env, Cwd: l.Cwd, UID: e.uid, GID: e.gid,
+		Stdin: stdinR, Stdout: outW, Stderr: errW,
+	})
 	// Only the sandbox holds the write ends now: EOF means every process
 	// that could write has exited.
-	_ = outW.Close()
-	_ = errW.Close()
-	_ = statusW.Close()
-	s := &supervised{p: p, status: bufio.NewReader(statusR), done: make(chan struct{}),
-		pipes: []*os.File{outR, errR, statusR}}
-	if stdinR != nil {
-		_ = stdinR.Close()
-		s.pipes = append(s.pipes, stdinW)
+	closeAll(theirs)
+	a := &agentProcess{p: p, pipes: mine, done: make(chan struct{})}
+	var code int
+	switch se, _ := errors.AsType[*shim.StartError](err); {
+	case err == nil:
+	case errors.Is(err, shim.ErrExec):
+		// As a shell reports it: the program could not run (127, 126);
+		// the supervisor said why on the command's stderr.
+		code = se.ExitCode()
+	case errors.Is(err, shim.ErrCwd):
+		closeAll(mine)
+		return nil, fmt.Errorf("%w: %w", errCwd, se.Errno)
+	case errors.Is(err, shim.ErrPidsLimit):
+		closeAll(mine)
+		return nil, fmt.Errorf("%w: %w", ErrPidsLimit, err)
+	default:
+		closeAll(mine)
+		return nil, err
+	}
+	if stdinW != nil {
 		go func() {
 			// A command that does not read its stdin gets EPIPE here.
-			_, _ = io.Copy(stdinW, cmd.Stdin)
+			_, _ = io.Copy(stdinW, l.Stdin)
 			_ = stdinW.Close()
 		}()
 	}
-	s.copies.Add(1)
-	go func() { defer s.copies.Done(); _, _ = io.Copy(cmd.Stdout, outR) }()
+	a.copies.Add(1)
+	go func() { defer a.copies.Done(); _, _ = io.Copy(l.Stdout, outR) }()
 	if errR != outR {
-		s.copies.Add(1)
-		go func() { defer s.copies.Done(); _, _ = io.Copy(cmd.Stderr, errR) }()
+		a.copies.Add(1)
+		go func() { defer a.copies.Done(); _, _ = io.Copy(l.Stderr, errR) }()
 	}
-	s.pid, s.err = s.readPID()
-	go s.wait()
-	if s.err != nil {
-		<-s.done
-		return nil, s.err
-	}
-	return s, nil
+	go a.wait(code)
+	return a, nil
 }
 
-// readPID reads the supervisor's first report: the command's pid, or why
-// it could not start.
-func (s *supervised) readPID() (int, error) {
-	for {
-		line, err := s.status.ReadString('\n')
-		if err != nil {
-			return 0, errors.New("command supervisor ended without starting the command")
+// wait collects the command's end and the rest of its output, then closes
+// done. Without a process (it could not be executed) code is its exit.
+func (a *agentProcess) wait(code int) {
+	defer close(a.done)
+	if a.p != nil {
+		exit, err := a.p.Wait()
+		switch {
+		case errors.Is(err, shim.ErrNoReport):
+			// The supervisor was killed, and the command with it.
+			a.exit = Exit{Code: 128 + int(syscall.SIGKILL), Signal: syscall.SIGKILL}
+		case err != nil:
+			a.err = err
+		default:
+			a.exit = Exit{Code: exit.Code, Signal: exit.Signal, CPU: exit.UserTime + exit.SysTime}
 		}
-		kind, num, _ := strings.Cut(strings.TrimSpace(line), " ")
-		n, _ := strconv.Atoi(num)
-		switch kind {
-		case "pid":
-			return n, nil
-		case "cwd":
-			return 0, fmt.Errorf("%w: %w", errCwd, syscall.Errno(n))
-		}
+		_ = a.p.Close()
+	} else {
+		a.exit = Exit{Code: code}
 	}
-}
-
-// wait collects the supervisor, its report and the output, then closes
-// done.
-func (s *supervised) wait() {
-	defer close(s.done)
-	_, _ = s.p.Wait()
-	report, _ := io.ReadAll(io.LimitReader(s.status, 256))
 	drained := make(chan struct{})
-	go func() { s.copies.Wait(); close(drained) }()
+	go func() { a.copies.Wait(); close(drained) }()
+	timer := time.NewTimer(drainGrace)
 	select {
 	case <-drained:
-	case <-time.After(drainGrace):
+	case <-timer.C:
 	}
-	for _, f := range s.pipes {
+	timer.Stop()
+	for _, f := range a.pipes {
 		_ = f.Close()
 	}
 	<-drained
-	if s.err != nil {
-		return
+}
+
+func (a *agentProcess) PID() int {
+	if a.p == nil {
+		return 0
 	}
-	s.exit.Code, s.exit.Signal, s.err = parseStatus(string(report))
+	return a.p.PID()
 }
 
-func (s *supervised) PID() int              { return s.pid }
-func (s *supervised) Done() <-chan struct{} { return s.done }
-func (s *supervised) Terminate() error      { return s.p.Signal(syscall.Signal(shim.TermSignal)) }
+func (a *agentProcess) Done() <-chan struct{} { return a.done }
 
-func (s *supervised) Wait() (Exit, error) {
-	<-s.done
-	return s.exit, s.err
+func (a *agentProcess) Wait() (Exit, error) {
+	<-a.done
+	return a.exit, a.err
 }
 
-// Kill asks the supervisor to kill the command's tree, and kills the
-// supervisor itself if it does not finish in time.
-func (s *supervised) Kill() error {
-	err := s.p.Signal(syscall.Signal(shim.KillSignal))
+func (a *agentProcess) Terminate() error {
+	if a.p == nil {
+		return nil
+	}
+	return a.p.Term()
+}
+
+// Kill asks the supervisor to kill the command's tree, and hangs up on it
+// if it does not finish in time, which kills the tree as well.
+func (a *agentProcess) Kill() error {
+	if a.p == nil {
+		return nil
+	}
+	err := a.p.Kill()
 	go func() {
+		timer := time.NewTimer(killGrace)
+		defer timer.Stop()
 		select {
-		case <-s.done:
-		case <-time.After(killGrace):
-			_ = s.p.Signal(syscall.SIGKILL)
+		case <-a.done:
+		case <-timer.C:
+			_ = a.p.Close()
 		}
 	}()
 	return err
-}
-
-// errCwd is returned when the command's working directory cannot be
-// entered; the command did not run.
-var errCwd = errors.New("cannot enter working directory")
-
-// parseStatus reads the supervisor's last report: "exit N" or "signal N".
-// A supervisor that was killed itself reports nothing: its command was
-// killed with it.
-func parseStatus(s string) (int, syscall.Signal, error) {
-	kind, num, ok := strings.Cut(strings.TrimSpace(s), " ")
-	n, err := strconv.Atoi(num)
-	if !ok || err != nil {
-		return 128 + int(syscall.SIGKILL), syscall.SIGKILL, nil
-	}
-	switch kind {
-	case "exit":
-		return n, 0, nil
-	case "signal":
-		return 128 + n, syscall.Signal(n), nil
-	}
-	return -1, 0, fmt.Errorf("command supervisor report %q not understood", s)
 }

@@ -7,12 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/opencontainers/runc/libcontainer"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	// The test binary is the sandboxes' helper, as sandboxd is; importing
@@ -29,13 +28,6 @@ import (
 type testEnv struct {
 	m   *Manager
 	cfg Config
-}
-
-func init() {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		libcontainer.Init()
-	}
-	runtime.LockOSThread()
 }
 
 var (
@@ -199,6 +191,14 @@ func run(t *testing.T, id, command string, timeout float64) ran {
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// onlyInitLeft checks that the sandbox's PID 1 is soon the only process in
+// the session: a command's supervisor reports its end once it killed the
+// command's tree, and exits just after.
+func onlyInitLeft(t *testing.T, s Session, why string) {
+	t.Helper()
+	assert.Eventually(t, func() bool { return len(sessionPids(t, s)) == 1 }, 5*time.Second, 10*time.Millisecond, why)
+}
 
 // sessionPids lists the processes in a session's cgroup.
 func sessionPids(t *testing.T, s Session) []int {

@@ -26,6 +26,9 @@ type Manager struct {
 	controllers []string
 	// lock keeps a second daemon off the same state tree.
 	lock *os.File
+	// agents is the directory of the agents' sockets, held open so that
+	// their paths stay short (agentSocket).
+	agents *os.File
 	// processBytes counts the unread output every background process of
 	// the daemon holds.
 	processBytes atomic.Int64
@@ -76,6 +79,10 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if m.lock, err = lockState(m.layout); err != nil {
 		return nil, err
 	}
+	if m.agents, err = os.Open(m.layout.Agents()); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("agents directory: %w", err)
+	}
 	if err := m.layout.PrepareRootfs(m.owner); err != nil {
 		m.Close()
 		return nil, err
@@ -109,6 +116,9 @@ func (m *Manager) Close() {
 		s.release()
 	}
 	m.mu.Unlock()
+	if m.agents != nil {
+		_ = m.agents.Close()
+	}
 	if m.lock != nil {
 		_ = m.lock.Close()
 	}

@@ -244,7 +244,7 @@ func (p *processes) prune(now time.Time) {
 }
 
 // StartProcess starts a background command in a session.
-func (m *Manager) StartProcess(_ context.Context, id string, cmd Command) (Process, error) {
+func (m *Manager) StartProcess(ctx context.Context, id string, cmd Command) (Process, error) {
 	l, err := checkCommand(cmd)
 	if err != nil {
 		return Process{}, err
@@ -287,7 +287,7 @@ func (m *Manager) StartProcess(_ context.Context, id string, cmd Command) (Proce
 		m.log.Warn("background process log", "session", id, "err", err)
 	}
 	l.Stdout, l.Stderr = b, b
-	p, err := s.exec.Start(l)
+	p, err := s.exec.Start(ctx, l)
 	if err != nil {
 		b.closeLog()
 		return Process{}, startError(id, l, err)

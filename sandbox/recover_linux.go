@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/shim"
 )
 
 // recover reconciles the state tree, libcontainer's state and the cgroup
@@ -37,7 +38,9 @@ func (m *Manager) recover(ctx context.Context) error {
 	adopted := map[string]*libcontainer.Container{}
 	for _, id := range ids {
 		meta, ok := metas[id]
-		if c, err := libcontainer.Load(m.layout.Containers(), id); err == nil && ok && meta.Deleting == nil {
+		// A sandbox whose agent speaks another protocol (an older
+		// daemon's) is restarted over the same files, like a dead one.
+		if c, err := libcontainer.Load(m.layout.Containers(), id); err == nil && ok && meta.Deleting == nil && meta.Agent == shim.ProtocolVersion {
 			if st, _ := c.Status(); st == libcontainer.Running {
 				if err := killStrays(c); err != nil {
 					m.log.Warn("kill stray commands", "session", id, "err", err)
@@ -47,7 +50,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			}
 		}
 		// Unloadable (a start that was cut short), stopped, or nobody's.
-		if err := removeContainer(m.layout.Containers(), id); err != nil {
+		if err := m.removeContainer(id); err != nil {
 			m.log.Error("remove container state", "container", id, "err", err)
 		}
 	}
@@ -95,6 +98,9 @@ func (m *Manager) restore(s *session, running *libcontainer.Container) error {
 	default:
 		if err := m.startSandbox(s); err != nil {
 			return fmt.Errorf("start a new sandbox: %w", err)
+		}
+		if err := writeMeta(s.dir, s.meta); err != nil {
+			return err
 		}
 		m.log.Info("session restarted in a new sandbox", "session", meta.ID, "user", meta.UserID)
 	}

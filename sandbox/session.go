@@ -18,6 +18,10 @@ type sessionMeta struct {
 	UserID    string     `json:"user_id"`
 	CreatedAt time.Time  `json:"created_at"`
 	Limits    metaLimits `json:"limits"`
+	// Agent is the protocol version of the sandbox's PID 1; a daemon
+	// adopts only a sandbox whose agent speaks its own (a sandbox from an
+	// older version is restarted over the same files).
+	Agent int `json:"agent,omitempty"`
 	// Deleting is set once a delete has begun, so that a daemon that dies
 	// half-way finishes it on its next start.
 	Deleting *deleteIntent `json:"deleting,omitempty"`

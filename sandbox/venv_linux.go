@@ -106,7 +106,7 @@ func (m *Manager) runBuild(ctx context.Context, venv string) error {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	out := newCappedBuffer(64 << 10)
-	exec := &containerExecutor{c: c, uid: m.owner.UID, gid: m.owner.GID}
+	exec := &agentExecutor{socket: m.agentSocket(id), uid: m.owner.UID, gid: m.owner.GID}
 	exit, err := exec.Exec(ctx, launch{
 		Args:   []string{m.cfg.Python, "-m", "venv", "--system-site-packages", mounts.VenvDir},
 		Env:    []string{"PATH=" + sandboxPath, "HOME=/tmp", "LANG=C.UTF-8"},

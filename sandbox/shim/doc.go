@@ -27,8 +27,5 @@
 // a test binary standing in for it): the package's init runs
 // libcontainer's init when the binary is re-executed as "init", and locks
 // the main thread for libcontainer's namespace work.
-//
-// The constructor also still runs the libcontainer executor's supervisor,
-// "<exe> sandbox-exec UID GID CWD -- ARGV" (ExecMode), until sandbox/
-// moves to the agent.
+
 package shim

@@ -13,6 +13,4 @@ __attribute__((constructor)) static void sandboxd_shim(int argc, char **argv, ch
 		return;
 	if (strcmp(argv[1], "sandbox-init") == 0)
 		shim_agent();
-	if (strcmp(argv[1], "sandbox-exec") == 0)
-		_exit(shim_legacy_exec(argc - 2, argv + 2));
 }

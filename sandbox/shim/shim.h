@@ -88,9 +88,4 @@ struct shim_layer {
 // connection. cgroup, when not -1, is a cgroup v2 directory the supervisor
 // still has to move itself into.
 __attribute__((noreturn)) void shim_supervise(int conn, int cgroup, const struct shim_layer *layer, pid_t agent);
-
-// shim_legacy_exec is the supervisor of the libcontainer executor, run as
-// "<exe> sandbox-exec UID GID CWD -- ARGV"; it goes with that executor.
-int shim_legacy_exec(int argc, char **argv);
-
 #endif

@@ -12,21 +12,9 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 )
 
-// Modes name the argv[1] values the constructor in shim.c takes over.
-const (
-	// InitMode starts the agent: "<exe> sandbox-init", a sandbox's PID 1.
-	InitMode = "sandbox-init"
-	// ExecMode is the libcontainer executor's supervisor; it goes with
-	// that executor.
-	ExecMode = "sandbox-exec"
-)
-
-// The libcontainer executor's supervisor signals: KillSignal ends the
-// command's whole tree at once, TermSignal forwards SIGTERM to it.
-const (
-	KillSignal = 10 // SIGUSR1
-	TermSignal = 15 // SIGTERM
-)
+// InitMode is the argv[1] the constructor in shim.c takes over: "<exe>
+// sandbox-init" starts the agent, a sandbox's PID 1.
+const InitMode = "sandbox-init"
 
 func init() {
 	// libcontainer re-executes this binary as "init" inside a new
