@@ -527,7 +527,7 @@ func (m *Manager) execute(ctx context.Context, id string, req api.ExecRequest, s
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 
 	cgPath := m.cg.SessionPath(s.meta.UserID, s.meta.ID)
-	oomBefore, oomErr := m.cg.OOMKills(cgPath)
+	before, oomErr := m.cg.SessionStats(cgPath)
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
@@ -547,7 +547,7 @@ func (m *Manager) execute(ctx context.Context, id string, req api.ExecRequest, s
 		res.Signal = unix.SignalName(exit.Signal)
 	}
 	if oomErr == nil {
-		if after, err := m.cg.OOMKills(cgPath); err == nil && after > oomBefore {
+		if after, err := m.cg.SessionStats(cgPath); err == nil && after.OOMKills > before.OOMKills {
 			res.OOMKilled = true
 		}
 	}
