@@ -65,8 +65,6 @@ type hierarchies struct {
 	stats []cgroup1.Subsystem
 	// freezer freezes sessions.
 	freezer []cgroup1.Subsystem
-	// pids lists a cgroup's processes.
-	pids []cgroup1.Subsystem
 }
 
 // New returns a Manager for the absolute cgroup path parent (such as
@@ -115,7 +113,6 @@ func newManager(parent string, mode Mode, unified string) (*Manager, error) {
 		all:     all,
 		stats:   pick(cgroup1.Cpu, cgroup1.Cpuacct, cgroup1.Pids),
 		freezer: pick(cgroup1.Freezer),
-		pids:    pick(cgroup1.Pids),
 		exec:    pick(cgroup1.Cpuacct, cgroup1.Freezer),
 	}
 	// The memory hierarchy is read for usage, peak and OOM kills only:
@@ -125,7 +122,7 @@ func newManager(parent string, mode Mode, unified string) (*Manager, error) {
 		h.stats = append(h.stats, lean)
 		h.exec = append(h.exec, lean)
 	}
-	if len(h.exec) != 3 || len(h.freezer) != 1 || len(h.pids) != 1 {
+	if len(h.exec) != 3 || len(h.freezer) != 1 || len(pick(cgroup1.Pids)) != 1 {
 		return nil, fmt.Errorf("%w: need the cpuacct, memory, pids and freezer v1 hierarchies", ErrUnavailable)
 	}
 	m.v1 = h
