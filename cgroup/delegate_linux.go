@@ -54,7 +54,7 @@ func Delegated() (parent string, ok bool, err error) {
 	}
 	// This writes the unit's cgroup.subtree_control, and its ancestors',
 	// where systemd enabled the same for a Delegate=yes unit already.
-	if err := leaf.ToggleControllers(sessionControllers, cgroup2.Enable); err != nil {
+	if err := leaf.ToggleControllers(sessionControllers(), cgroup2.Enable); err != nil {
 		return "", false, fmt.Errorf("enable controllers in %s: %w", unit, err)
 	}
 	return unit, true, nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -16,12 +17,14 @@ import (
 
 // Exec is the cgroup of one command beneath its session. It accounts the
 // command's CPU time, peak memory and OOM kills apart from the session's
-// other commands, and kills the command's whole tree. An Exec is used by
-// one goroutine at a time.
+// other commands, and kills the command's whole tree. It is safe for
+// concurrent use (a timeout may Kill while another call reads Stats).
 type Exec struct {
 	group
-	// dir is the cgroup's directory on v2, open for CLONE_INTO_CGROUP.
-	dir *os.File
+	// dir is the cgroup's directory on v2, open for CLONE_INTO_CGROUP
+	// until Remove closes it.
+	dir      *os.File
+	closeDir sync.Once
 }
 
 // ExecStats is what a command's cgroup used.
@@ -103,7 +106,7 @@ func (e *Exec) Path() string { return e.path }
 // Dir is the exec's cgroup directory on v2, for clone3's
 // CLONE_INTO_CGROUP (SysProcAttr.UseCgroupFD); nil on v1 and hybrid hosts,
 // where AddProc places the process (there is no cgroup fd to clone into
-// a v1 hierarchy). It stays open until Remove.
+// a v1 hierarchy). Remove closes it.
 func (e *Exec) Dir() *os.File { return e.dir }
 
 // AddProc moves the process pid (a host pid) into the exec's cgroup in
@@ -178,8 +181,7 @@ func (e *Exec) Kill() error {
 func (e *Exec) Remove() error {
 	err := e.remove()
 	if e.dir != nil {
-		err = errors.Join(err, e.dir.Close())
-		e.dir = nil
+		e.closeDir.Do(func() { err = errors.Join(err, e.dir.Close()) })
 	}
 	return err
 }

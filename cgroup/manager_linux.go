@@ -180,7 +180,7 @@ func (m *Manager) SessionPath(userID, sessionID string) string {
 
 // sessionControllers are what sessions are limited by, and what a v2
 // session hands down to its execs.
-var sessionControllers = []string{"cpu", "memory", "pids"}
+func sessionControllers() []string { return []string{"cpu", "memory", "pids"} }
 
 // Controllers lists the resource controllers sessions are limited by; it
 // fails if one is missing.
@@ -200,13 +200,14 @@ func (m *Manager) Controllers() ([]string, error) {
 		}
 	}
 	var out []string
-	for _, c := range sessionControllers {
+	want := sessionControllers()
+	for _, c := range want {
 		if slices.Contains(have, c) {
 			out = append(out, c)
 		}
 	}
-	if len(out) != len(sessionControllers) {
-		return out, fmt.Errorf("cgroup controllers %v available, need %v", out, sessionControllers)
+	if len(out) != len(want) {
+		return out, fmt.Errorf("cgroup controllers %v available, need %v", out, want)
 	}
 	return out, nil
 }
@@ -541,6 +542,9 @@ func (g group) waitEmpty() error {
 // tree: a session libcontainer has just created, and not yet put its
 // process in, would go with it.
 func (m *Manager) RemoveUser(userID string) error {
+	if userID == "" || strings.ContainsAny(userID, "/\x00") || path.Base(m.UserPath(userID)) != "user_"+userID {
+		return fmt.Errorf("user cgroup %q: not a user id", userID)
+	}
 	var errs []error
 	for _, dir := range m.Dirs(m.UserPath(userID)) {
 		err := unix.Rmdir(dir)

@@ -24,8 +24,11 @@ func TestPaths(t *testing.T) {
 
 func TestOnlyCgroupsBelowTheParentAreTouched(t *testing.T) {
 	m := &Manager{parent: "/sandboxd"}
-	for _, p := range []string{"/elsewhere/x", "/sandboxd", "/sandboxd/", "/sandboxdx/user_a/s", "/sandboxd/../x", "/sandboxd/user_a/../../x", "sandboxd/user_a/s"} {
+	for _, p := range []string{"/elsewhere/x", "/sandboxd", "/sandboxd/", "/sandboxdx/user_a/s", "/sandboxd/../x", "/sandboxd/user_a/../../x", "sandboxd/user_a/s", "/sandboxd/user_a"} {
 		assert.Error(t, m.Remove(p), "%q is never removed", p)
+	}
+	for _, user := range []string{"", "a/../../etc", "a/b", "a\x00"} {
+		assert.Error(t, m.RemoveUser(user), "user %q is refused", user)
 	}
 }
 

@@ -44,7 +44,7 @@ func (m *Manager) PrepareSession(cgPath string, initPID int) error {
 	}
 	// This writes the session's cgroup.subtree_control and its
 	// ancestors', where libcontainer enabled the same already.
-	if err := init.ToggleControllers(sessionControllers, cgroup2.Enable); err != nil {
+	if err := init.ToggleControllers(sessionControllers(), cgroup2.Enable); err != nil {
 		return fmt.Errorf("session %s: %w", cgPath, err)
 	}
 	return nil

@@ -75,7 +75,8 @@ func TestFreezeStopsASessionAndThawResumesIt(t *testing.T) {
 		st, err := m.SessionStats(clock)
 		return st.CPU >= start+200*time.Millisecond, err
 	}, "the other session spins on")
-	assert.Equal(t, stopped, sessionStats(t, m, frozen).CPU, "the frozen session used no CPU meanwhile")
+	// A task may be reported frozen a few µs before it is off the CPU.
+	assert.Less(t, sessionStats(t, m, frozen).CPU-stopped, time.Millisecond, "the frozen session used no CPU meanwhile")
 	assert.True(t, alive(fs.init.pid()), "a frozen process is not dead")
 	require.Error(t, m.RemoveExecs(frozen), "a frozen session's execs cannot be removed")
 

@@ -76,7 +76,8 @@ func TestV2OnTheUnifiedHierarchyOfAHybridHost(t *testing.T) {
 		st, err := ce.Stats()
 		return st.CPU >= start+200*time.Millisecond, err
 	}, "the clock spins on")
-	assert.Equal(t, stopped, execStats(t, e).CPU, "the frozen session used no CPU meanwhile")
+	// A task may be reported frozen a few µs before it is off the CPU.
+	assert.Less(t, execStats(t, e).CPU-stopped, time.Millisecond, "the frozen session used no CPU meanwhile")
 
 	// cgroup.kill ends a frozen cgroup's processes too.
 	require.NoError(t, e.Kill(), "kill the exec")
