@@ -44,9 +44,9 @@ type ExecStats struct {
 
 // NewExec creates the cgroup <session>/<name> for one command, in the
 // hierarchies that account it: the unified one on v2; cpuacct, memory and
-// (to kill through) the freezer on v1 and hybrid hosts. name is one path element of letters, digits, '-' and
-// '_', and must not be in use: a stale cgroup's counts would be reported
-// as the command's.
+// (to kill through) the freezer on v1 and hybrid hosts. name is one path
+// element of letters, digits, '-' and '_', and must not be in use: a
+// stale cgroup's counts would be reported as the command's.
 //
 // On v2 the result's Dir is open for clone3(CLONE_INTO_CGROUP), which
 // starts the command's first process in it; elsewhere the caller places

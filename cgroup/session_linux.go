@@ -31,6 +31,10 @@ func (m *Manager) PrepareSession(cgPath string, initPID int) error {
 	if initPID <= 0 {
 		return fmt.Errorf("session %s: init pid %d", cgPath, initPID)
 	}
+	// containerd creates with MkdirAll, which would make a missing session.
+	if _, err := os.Lstat(filepath.Join(m.unified, cgPath)); err != nil {
+		return fmt.Errorf("session %s: %w", cgPath, err)
+	}
 	session, err := m.unifiedGroup(cgPath)
 	if err != nil {
 		return err
@@ -76,6 +80,10 @@ func (m *Manager) SessionStats(cgPath string) (SessionStats, error) {
 		return SessionStats{}, err
 	}
 	if m.v1 == nil {
+		// containerd reads a missing cgroup's figures as zeros.
+		if _, err := os.Lstat(filepath.Join(m.unified, cgPath)); err != nil {
+			return SessionStats{}, fmt.Errorf("session %s: %w", cgPath, err)
+		}
 		cg, err := m.unifiedGroup(cgPath)
 		if err != nil {
 			return SessionStats{}, err

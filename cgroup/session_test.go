@@ -34,6 +34,9 @@ func TestPrepareSessionMovesInitAndHandsControllersDown(t *testing.T) {
 	assert.NoFileExists(t, filepath.Join(init, "cgroup.subtree_control"), "the init leaf keeps none")
 
 	assert.Error(t, m.PrepareSession(session, 0), "a pid is needed")
+	missing := m.SessionPath("u1", "missing")
+	assert.ErrorIs(t, m.PrepareSession(missing, 4242), os.ErrNotExist, "a session must exist")
+	assert.NoDirExists(t, filepath.Join(root, missing), "and is not made")
 	hybrid := &Manager{mode: ModeHybrid, parent: "/sandboxd", unified: root}
 	other := hybrid.SessionPath("u1", "s2")
 	require.NoError(t, hybrid.PrepareSession(other, 4242), "nothing to prepare on v1 and hybrid hosts")
