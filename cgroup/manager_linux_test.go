@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -42,6 +43,9 @@ func TestRemoveKillsWhatIsLeftAndRemovesEverywhere(t *testing.T) {
 	assert.False(t, alive(gs.init.pid()), "with the sandbox's PID 1")
 	assert.True(t, alive(ks.init.pid()), "the other session lives")
 	require.NoError(t, m.Remove(gone), "removing a removed session is not an error")
+	_, err = m.SessionStats(gone)
+	assert.ErrorIs(t, err, os.ErrNotExist, "a removed session has no stats")
+	assert.Error(t, m.Freeze(gone), "nor can it be frozen")
 
 	require.NoError(t, m.RemoveUser("u1"), "a user with a session left is busy, not an error")
 	assert.NotEmpty(t, existingDirs(m, m.UserPath("u1")), "the busy user group stays")

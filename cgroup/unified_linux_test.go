@@ -95,5 +95,7 @@ func TestV2OnTheUnifiedHierarchyOfAHybridHost(t *testing.T) {
 	require.False(t, frozen, "thawed")
 	require.NoError(t, m.Remove(clock.path), "remove a session with a busy exec")
 	assert.False(t, alive(ticker.pid()), "its processes are gone")
+	_, err = m.SessionStats(clock.path)
+	assert.ErrorIs(t, err, os.ErrNotExist, "a removed session has no stats")
 	require.NoError(t, ce.Remove(), "removing an exec whose session is gone is not an error")
 }
