@@ -77,10 +77,15 @@ type ExecResult struct {
 	// ExitCode is the command's exit status, or 128+n when signal n ended it.
 	ExitCode int `json:"exit_code"`
 	// Signal names the signal that ended the command ("SIGKILL"), if any.
-	Signal          string `json:"signal,omitempty"`
-	TimedOut        bool   `json:"timed_out"`
-	OOMKilled       bool   `json:"oom_killed"`
-	DurationMS      int64  `json:"duration_ms"`
+	Signal   string `json:"signal,omitempty"`
+	TimedOut bool   `json:"timed_out"`
+	// OOMKilled: the OOM killer killed a process of this command.
+	OOMKilled  bool  `json:"oom_killed"`
+	DurationMS int64 `json:"duration_ms"`
+	// CPUMS is the command's user and system CPU time.
+	CPUMS int64 `json:"cpu_ms"`
+	// PeakMemoryBytes is the most memory the command used at once.
+	PeakMemoryBytes uint64 `json:"peak_memory_bytes"`
 	Stdout          string `json:"stdout"`
 	Stderr          string `json:"stderr"`
 	StdoutTruncated bool   `json:"stdout_truncated"`

@@ -2,15 +2,13 @@ package cgroup
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	cgroups "github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,45 +28,36 @@ func Delegated() (parent string, ok bool, err error) {
 	if cgroups.Mode() != cgroups.Unified {
 		return "", false, nil
 	}
-	own, err := ownCgroup()
+	own, err := cgroup2.NestedGroupPath("")
 	if err != nil {
-		return "", false, err
+		return "", false, fmt.Errorf("own cgroup: %w", err)
 	}
 	unit := own
 	if path.Base(own) == Leaf {
 		unit = path.Dir(own)
 	}
-	dir := filepath.Join(unifiedMountpoint, unit)
-	if unit == "/" || !isDelegated(dir) {
+	if unit == "/" || !isDelegated(filepath.Join(unifiedMountpoint, unit)) {
 		return "", false, nil
 	}
+	cg, err := cgroup2.Load(unit)
+	if err != nil {
+		return "", false, fmt.Errorf("delegated cgroup %s: %w", unit, err)
+	}
+	leaf, err := cg.NewChild(Leaf, nil)
+	if err != nil {
+		return "", false, fmt.Errorf("delegated cgroup %s: %w", unit, err)
+	}
 	if own == unit {
-		leaf := filepath.Join(dir, Leaf)
-		if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return "", false, fmt.Errorf("delegated cgroup %s: %w", unit, err)
-		}
-		if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		if err := leaf.AddProc(uint64(os.Getpid())); err != nil {
 			return "", false, fmt.Errorf("move into %s/%s: %w", unit, Leaf, err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+cpu +memory +pids"), 0o644); err != nil {
+	// This writes the unit's cgroup.subtree_control, and its ancestors',
+	// where systemd enabled the same for a Delegate=yes unit already.
+	if err := leaf.ToggleControllers(sessionControllers(), cgroup2.Enable); err != nil {
 		return "", false, fmt.Errorf("enable controllers in %s: %w", unit, err)
 	}
 	return unit, true, nil
-}
-
-// ownCgroup reads this process's cgroup on the unified hierarchy.
-func ownCgroup() (string, error) {
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			return p, nil
-		}
-	}
-	return "", errors.New("no unified cgroup in /proc/self/cgroup")
 }
 
 // isDelegated reports whether systemd marked dir as delegated (it sets

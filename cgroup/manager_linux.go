@@ -7,17 +7,23 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	cgroups "github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
-	occgroups "github.com/opencontainers/cgroups"
+	"golang.org/x/sys/unix"
 )
 
-const unifiedMountpoint = "/sys/fs/cgroup"
+const (
+	// unifiedMountpoint is where the v2 hierarchy is on a unified host;
+	// hybridMountpoint is where it is beside the v1 ones.
+	unifiedMountpoint = "/sys/fs/cgroup"
+	hybridMountpoint  = "/sys/fs/cgroup/unified"
+	// emptyWait bounds how long killed processes may take to leave a cgroup.
+	emptyWait = 5 * time.Second
+)
 
 // Mode names the host's cgroup layout.
 type Mode string
@@ -31,68 +37,129 @@ const (
 // ErrUnavailable means the host has no usable cgroup hierarchy.
 var ErrUnavailable = errors.New("cgroups unavailable")
 
-// Manager knows the daemon's parent cgroup and the hierarchies it spans.
+// Manager knows the daemon's parent cgroup and the host's hierarchies,
+// resolved once by New. It holds no other state and is safe for
+// concurrent use.
 type Manager struct {
 	mode   Mode
 	parent string
-	// dirs are the parent's directory in every hierarchy it exists in.
-	roots []string
+	// unified is the v2 hierarchy's mountpoint ("" on a v1 host). In
+	// hybrid mode it carries no controller, and only libcontainer's
+	// sessions are placed in it; execs are not, as they need nothing
+	// there and a move into it is the dearest of all.
+	unified string
+	// v1 holds the v1 hierarchies by purpose; nil on v2.
+	v1 *hierarchies
+}
+
+// hierarchies are the v1 hierarchies the daemon uses, each list for one
+// purpose, so that no call touches a hierarchy it does not need.
+type hierarchies struct {
+	// all is every mounted hierarchy: libcontainer puts a session in each,
+	// and Remove removes it from each.
+	all []cgroup1.Subsystem
+	// exec holds what an exec cgroup needs: cpuacct for its CPU time,
+	// memory for its peak and OOM kills, the freezer to kill its tree.
+	exec []cgroup1.Subsystem
+	// stats holds what a session's statistics come from.
+	stats []cgroup1.Subsystem
+	// freezer freezes sessions.
+	freezer []cgroup1.Subsystem
 }
 
 // New returns a Manager for the absolute cgroup path parent (such as
 // "/sandboxd"). A relative path would nest under the daemon's own cgroup,
 // which belongs to whoever started it, so it is refused.
 func New(parent string) (*Manager, error) {
-	if !path.IsAbs(parent) || path.Clean(parent) != parent || parent == "/" {
-		return nil, fmt.Errorf("cgroup parent %q must be an absolute, clean path below /", parent)
+	if err := checkParent(parent); err != nil {
+		return nil, err
 	}
-	m := &Manager{parent: parent}
 	switch cgroups.Mode() {
 	case cgroups.Unified:
-		m.mode = ModeV2
+		return newManager(parent, ModeV2, unifiedMountpoint)
 	case cgroups.Hybrid:
-		m.mode = ModeHybrid
+		return newManager(parent, ModeHybrid, hybridMountpoint)
 	case cgroups.Legacy:
-		m.mode = ModeV1
+		return newManager(parent, ModeV1, "")
 	default:
 		return nil, ErrUnavailable
 	}
-	roots, err := hierarchyRoots(m.mode)
-	if err != nil {
-		return nil, err
+}
+
+// newManager resolves the hierarchies of mode once. Tests use it to drive
+// the v2 code on a hybrid host's unified hierarchy.
+func newManager(parent string, mode Mode, unified string) (*Manager, error) {
+	m := &Manager{mode: mode, parent: parent, unified: unified}
+	if mode == ModeV2 {
+		return m, nil
 	}
-	m.roots = roots
+	all, err := cgroup1.Default()
+	if err != nil {
+		return nil, fmt.Errorf("list cgroup v1 hierarchies: %w", err)
+	}
+	if len(all) == 0 {
+		return nil, ErrUnavailable
+	}
+	pick := func(names ...cgroup1.Name) []cgroup1.Subsystem {
+		var out []cgroup1.Subsystem
+		for _, s := range all {
+			if slices.Contains(names, s.Name()) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	h := &hierarchies{
+		all:     all,
+		stats:   pick(cgroup1.Cpu, cgroup1.Cpuacct, cgroup1.Pids),
+		freezer: pick(cgroup1.Freezer),
+		exec:    pick(cgroup1.Cpuacct, cgroup1.Freezer),
+	}
+	// The memory hierarchy is read for usage, peak and OOM kills only:
+	// the kmem and memsw files, which newer kernels drop, are skipped.
+	if mem := pick(cgroup1.Memory); len(mem) == 1 {
+		lean := cgroup1.NewMemory(filepath.Dir(subsystemDir(mem[0], "/")), cgroup1.IgnoreModules("kmem", "kmem.tcp", "memsw"))
+		h.stats = append(h.stats, lean)
+		h.exec = append(h.exec, lean)
+	}
+	if len(h.exec) != 3 || len(h.freezer) != 1 || len(pick(cgroup1.Pids)) != 1 {
+		return nil, fmt.Errorf("%w: need the cpuacct, memory, pids and freezer v1 hierarchies", ErrUnavailable)
+	}
+	m.v1 = h
 	return m, nil
 }
 
-// hierarchyRoots lists the mountpoints of every cgroup hierarchy that
-// libcontainer places a container in.
-func hierarchyRoots(mode Mode) ([]string, error) {
-	if mode == ModeV2 {
-		return []string{unifiedMountpoint}, nil
+// subsystemDir is the directory of cgPath in s's hierarchy.
+func subsystemDir(s cgroup1.Subsystem, cgPath string) string {
+	// Every hierarchy cgroup1.Default returns has a directory.
+	return s.(interface{ Path(string) string }).Path(cgPath)
+}
+
+// only makes a fixed list of hierarchies cgroup1's to load from.
+func only(subsystems []cgroup1.Subsystem) cgroup1.InitOpts {
+	return cgroup1.WithHierarchy(func() ([]cgroup1.Subsystem, error) { return subsystems, nil })
+}
+
+// load opens cgPath in the v1 hierarchies given; ok is false where it
+// exists in none of them.
+func load(cgPath string, subsystems []cgroup1.Subsystem) (cg cgroup1.Cgroup, ok bool, err error) {
+	cg, err = cgroup1.Load(cgroup1.StaticPath(cgPath), only(subsystems))
+	if errors.Is(err, cgroup1.ErrCgroupDeleted) {
+		return nil, false, nil
 	}
-	mounts, err := occgroups.GetCgroupMounts(false)
 	if err != nil {
-		return nil, fmt.Errorf("list cgroup v1 mounts: %w", err)
+		return nil, false, fmt.Errorf("load cgroup %s: %w", cgPath, err)
 	}
-	var roots []string
-	for _, mnt := range mounts {
-		if mnt.Root != "/" {
-			// A hierarchy mounted from a sub-tree (nested container) maps
-			// paths differently; libcontainer uses the same rule.
-			continue
-		}
-		if !slices.Contains(roots, mnt.Mountpoint) {
-			roots = append(roots, mnt.Mountpoint)
-		}
+	return cg, true, nil
+}
+
+// unifiedGroup opens cgPath on the v2 hierarchy.
+func (m *Manager) unifiedGroup(cgPath string) (*cgroup2.Manager, error) {
+	cg, err := cgroup2.Load(cgPath, cgroup2.WithMountpoint(m.unified))
+	if err != nil {
+		return nil, fmt.Errorf("load cgroup %s: %w", cgPath, err)
 	}
-	if mode == ModeHybrid {
-		roots = append(roots, filepath.Join(unifiedMountpoint, "unified"))
-	}
-	if len(roots) == 0 {
-		return nil, ErrUnavailable
-	}
-	return roots, nil
+	return cg, nil
 }
 
 // Mode is the host's cgroup mode.
@@ -111,22 +178,29 @@ func (m *Manager) SessionPath(userID, sessionID string) string {
 	return path.Join(m.UserPath(userID), sessionID)
 }
 
-// Controllers lists the resource controllers sessions are limited by.
+// sessionControllers are what sessions are limited by, and what a v2
+// session hands down to its execs.
+func sessionControllers() []string { return []string{"cpu", "memory", "pids"} }
+
+// Controllers lists the resource controllers sessions are limited by; it
+// fails if one is missing.
 func (m *Manager) Controllers() ([]string, error) {
-	want := []string{"cpu", "memory", "pids"}
 	var have []string
 	if m.mode == ModeV2 {
-		data, err := os.ReadFile(filepath.Join(unifiedMountpoint, "cgroup.controllers"))
+		root, err := m.unifiedGroup("/")
 		if err != nil {
+			return nil, err
+		}
+		if have, err = root.RootControllers(); err != nil {
 			return nil, fmt.Errorf("read controllers: %w", err)
 		}
-		have = strings.Fields(string(data))
 	} else {
-		for _, r := range m.roots {
-			have = append(have, strings.Split(filepath.Base(r), ",")...)
+		for _, s := range m.v1.all {
+			have = append(have, string(s.Name()))
 		}
 	}
 	var out []string
+	want := sessionControllers()
 	for _, c := range want {
 		if slices.Contains(have, c) {
 			out = append(out, c)
@@ -138,54 +212,38 @@ func (m *Manager) Controllers() ([]string, error) {
 	return out, nil
 }
 
-// OOMKills returns how many processes the kernel's OOM killer has killed in
-// the session cgroup at path since it was created.
-func (m *Manager) OOMKills(cgPath string) (uint64, error) {
-	if m.mode == ModeV2 {
-		cg, err := cgroup2.Load(cgPath)
-		if err != nil {
-			return 0, fmt.Errorf("load cgroup %s: %w", cgPath, err)
-		}
-		st, err := cg.Stat()
-		if err != nil {
-			return 0, fmt.Errorf("stat cgroup %s: %w", cgPath, err)
-		}
-		if st.MemoryEvents == nil {
-			return 0, nil
-		}
-		return st.MemoryEvents.OomKill, nil
-	}
-	// v1: memory.oom_control's oom_kill line (kernel 4.13 and later).
-	data, err := os.ReadFile(filepath.Join(m.controllerDir("memory", cgPath), "memory.oom_control"))
-	if err != nil {
-		return 0, fmt.Errorf("cgroup %s: %w", cgPath, err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+// Dirs lists the directories of cgPath in every hierarchy.
+func (m *Manager) Dirs(cgPath string) []string {
+	var dirs []string
+	if m.v1 != nil {
+		for _, s := range m.v1.all {
+			dirs = append(dirs, subsystemDir(s, cgPath))
 		}
 	}
-	return 0, fmt.Errorf("cgroup %s: memory.oom_control has no oom_kill count", cgPath)
+	if m.unified != "" {
+		dirs = append(dirs, filepath.Join(m.unified, cgPath))
+	}
+	return dirs
 }
 
-// Leftovers lists the session cgroups (as absolute cgroup paths) found under
-// the parent in any hierarchy.
+// Leftovers lists the session cgroups (as absolute cgroup paths) found
+// under the parent in any hierarchy.
 func (m *Manager) Leftovers() ([]string, error) {
 	var found []string
-	for _, r := range m.roots {
-		users, err := os.ReadDir(filepath.Join(r, m.parent))
+	for _, dir := range m.Dirs(m.parent) {
+		users, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", r, err)
+			return nil, fmt.Errorf("list %s: %w", dir, err)
 		}
 		for _, u := range users {
 			if !u.IsDir() || !strings.HasPrefix(u.Name(), "user_") {
 				continue
 			}
-			sessions, err := os.ReadDir(filepath.Join(r, m.parent, u.Name()))
-			if err != nil {
+			sessions, err := os.ReadDir(filepath.Join(dir, u.Name()))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("list %s: %w", u.Name(), err)
 			}
 			for _, s := range sessions {
@@ -199,100 +257,302 @@ func (m *Manager) Leftovers() ([]string, error) {
 	return found, nil
 }
 
-// Remove kills every process left in the cgroup at cgPath (which must lie
-// under the parent) and removes it from every hierarchy.
-func (m *Manager) Remove(cgPath string) error {
-	if !strings.HasPrefix(cgPath, m.parent+"/") {
-		return fmt.Errorf("cgroup %s is not under %s", cgPath, m.parent)
+// Pids lists the processes in the cgroup at cgPath and below it, in any
+// hierarchy.
+func (m *Manager) Pids(cgPath string) ([]int, error) {
+	g, err := m.open(cgPath, false)
+	if err != nil {
+		return nil, err
 	}
-	var errs []error
-	dirs := m.Dirs(cgPath)
-	for _, dir := range dirs {
-		pids, err := occgroups.GetAllPids(dir)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
+	if g.v1 == nil && g.v2 == nil {
+		return nil, fmt.Errorf("cgroup %s: %w", cgPath, os.ErrNotExist)
+	}
+	var pids []int
+	add := func(pid int) {
+		if !slices.Contains(pids, pid) {
+			pids = append(pids, pid)
 		}
-		for _, pid := range pids {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-				errs = append(errs, fmt.Errorf("kill %d in %s: %w", pid, cgPath, err))
+	}
+	if g.v2 != nil {
+		procs, err := g.v2.Procs(true)
+		if err != nil {
+			return nil, fmt.Errorf("cgroup %s: %w", cgPath, err)
+		}
+		for _, p := range procs {
+			add(int(p))
+		}
+	}
+	if g.v1 != nil {
+		for _, s := range g.v1.Subsystems() {
+			procs, err := g.v1.Processes(s.Name(), true)
+			if err != nil {
+				return nil, fmt.Errorf("cgroup %s: %w", cgPath, err)
+			}
+			for _, p := range procs {
+				add(p.Pid)
 			}
 		}
-	}
-	for _, dir := range dirs {
-		if err := occgroups.RemovePath(dir); err != nil {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", cgPath, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// RemoveUser removes the user's parent cgroup from every hierarchy if no
-// session is left in it; a busy parent is not an error.
-func (m *Manager) RemoveUser(userID string) error {
-	var errs []error
-	for _, dir := range m.Dirs(m.UserPath(userID)) {
-		err := syscall.Rmdir(dir)
-		if err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.ENOTEMPTY) {
-			errs = append(errs, fmt.Errorf("remove user cgroup %s: %w", userID, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// controllerDir is the directory of cgPath in the hierarchy holding
-// controller (v1), or in the unified hierarchy (v2).
-func (m *Manager) controllerDir(controller, cgPath string) string {
-	if m.mode == ModeV2 {
-		return filepath.Join(unifiedMountpoint, cgPath)
-	}
-	for _, r := range m.roots {
-		if slices.Contains(strings.Split(filepath.Base(r), ","), controller) {
-			return filepath.Join(r, cgPath)
-		}
-	}
-	return filepath.Join(unifiedMountpoint, controller, cgPath)
-}
-
-// Dirs lists the directories of cgPath in every hierarchy.
-func (m *Manager) Dirs(cgPath string) []string {
-	dirs := make([]string, 0, len(m.roots))
-	for _, r := range m.roots {
-		dirs = append(dirs, filepath.Join(r, cgPath))
-	}
-	return dirs
-}
-
-// Pids lists the processes in the cgroup at cgPath and below it.
-func (m *Manager) Pids(cgPath string) ([]int, error) {
-	pids, err := occgroups.GetAllPids(m.controllerDir("pids", cgPath))
-	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: %w", cgPath, err)
 	}
 	return pids, nil
 }
 
-// CPUUsage is the CPU time the cgroup at cgPath has used.
-func (m *Manager) CPUUsage(cgPath string) (time.Duration, error) {
-	if m.mode == ModeV2 {
-		cg, err := cgroup2.Load(cgPath)
-		if err != nil {
-			return 0, fmt.Errorf("load cgroup %s: %w", cgPath, err)
+// Remove kills every process left in the session at cgPath, frozen or
+// not, waits for them to leave and removes the session's cgroup with
+// everything beneath it from every hierarchy. A session that is already
+// gone is not an error.
+func (m *Manager) Remove(cgPath string) error {
+	if err := checkSession(m.parent, cgPath); err != nil {
+		return err
+	}
+	return m.remove(cgPath, true)
+}
+
+// remove opens cgPath in every hierarchy it is in and removes it. thaw
+// says that no ancestor of cgPath is frozen, so that a frozen cgPath can
+// be thawed for its killed processes to die.
+func (m *Manager) remove(cgPath string, thaw bool) error {
+	g, err := m.open(cgPath, thaw)
+	if err != nil || g.v1 == nil && g.v2 == nil {
+		return err
+	}
+	return g.remove()
+}
+
+// open opens cgPath in every hierarchy it is in.
+func (m *Manager) open(cgPath string, thaw bool) (group, error) {
+	g := group{path: cgPath, thaw: thaw}
+	if m.v1 != nil {
+		g.subsystems = m.v1.all
+		if err := g.reopen(); err != nil {
+			return group{}, err
 		}
-		st, err := cg.Stat()
-		if err != nil || st.CPU == nil {
-			return 0, fmt.Errorf("stat cgroup %s: %w", cgPath, err)
+	}
+	if m.unified != "" {
+		g.v2dir = filepath.Join(m.unified, cgPath)
+		if exists(g.v2dir) {
+			var err error
+			if g.v2, err = m.unifiedGroup(cgPath); err != nil {
+				return group{}, err
+			}
 		}
-		return time.Duration(st.CPU.UsageUsec) * time.Microsecond, nil
 	}
-	data, err := os.ReadFile(filepath.Join(m.controllerDir("cpuacct", cgPath), "cpuacct.usage"))
+	return g, nil
+}
+
+// group is one cgroup in the hierarchies the daemon uses it in.
+type group struct {
+	path string
+	// v1 is the group in those of the v1 subsystems it is in; nil on v2.
+	v1         cgroup1.Cgroup
+	subsystems []cgroup1.Subsystem
+	// v2 is the group on the unified hierarchy, at v2dir; nil on v1.
+	v2    *cgroup2.Manager
+	v2dir string
+	// thaw says that no ancestor of the group is frozen: a v1 freezer
+	// that is frozen is the group's own and can be thawed.
+	thaw bool
+}
+
+// remove deletes the group. An empty one, the usual case, goes with one
+// rmdir per hierarchy, which the kernel refuses while a process is in it:
+// containerd's Delete would first stat every file of the group in each
+// hierarchy, looking for processes, and double what an exec costs.
+// Otherwise remove kills what is left in the group, waits for it to leave
+// and deletes the group (and its children) with containerd.
+func (g group) remove() error {
+	if g.rmdir() {
+		return nil
+	}
+	// The group may be gone from some hierarchies now, after which
+	// cgroup1 would take all of it for gone.
+	if err := g.reopen(); err != nil {
+		return err
+	}
+	if err := g.kill(); err != nil {
+		return fmt.Errorf("kill cgroup %s: %w", g.path, err)
+	}
+	if g.frozen() && !g.thaw {
+		return fmt.Errorf("cgroup %s: an ancestor is frozen, so its killed processes cannot exit until it is thawed", g.path)
+	}
+	if err := g.waitEmpty(); err != nil {
+		return fmt.Errorf("cgroup %s: %w", g.path, err)
+	}
+	if err := g.delete(); err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", g.path, err)
+	}
+	return nil
+}
+
+// rmdir removes the group's directory from each hierarchy; false if it is
+// left in one (a process or a child cgroup is in it).
+func (g group) rmdir() bool {
+	removed := true
+	for _, s := range g.subsystems {
+		err := unix.Rmdir(subsystemDir(s, g.path))
+		removed = removed && (err == nil || errors.Is(err, unix.ENOENT))
+	}
+	if g.v2dir != "" {
+		err := unix.Rmdir(g.v2dir)
+		removed = removed && (err == nil || errors.Is(err, unix.ENOENT))
+	}
+	return removed
+}
+
+// frozen reports whether the group is frozen in the v1 freezer.
+func (g group) frozen() bool {
+	return g.v1 != nil && g.hasFreezer() && g.v1.State() == cgroup1.Frozen
+}
+
+func (g group) hasFreezer() bool {
+	return slices.ContainsFunc(g.v1.Subsystems(), func(s cgroup1.Subsystem) bool { return s.Name() == cgroup1.Freezer })
+}
+
+// reopen (re)loads the group in those of its v1 subsystems where it is.
+func (g *group) reopen() error {
+	if len(g.subsystems) == 0 {
+		return nil
+	}
+	cg, ok, err := load(g.path, g.subsystems)
 	if err != nil {
-		return 0, fmt.Errorf("cgroup %s: %w", cgPath, err)
+		return err
 	}
-	ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("cgroup %s: cpuacct.usage: %w", cgPath, err)
+	g.v1 = nil
+	if ok {
+		g.v1 = cg
 	}
-	return time.Duration(ns), nil
+	return nil
+}
+
+// delete removes the group and its children from each hierarchy; it fails
+// while a process is in one (containerd checks that first).
+func (g group) delete() error {
+	var errs []error
+	if g.v1 != nil {
+		errs = append(errs, g.v1.Delete())
+	}
+	if g.v2 != nil && exists(g.v2dir) {
+		errs = append(errs, g.v2.Delete())
+	}
+	return errors.Join(errs...)
+}
+
+// kill sends SIGKILL to every process in the group's tree: through
+// cgroup.kill where it is on a unified hierarchy (containerd freezes and
+// kills on kernels before 5.14), else by freezing it in the v1 freezer,
+// killing what is in it and thawing it. A v1-frozen process dies only once
+// thawed: the group is thawed where g.thaw allows.
+func (g group) kill() error {
+	freezer := g.v1 != nil && g.hasFreezer()
+	var err error
+	switch {
+	case g.v2 != nil && exists(g.v2dir):
+		err = g.v2.Kill()
+	case g.v1 == nil:
+		return nil
+	case !freezer:
+		err = g.signalAll()
+	case g.v1.State() == cgroup1.Frozen:
+		// Frozen already, by itself or by an ancestor, whose freeze a
+		// thaw here could not undo (cgroup1 would wait for it for ever).
+		err = g.signalAll()
+	default:
+		if err := g.v1.Freeze(); err != nil {
+			return err
+		}
+		err = errors.Join(g.signalAll(), g.v1.Thaw())
+	}
+	if err == nil && g.thaw && g.frozen() {
+		err = g.v1.Thaw()
+	}
+	return err
+}
+
+func exists(dir string) bool {
+	_, err := os.Lstat(dir)
+	return err == nil
+}
+
+// signalAll sends SIGKILL to every process in the group's v1 tree.
+func (g group) signalAll() error {
+	var errs []error
+	for _, s := range g.v1.Subsystems() {
+		procs, err := g.v1.Processes(s.Name(), true)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		for _, p := range procs {
+			if err := unix.Kill(p.Pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("kill %d: %w", p.Pid, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// populated reports whether any process is left in the group's tree, in
+// any of its hierarchies.
+func (g group) populated() (bool, error) {
+	if g.v2 != nil {
+		procs, err := g.v2.Procs(true)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return false, err
+		}
+		if len(procs) > 0 {
+			return true, nil
+		}
+	}
+	if g.v1 == nil {
+		return false, nil
+	}
+	for _, s := range g.v1.Subsystems() {
+		procs, err := g.v1.Processes(s.Name(), true)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return false, err
+		}
+		if len(procs) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// waitEmpty polls, with a growing pause and up to emptyWait, until killed
+// processes have left the group: exiting takes the kernel a moment, and
+// not every mode has an event to wait on.
+func (g group) waitEmpty() error {
+	deadline := time.Now().Add(emptyWait)
+	pause := 100 * time.Microsecond
+	for {
+		busy, err := g.populated()
+		if err != nil || !busy {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes still there %s after SIGKILL", emptyWait)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
+	}
+}
+
+// RemoveUser removes the user's parent cgroup from every hierarchy if no
+// session is left in it; a busy parent is not an error.
+//
+// It is a plain rmdir rather than containerd's Delete, which removes a
+// tree: a session libcontainer has just created, and not yet put its
+// process in, would go with it.
+func (m *Manager) RemoveUser(userID string) error {
+	if userID == "" || strings.ContainsAny(userID, "/\x00") || path.Base(m.UserPath(userID)) != "user_"+userID {
+		return fmt.Errorf("user cgroup %q: not a user id", userID)
+	}
+	var errs []error
+	for _, dir := range m.Dirs(m.UserPath(userID)) {
+		err := unix.Rmdir(dir)
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
+			errs = append(errs, fmt.Errorf("remove user cgroup %s: %w", userID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // RemoveParent removes the whole parent tree from every hierarchy, killing
@@ -307,8 +567,6 @@ func (m *Manager) RemoveParent() error {
 	for _, p := range leftovers {
 		errs = append(errs, m.Remove(p))
 	}
-	for _, dir := range m.Dirs(m.parent) {
-		errs = append(errs, occgroups.RemovePath(dir))
-	}
+	errs = append(errs, m.remove(m.parent, true))
 	return errors.Join(errs...)
 }

@@ -235,13 +235,17 @@ func (m *Manager) attach(s *session, c *libcontainer.Container) error {
 	if err != nil {
 		return fmt.Errorf("session %q: container state: %w", s.meta.ID, err)
 	}
+	cgPath := m.cg.SessionPath(s.meta.UserID, s.meta.ID)
+	if err := m.cg.PrepareSession(cgPath, st.InitProcessPid); err != nil {
+		return fmt.Errorf("session %q: %w", s.meta.ID, err)
+	}
 	fd, err := unix.PidfdOpen(st.InitProcessPid, 0)
 	if err != nil {
 		return fmt.Errorf("session %q: pidfd of its PID 1: %w", s.meta.ID, err)
 	}
 	s.box = c
 	s.init = os.NewFile(uintptr(fd), "pidfd")
-	s.exec = &agentExecutor{socket: m.agentSocket(s.meta.ID), uid: m.owner.UID, gid: m.owner.GID}
+	s.exec = &agentExecutor{socket: m.agentSocket(s.meta.ID), uid: m.owner.UID, gid: m.owner.GID, cg: m.cg, session: cgPath}
 	return nil
 }
 

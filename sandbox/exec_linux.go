@@ -77,8 +77,6 @@ func (m *Manager) execute(ctx context.Context, id string, req ExecRequest, stdou
 
 	ctx, release := s.bind(ctx)
 	defer release()
-	cgPath := m.cg.SessionPath(s.meta.UserID, s.meta.ID)
-	oomBefore, oomErr := m.cg.OOMKills(cgPath)
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
@@ -89,16 +87,14 @@ func (m *Manager) execute(ctx context.Context, id string, req ExecRequest, stdou
 	res := ExecResult{
 		ExitCode: exit.Code,
 		// Our deadline, not the caller's cancel or the session's delete.
-		TimedOut: exit.Cancelled && ctx.Err() == nil,
-		Duration: time.Since(start),
+		TimedOut:   exit.Cancelled && ctx.Err() == nil,
+		OOMKilled:  exit.OOMKilled,
+		Duration:   time.Since(start),
+		CPU:        exit.CPU,
+		PeakMemory: exit.PeakMemory,
 	}
 	if exit.Signal != 0 {
 		res.Signal = unix.SignalName(exit.Signal)
-	}
-	if oomErr == nil {
-		if after, err := m.cg.OOMKills(cgPath); err == nil && after > oomBefore {
-			res.OOMKilled = true
-		}
 	}
 	return res, nil
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/sandbox/shim"
 )
 
@@ -37,7 +38,7 @@ type Started interface {
 	Kill() error
 }
 
-// Exit is how a command ended.
+// Exit is how a command ended, and what it used.
 type Exit struct {
 	Code int
 	// Signal is the signal that ended the command, or 0.
@@ -45,6 +46,11 @@ type Exit struct {
 	Cancelled bool
 	// CPU is the user and system time of the command's whole tree.
 	CPU time.Duration
+	// PeakMemory is the most memory the command's tree used at once.
+	PeakMemory uint64
+	// OOMKilled: the kernel's OOM killer killed a process of this
+	// command (not of another one of the session).
+	OOMKilled bool
 }
 
 const (
@@ -63,11 +69,16 @@ var errCwd = errors.New("cannot enter working directory")
 
 // agentExecutor runs each command through the sandbox's PID 1, the shim's
 // agent, over its socket: no process is started from outside the sandbox
-// and no namespace is joined per command.
+// and no namespace is joined per command. Each command runs in a cgroup of
+// its own beneath the session's, which tells its CPU time, its memory peak
+// and whether the OOM killer struck it rather than another command.
 type agentExecutor struct {
 	// socket is a path the daemon can connect to the agent at.
 	socket   string
 	uid, gid int
+	cg       *cgroup.Manager
+	// session is the session's cgroup path.
+	session string
 }
 
 func (e *agentExecutor) Exec(ctx context.Context, l launch) (Exit, error) {
@@ -87,9 +98,10 @@ func (e *agentExecutor) Exec(ctx context.Context, l launch) (Exit, error) {
 }
 
 // agentProcess is a command started by the agent, with the daemon's ends
-// of its pipes.
+// of its pipes and its cgroup.
 type agentProcess struct {
-	p *shim.Process
+	p  *shim.Process
+	cg *cgroup.Exec
 	// pipes are the daemon's ends, closed when the command is over.
 	pipes  []*os.File
 	copies sync.WaitGroup
@@ -133,29 +145,48 @@ func (e *agentExecutor) Start(ctx context.Context, l launch) (Started, error) {
 		}
 		mine, theirs = append(mine, stdinW), append(theirs, stdinR)
 	}
-	p, err := shim.Start(ctx, e.socket, shim.Request{
+	cg, err := e.cg.NewExec(e.session, "exec-"+newID(6))
+	if err != nil {
+		closeAll(append(mine, theirs...))
+		return nil, err
+	}
+	req := shim.Request{
 		Args: l.Args, Env: l.Env, Cwd: l.Cwd, UID: e.uid, GID: e.gid,
 		Stdin: stdinR, Stdout: outW, Stderr: errW,
-	})
+		// On v2 the supervisor starts in the cgroup; elsewhere it waits
+		// until the daemon put it there.
+		Cgroup: cg.Dir(), Hold: cg.Dir() == nil,
+	}
+	p, err := shim.Start(ctx, e.socket, req)
+	if err == nil && req.Hold {
+		if err = cg.AddProc(p.HostPID()); err == nil {
+			err = p.Go(ctx)
+		}
+		if err != nil {
+			_ = p.Close()
+			p = nil
+		}
+	}
 	// Only the sandbox holds the write ends now: EOF means every process
 	// that could write has exited.
 	closeAll(theirs)
-	a := &agentProcess{p: p, pipes: mine, done: make(chan struct{})}
+	a := &agentProcess{p: p, cg: cg, pipes: mine, done: make(chan struct{})}
 	var code int
 	switch se, _ := errors.AsType[*shim.StartError](err); {
 	case err == nil:
 	case errors.Is(err, shim.ErrExec):
 		// As a shell reports it: the program could not run (127, 126);
 		// the supervisor said why on the command's stderr.
-		code = se.ExitCode()
-	case errors.Is(err, shim.ErrCwd):
-		closeAll(mine)
-		return nil, fmt.Errorf("%w: %w", errCwd, se.Errno)
-	case errors.Is(err, shim.ErrPidsLimit):
-		closeAll(mine)
-		return nil, fmt.Errorf("%w: %w", ErrPidsLimit, err)
+		a.p, code = nil, se.ExitCode()
 	default:
 		closeAll(mine)
+		_ = cg.Remove()
+		switch {
+		case errors.Is(err, shim.ErrCwd):
+			return nil, fmt.Errorf("%w: %w", errCwd, se.Errno)
+		case errors.Is(err, shim.ErrPidsLimit):
+			return nil, fmt.Errorf("%w: %w", ErrPidsLimit, err)
+		}
 		return nil, err
 	}
 	if stdinW != nil {
@@ -194,6 +225,12 @@ func (a *agentProcess) wait(code int) {
 	} else {
 		a.exit = Exit{Code: code}
 	}
+	if st, err := a.cg.Stats(); err == nil {
+		a.exit.CPU, a.exit.PeakMemory, a.exit.OOMKilled = st.CPU, st.MemoryPeakBytes, st.OOMKills > 0
+	}
+	if err := a.cg.Remove(); err != nil && a.err == nil {
+		a.err = err
+	}
 	drained := make(chan struct{})
 	go func() { a.copies.Wait(); close(drained) }()
 	timer := time.NewTimer(drainGrace)
@@ -229,8 +266,8 @@ func (a *agentProcess) Terminate() error {
 	return a.p.Term()
 }
 
-// Kill asks the supervisor to kill the command's tree, and hangs up on it
-// if it does not finish in time, which kills the tree as well.
+// Kill asks the supervisor to kill the command's tree, and kills the
+// command's cgroup if it does not finish in time.
 func (a *agentProcess) Kill() error {
 	if a.p == nil {
 		return nil
@@ -242,6 +279,7 @@ func (a *agentProcess) Kill() error {
 		select {
 		case <-a.done:
 		case <-timer.C:
+			_ = a.cg.Kill()
 			_ = a.p.Close()
 		}
 	}()

@@ -46,16 +46,16 @@ func TestCPULimitHoldsTwoBusyLoopsToHalfACPU(t *testing.T) {
 	s := startSession(t, "cpu", &Limits{CPUs: 0.5})
 	cg := env.m.cg.SessionPath(s.UserID, s.ID)
 
-	before, err := env.m.cg.CPUUsage(cg)
+	before, err := env.m.cg.SessionStats(cg)
 	require.NoError(t, err, "read cpu usage")
 	start := time.Now()
 	res := run(t, s.ID, `while :; do :; done & while :; do :; done`, 4)
 	wall := time.Since(start)
-	after, err := env.m.cg.CPUUsage(cg)
+	after, err := env.m.cg.SessionStats(cg)
 	require.NoError(t, err, "read cpu usage")
 	require.True(t, res.TimedOut, "the loops ran until the timeout")
 
-	used := float64(after-before) / float64(wall)
+	used := float64(after.CPU-before.CPU) / float64(wall)
 	t.Logf("two busy loops used %.3f CPU over %s", used, wall)
 	assert.GreaterOrEqual(t, used, 0.4, "at least 0.4 CPU")
 	assert.LessOrEqual(t, used, 0.6, "at most 0.6 CPU")
@@ -100,4 +100,31 @@ func TestLimitsAreCappedAndValidated(t *testing.T) {
 			assert.Equal(t, tt.want, got, fmt.Sprintf("limits for %+v", tt.limits))
 		})
 	}
+}
+
+func TestOOMIsAttributedToTheCommandThatWasKilled(t *testing.T) {
+	s := startSession(t, "oomexec", &Limits{MemoryMB: 128})
+	bystander := make(chan ran, 1)
+	go func() {
+		bystander <- run(t, s.ID, "sleep 3; echo fine", 30)
+	}()
+	hog := run(t, s.ID, `python3 -c 'b = bytearray(512 * 1024 * 1024)'`, 30)
+	calm := <-bystander
+	assert.True(t, hog.OOMKilled, "the hog is reported OOM-killed: %+v", hog.ExecResult)
+	assert.False(t, calm.OOMKilled, "the command beside it is not")
+	assert.Equal(t, "fine\n", calm.Stdout, "and it finished")
+}
+
+func TestExecReportsCPUAndPeakMemory(t *testing.T) {
+	s := startSession(t, "usage", &Limits{CPUs: 2})
+	idle := run(t, s.ID, "true", 30)
+	burn := run(t, s.ID, `python3 -c 'x = 0
+for i in range(4 * 10**6): x += i'`, 60)
+	alloc := run(t, s.ID, `python3 -c 'b = bytearray(96 * 1024 * 1024); b[::4096] = b"x" * len(b[::4096])'`, 60)
+	require.Equal(t, 0, burn.ExitCode, "burn: %s", burn.Stderr)
+	require.Equal(t, 0, alloc.ExitCode, "alloc: %s", alloc.Stderr)
+	assert.Greater(t, burn.CPU, 100*time.Millisecond, "a CPU burner's time is counted")
+	assert.Less(t, idle.CPU, burn.CPU/4, "true uses far less")
+	assert.Greater(t, alloc.PeakMemory, uint64(96<<20), "an allocation raises the peak")
+	assert.Less(t, idle.PeakMemory, uint64(32<<20), "true's peak is small")
 }

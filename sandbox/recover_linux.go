@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/opencontainers/runc/libcontainer"
 
@@ -42,9 +41,6 @@ func (m *Manager) recover(ctx context.Context) error {
 		// daemon's) is restarted over the same files, like a dead one.
 		if c, err := libcontainer.Load(m.layout.Containers(), id); err == nil && ok && meta.Deleting == nil && meta.Agent == shim.ProtocolVersion {
 			if st, _ := c.Status(); st == libcontainer.Running {
-				if err := killStrays(c); err != nil {
-					m.log.Warn("kill stray commands", "session", id, "err", err)
-				}
 				adopted[id] = c
 				continue
 			}
@@ -94,6 +90,12 @@ func (m *Manager) restore(s *session, running *libcontainer.Container) error {
 		if err := m.attach(s, running); err != nil {
 			return err
 		}
+		// The commands of the daemon before ended when it hung up on
+		// their supervisors; their cgroups, and anything left in them,
+		// are nobody's now.
+		if err := m.cg.RemoveExecs(m.cg.SessionPath(meta.UserID, meta.ID)); err != nil {
+			return fmt.Errorf("remove the previous daemon's commands: %w", err)
+		}
 		m.log.Info("session adopted", "session", meta.ID, "user", meta.UserID)
 	default:
 		if err := m.startSandbox(s); err != nil {
@@ -140,26 +142,6 @@ func (m *Manager) scanSessions() (map[string]sessionMeta, error) {
 		metas[meta.ID] = meta
 	}
 	return metas, nil
-}
-
-// killStrays kills every process of an adopted sandbox but its PID 1.
-func killStrays(c *libcontainer.Container) error {
-	st, err := c.State()
-	if err != nil {
-		return err
-	}
-	pids, err := c.Processes()
-	if err != nil {
-		return err
-	}
-	for _, pid := range pids {
-		if pid != st.InitProcessPid {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // removeStrayCgroups removes session cgroups under the parent that belong

@@ -116,10 +116,16 @@ type ExecResult struct {
 	// ended it.
 	ExitCode int
 	// Signal names the signal that ended the command ("SIGKILL"), if any.
-	Signal    string
-	TimedOut  bool
+	Signal   string
+	TimedOut bool
+	// OOMKilled: the kernel's OOM killer killed a process of this
+	// command.
 	OOMKilled bool
 	Duration  time.Duration
+	// CPU is the user and system time the command's processes used.
+	CPU time.Duration
+	// PeakMemory is the most memory (bytes) the command used at once.
+	PeakMemory uint64
 	// Stdout and Stderr are kept up to the daemon's output cap; a
 	// streamed exec leaves them empty.
 	Stdout, Stderr                   []byte

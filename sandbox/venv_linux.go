@@ -106,7 +106,14 @@ func (m *Manager) runBuild(ctx context.Context, venv string) error {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	out := newCappedBuffer(64 << 10)
-	exec := &agentExecutor{socket: m.agentSocket(id), uid: m.owner.UID, gid: m.owner.GID}
+	st, err := c.State()
+	if err != nil {
+		return fmt.Errorf("base env: %w", err)
+	}
+	if err := m.cg.PrepareSession(spec.cgroupPath, st.InitProcessPid); err != nil {
+		return fmt.Errorf("base env: %w", err)
+	}
+	exec := &agentExecutor{socket: m.agentSocket(id), uid: m.owner.UID, gid: m.owner.GID, cg: m.cg, session: spec.cgroupPath}
 	exit, err := exec.Exec(ctx, launch{
 		Args:   []string{m.cfg.Python, "-m", "venv", "--system-site-packages", mounts.VenvDir},
 		Env:    []string{"PATH=" + sandboxPath, "HOME=/tmp", "LANG=C.UTF-8"},

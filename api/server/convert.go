@@ -90,6 +90,8 @@ func wireExec(r sandbox.ExecResult) api.ExecResult {
 		TimedOut:        r.TimedOut,
 		OOMKilled:       r.OOMKilled,
 		DurationMS:      r.Duration.Milliseconds(),
+		CPUMS:           r.CPU.Milliseconds(),
+		PeakMemoryBytes: r.PeakMemory,
 		Stdout:          string(r.Stdout),
 		Stderr:          string(r.Stderr),
 		StdoutTruncated: r.StdoutTruncated,

@@ -192,7 +192,8 @@ func TestRoutesSucceed(t *testing.T) {
 			setup: func(_ *testing.T, fb *servertest.Backend) {
 				fb.SetScript(servertest.Script{
 					Output: []sandbox.Output{{Stream: sandbox.Stdout, Data: []byte("out")}, {Stream: sandbox.Stderr, Data: []byte("err")}},
-					Result: sandbox.ExecResult{ExitCode: 137, Signal: "SIGKILL", TimedOut: true, Duration: 30 * time.Second, StdoutTruncated: true},
+					Result: sandbox.ExecResult{ExitCode: 137, Signal: "SIGKILL", TimedOut: true, Duration: 30 * time.Second, StdoutTruncated: true,
+						CPU: 1500 * time.Millisecond, PeakMemory: 1 << 20},
 				})
 			},
 			wantStatus: http.StatusOK,
@@ -202,6 +203,7 @@ func TestRoutesSucceed(t *testing.T) {
 					Stdin:   "in", Timeout: 2500 * time.Millisecond,
 				}}, fb.LastExec(), "backend got the decoded request")
 				assert.JSONEq(t, `{"exit_code":137,"signal":"SIGKILL","timed_out":true,"oom_killed":false,"duration_ms":30000,
+					"cpu_ms":1500,"peak_memory_bytes":1048576,
 					"stdout":"out","stderr":"err","stdout_truncated":true,"stderr_truncated":false}`, rec.Body.String(), "the result")
 			},
 		},
