@@ -273,11 +273,9 @@ Examples:
 
 
 def _clamp_timeout(timeout: Any) -> Any:
-    """Mini-Agent's rule: above 600 → 600, below 1 → the default 120."""
-    if isinstance(timeout, str):
-        timeout = float(timeout) if "." in timeout else int(timeout)
-    if timeout is None:
-        return DEFAULT_TIMEOUT
+    """Mini-Agent's rule: above 600 → 600, below 1 → the default 120. A
+    value that is not a number fails the comparison with Python's TypeError,
+    as it does there, before anything runs."""
     if timeout > MAX_TIMEOUT:
         return MAX_TIMEOUT
     if timeout < 1:
@@ -634,6 +632,10 @@ def truncate_text_by_tokens(text: str, max_tokens: int) -> str:
     return head_part + truncation_note + tail_part
 
 
+def _is_index(v: Any) -> bool:
+    return isinstance(v, int)
+
+
 class ReadTool(SandboxTool):
     """``read_file``: lines of a text file of the session, numbered as
     ``{n:6d}|{line}``; ``offset`` is the first line (1-based), ``limit`` the
@@ -677,22 +679,45 @@ class ReadTool(SandboxTool):
         """Read ``path``; see the class docstring."""
         try:
             full = _resolve(path)
-            # Mini-Agent's slice arithmetic: lines[start:end], then clamped.
-            start = (int(offset) - 1) if offset else 0
-            end = (start + int(limit)) if limit else None
-            if start < 0:
-                start = 0
-            count = 0 if end is None else end - start
-            empty = end is not None and count <= 0
+            # Mini-Agent's arithmetic: lines[start:end] with start = offset-1
+            # clamped at 0 and end = start+limit as it comes, so a negative
+            # end counts from the end of the file. Its TypeErrors (offset
+            # "2") are reported after the file is found, as there.
+            bad: Optional[TypeError] = None
+            start: Any = 0
+            end: Any = None
             try:
-                text = await self._call(
-                    self.client.read_text, self.session_id, full, start + 1, 1 if empty else count
-                )
+                start = (offset - 1) if offset else 0
+                end = (start + limit) if limit else None
+                if start < 0:
+                    start = 0
+            except TypeError as e:
+                bad = e
+            # A window of non-negative int bounds is read as such; anything
+            # else needs the whole file to be sliced here.
+            window = bad is None and _is_index(start) and (end is None or (_is_index(end) and end >= 0))
+            empty = window and end is not None and end <= start
+            if bad is not None or empty:
+                line, count = 1, 1  # the file must still be there and be text
+            elif window:
+                line, count = start + 1, (0 if end is None else end - start)
+            else:
+                line, count = 1, 0
+            try:
+                text = await self._call(self.client.read_text, self.session_id, full, line, count)
             except NotFound:
                 if await self._session_gone():
                     raise
                 return ToolResult(success=False, content="", error=f"File not found: {path}")
-            numbered = [] if empty else [f"{ln.n:6d}|{ln.text}" for ln in text.lines]
+            if bad is not None:
+                raise bad
+            if empty:
+                picked = []
+            elif window:
+                picked = text.lines
+            else:
+                picked = text.lines[start:end]  # Python's slice, TypeErrors included
+            numbered = [f"{ln.n:6d}|{ln.text}" for ln in picked]
             content = truncate_text_by_tokens("\n".join(numbered), READ_MAX_TOKENS)
             return ToolResult(success=True, content=content, metadata={"total_lines": text.total_lines})
         except asyncio.CancelledError:

@@ -122,6 +122,22 @@ class BashTest(AdapterTestCase):
         r = run(bash.execute(command="echo ok"))
         self.assertEqual(client.timeouts[-1], 120)
 
+    def test_timeout_of_the_wrong_type_fails_as_in_mini_agent(self):
+        # Issue 14.3: Mini-Agent compares the timeout with 600 before
+        # running anything, so a string or null fails with Python's
+        # TypeError text and the command never runs.
+        for bad, typename in (("5", "str"), (None, "NoneType")):
+            r = run(self.bash.execute(command="touch ran", timeout=bad))
+            self.assertFalse(r.success, bad)
+            msg = f"'>' not supported between instances of '{typename}' and 'int'"
+            self.assertEqual((r.error, r.stderr, r.exit_code), (msg, msg, -1))
+            r = run(self.bash.execute(command="touch ran", timeout=bad, run_in_background=True))
+            self.assertFalse(r.success, bad)
+        self.assertEqual(self.c.exec(self.sid, argv=["ls", "ran"]).exit_code, 2, "the command ran")
+        # A float is a number like any other, as there.
+        r = run(self.bash.execute(command="echo ok", timeout=2.5))
+        self.assertEqual((r.success, r.stdout), (True, "ok\n"))
+
     def test_cancel_kills_the_command(self):
         async def go():
             task = asyncio.ensure_future(self.bash.execute(command="sleep 30", timeout=60))
@@ -276,6 +292,41 @@ class FilesTest(AdapterTestCase):
         self.assertEqual(r.content, "     1|line 1")
         r = run(self.read.execute(path="ten.txt", offset=20, limit=5))
         self.assertEqual((r.success, r.content), (True, ""))
+
+    def test_read_offset_limit_slices_as_mini_agent(self):
+        # Issue 14.2: Mini-Agent takes lines[start:end] with start =
+        # offset-1 clamped at 0 and end = start+limit unclamped, so a
+        # negative end counts from the end of the file as a Python slice.
+        lines = [f"line {i}" for i in range(1, 6)]
+        run(self.write.execute(path="five.txt", content="".join(x + "\n" for x in lines)))
+
+        def mini_agent(offset, limit):
+            start = (offset - 1) if offset else 0
+            end = (start + limit) if limit else len(lines)
+            if start < 0:
+                start = 0
+            if end > len(lines):
+                end = len(lines)
+            return "\n".join(f"{i:6d}|{x}" for i, x in enumerate(lines[start:end], start=start + 1))
+
+        cases = [(-1, 1), (None, -1), (1, -2), (3, -1), (0, 2), (2, 0), (-5, 3), (6, 1), (4, 10),
+                 (None, None), (-1, None), (2, -4), (5, -1), (True, 2)]
+        for offset, limit in cases:
+            with self.subTest(offset=offset, limit=limit):
+                r = run(self.read.execute(path="five.txt", offset=offset, limit=limit))
+                self.assertTrue(r.success, r)
+                self.assertEqual(r.content, mini_agent(offset, limit))
+        self.assertEqual(run(self.read.execute(path="five.txt", offset=-1, limit=1)).content.count("|"), 4)
+
+    def test_read_offset_of_the_wrong_type_fails_as_in_mini_agent(self):
+        run(self.write.execute(path="one.txt", content="x\n"))
+        r = run(self.read.execute(path="one.txt", offset="2"))
+        self.assertEqual((r.success, r.error), (False, "unsupported operand type(s) for -: 'str' and 'int'"))
+        r = run(self.read.execute(path="one.txt", limit=1.5))
+        self.assertEqual((r.success, r.error), (False, "slice indices must be integers or None or have an __index__ method"))
+        # A missing file is reported first, as there.
+        r = run(self.read.execute(path="none.txt", offset="2"))
+        self.assertEqual((r.success, r.error), (False, "File not found: none.txt"))
 
     def test_read_missing(self):
         r = run(self.read.execute(path="missing.txt"))
