@@ -272,6 +272,26 @@ Examples:
   - python3 -m http.server 8080 (with run_in_background=true)"""
 
 
+def _cut_note(stream: str) -> str:
+    """What the model reads after a stream cut at OUTPUT_CAP: that the rest
+    is missing, not that the command printed no more."""
+    return f"\n[{stream} truncated: only the first {OUTPUT_CAP} bytes are shown; the rest was dropped]"
+
+
+def _with_dropped(lines: List[str], dropped: int) -> str:
+    """A background command's new lines, after a note counting the older
+    ones the daemon's bounded buffer dropped unread (a model would
+    otherwise take the gap for the whole output)."""
+    text = "\n".join(lines) if lines else ""
+    if dropped <= 0:
+        return text
+    note = (
+        f"[{dropped} earlier output lines were dropped unread: the background output buffer is bounded; "
+        "check bash_output more often or redirect the output to a file]"
+    )
+    return note + "\n" + text if text else note
+
+
 def _clamp_timeout(timeout: Any) -> Any:
     """Mini-Agent's rule: above 600 → 600, below 1 → the default 120. A
     value that is not a number fails the comparison with Python's TypeError,
@@ -345,6 +365,10 @@ class BashTool(SandboxTool):
                 "stdout_truncated": res.stdout_truncated,
                 "stderr_truncated": res.stderr_truncated,
             }
+            if res.stdout_truncated:
+                stdout += _cut_note("stdout")
+            if res.stderr_truncated:
+                stderr += _cut_note("stderr")
             if res.timed_out:
                 error_msg = f"Command timed out after {timeout} seconds"
                 meta["stdout"], meta["stderr"] = stdout, stderr
@@ -490,7 +514,7 @@ class BashOutputTool(SandboxTool):
                     lines = [line for line in lines if pattern.search(line)]
                 except re.error:
                     pass
-            stdout = "\n".join(lines) if lines else ""
+            stdout = _with_dropped(lines, out.dropped)
             return BashOutputResult(
                 success=True,
                 stdout=stdout,
@@ -569,7 +593,7 @@ class BashKillTool(SandboxTool):
         exit code (143 = 128+15 when SIGTERM ended it)."""
         try:
             out = await self._call(self.client.kill_process, self.session_id, bash_id)
-            stdout = "\n".join(out.lines) if out.lines else ""
+            stdout = _with_dropped(out.lines, out.dropped)
             return BashOutputResult(
                 success=True,
                 stdout=stdout,

@@ -138,6 +138,24 @@ class BashTest(AdapterTestCase):
         r = run(self.bash.execute(command="echo ok", timeout=2.5))
         self.assertEqual((r.success, r.stdout), (True, "ok\n"))
 
+    def test_cut_output_is_said_in_the_text(self):
+        # Issue 14.4: output cut at the 1 MiB cap is said where the model
+        # reads (content on success, error on failure), not only in metadata.
+        big = "head -c 1100000 /dev/zero | tr '\\0' a"
+        r = run(self.bash.execute(command=big))
+        self.assertTrue(r.success, r.error)
+        self.assertTrue(r.metadata["stdout_truncated"])
+        # (Tails only in the messages: the whole text is a megabyte.)
+        self.assertTrue(r.stdout[: miniagent.OUTPUT_CAP] == "a" * miniagent.OUTPUT_CAP, r.stdout[-200:])
+        self.assertIn("[stdout truncated", r.stdout[-200:])
+        self.assertIn("[stdout truncated", r.content[-200:])
+        r = run(self.bash.execute(command=big + " >&2; exit 1"))
+        self.assertFalse(r.success)
+        self.assertTrue(r.metadata["stderr_truncated"])
+        self.assertIn("[stderr truncated", r.error[-200:])
+        r = run(self.bash.execute(command="echo small"))
+        self.assertNotIn("truncated", r.content)
+
     def test_cancel_kills_the_command(self):
         async def go():
             task = asyncio.ensure_future(self.bash.execute(command="sleep 30", timeout=60))
@@ -258,6 +276,26 @@ class BackgroundTest(AdapterTestCase):
         k = run(self.bash_kill.execute(bash_id=bid))
         self.assertTrue(k.success)
         self.assertEqual(k.exit_code, 4)
+
+    def test_dropped_lines_are_said_in_the_text(self):
+        # Issue 14.4: lines the daemon's bounded buffer dropped unread are
+        # counted in the text the model reads, before the lines that remain.
+        r = run(self.bash.execute(command="seq 1 400000", run_in_background=True))
+        bid = r.bash_id
+        self.assertTrue(wait_for(lambda: self.c.list_processes(self.sid)[0].status != "running", 20))
+        o = run(self.bash_output.execute(bash_id=bid))
+        self.assertTrue(o.success, o)
+        dropped = o.metadata["dropped"]
+        self.assertGreater(dropped, 0)
+        head = o.stdout.split("\n", 2)
+        self.assertIn(f"[{dropped} earlier output lines were dropped", head[0])
+        self.assertEqual(o.content[: len(head[0])], head[0])
+        self.assertEqual(head[1], str(dropped + 1))
+        self.assertEqual(o.stdout[-7:], "\n400000")
+        # Nothing dropped since: no note.
+        o = run(self.bash_output.execute(bash_id=bid))
+        self.assertEqual((o.stdout, o.metadata["dropped"]), ("", 0))
+        run(self.bash_kill.execute(bash_id=bid))
 
     def test_filter_python_only_syntax(self):
         r = run(self.bash.execute(command="echo apple; echo banana; echo cherry", run_in_background=True))
