@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import io
 import os
 import tarfile
@@ -43,11 +44,7 @@ def _project() -> Dict[str, Any]:
 
 
 def _needs() -> List[str]:
-    try:
-        import tomllib  # noqa: F401
-    except ImportError:
-        return ["tomli>=1.1"]
-    return []
+    return [] if importlib.util.find_spec("tomllib") else ["tomli>=1.1"]
 
 
 def _dist_name(project: Dict[str, Any]) -> str:

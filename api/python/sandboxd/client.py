@@ -39,7 +39,7 @@ from typing import (
 )
 from urllib.parse import quote, urlencode
 
-from .errors import InternalError, SandboxdError, error_from_response
+from .errors import InternalError, error_from_response
 from .types import (
     DeleteSessionResult,
     EditResult,

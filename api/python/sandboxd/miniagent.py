@@ -120,6 +120,7 @@ __all__ = [
     "agent_kwargs",
     "new_agent",
     "WORKSPACE",
+    "WORKSPACE_SECTION",
     "truncate_text_by_tokens",
 ]
 

@@ -34,9 +34,7 @@ def _is_mini_agent(name: str) -> bool:
 def mini_agent_importable(installed: bool) -> Iterator[None]:
     """The stand-in Mini-Agent importable (installed) or no mini_agent at all."""
     if installed:
-        try:
-            import pydantic  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("pydantic") is None:
             raise unittest.SkipTest("pydantic is not installed: Mini-Agent's ToolResult is a pydantic model")
     saved = {k: v for k, v in sys.modules.items() if _is_mini_agent(k)}
     for k in saved:

@@ -212,7 +212,8 @@ class ContractTest(unittest.TestCase):
         if kind == "string":
             return datetime.datetime if prop.get("format") == "date-time" else str
         if kind == "array":
-            return typing.List[self.expected_type(schema, name + "[]", prop["items"])]
+            item = self.expected_type(schema, name + "[]", prop["items"])
+            return typing.List[item]
         scalar = {"integer": int, "number": float, "boolean": bool}
         self.assertIn(kind, scalar, "%s.%s: type %r is not mapped; extend expected_type" % (schema, name, kind))
         return scalar[kind]
