@@ -19,6 +19,7 @@ import http.client
 import io
 import json
 import os
+import select
 import socket
 import stat as stat_mod
 from datetime import timedelta
@@ -38,7 +39,7 @@ from typing import (
 )
 from urllib.parse import quote, urlencode
 
-from .errors import InternalError, SandboxdError, error_from_response
+from .errors import InternalError, error_from_response
 from .types import (
     DeleteSessionResult,
     EditResult,
@@ -76,6 +77,15 @@ Body = Union[bytes, bytearray, memoryview, str, IO[bytes], IO[str]]
 QueryValue = Union[str, int, float, bool, None]
 
 
+class _SendStopped(Exception):
+    """The daemon answered, or hung up, before the request body was all
+    sent: the caller stops sending and reads the answer."""
+
+    def __init__(self, cause: Optional[OSError]):
+        super().__init__("the daemon answered before the request body was sent")
+        self.cause = cause
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """An HTTPConnection that dials a Unix socket; the host is never resolved."""
 
@@ -100,6 +110,29 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         if self.aborted:
             self.abort()
             raise ConnectionAbortedError("request aborted")
+
+    def send(self, data: Any) -> None:
+        """Send request bytes a chunk at a time, stopping as soon as the
+        daemon has something to say: it refuses an upload (a bad path, a
+        quota) before reading the body and then closes the connection, and
+        its answer is what the caller needs, not EPIPE."""
+        if self.sock is None or hasattr(data, "read"):
+            super().send(data)
+            return
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), _CHUNK):
+            if self._answered():
+                raise _SendStopped(None)
+            try:
+                self.sock.sendall(view[start : start + _CHUNK])
+            except (BrokenPipeError, ConnectionResetError) as e:
+                raise _SendStopped(e) from e
+
+    def _answered(self) -> bool:
+        """Whether the daemon has sent something (or closed) already."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def abort(self) -> None:
         """Shut the socket down (from any thread): a request or response in
@@ -397,12 +430,30 @@ class Client:
             hdrs.update(headers)
         url = "/" + API_VERSION + path + _encode_query(query)
         try:
-            conn.request(method, url, body=body, headers=hdrs)
-            resp = conn.getresponse()
+            try:
+                conn.request(method, url, body=body, headers=hdrs)
+            except _SendStopped as stopped:
+                resp = self._early_answer(conn, stopped)
+            else:
+                resp = conn.getresponse()
         except BaseException:
             conn.shutdown()
             raise
         return conn, resp
+
+    @staticmethod
+    def _early_answer(conn: _UnixHTTPConnection, stopped: _SendStopped) -> http.client.HTTPResponse:
+        """The answer the daemon gave before the body was all sent: a refusal
+        (its error envelope), never a success."""
+        try:
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            if stopped.cause is not None:
+                raise stopped.cause from e  # hung up without an answer
+            raise
+        if 200 <= resp.status <= 299:
+            raise InternalError("the daemon answered %d before the request body was sent" % resp.status, status=resp.status)
+        return resp
 
     @staticmethod
     def _raise_for(resp: http.client.HTTPResponse) -> None:

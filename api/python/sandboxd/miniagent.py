@@ -1,4 +1,4 @@
-"""Mini-Agent tools that run in a sandboxd session.
+r"""Mini-Agent tools that run in a sandboxd session.
 
 Drop-in replacements for Mini-Agent's (MiniMax-AI/Mini-Agent) ``bash``,
 ``bash_output``, ``bash_kill``, ``read_file``, ``write_file`` and
@@ -11,30 +11,45 @@ them in by passing a session::
 
     client = sandboxd.Client("/run/sandboxd.sock")
     session = client.create_session(user_id, conversation_id)
-    tools = sandboxd.miniagent.tools(client, session.id)
-    agent = Agent(llm_client=llm, system_prompt=prompt, tools=tools + other_tools)
+    agent = sandboxd.miniagent.new_agent(llm, client, session.id, prompt)
+    # or: Agent(llm_client=llm, **sandboxd.miniagent.agent_kwargs(client, session.id, prompt))
 
-This module does not import Mini-Agent: the tools are duck-typed like its
-``Tool`` (``name``, ``description``, ``parameters``, ``async execute(**kw)``,
-``to_schema()``, ``to_openai_schema()``) and return objects shaped like its
-``ToolResult`` (``success``, ``content``, ``error``, ``metadata``) and
-``BashOutputResult`` (plus ``stdout``, ``stderr``, ``exit_code``,
-``bash_id``), whose ``content`` is formatted the same way. The blocking
-client calls run in a worker thread (``asyncio.to_thread``).
+:func:`new_agent` and :func:`agent_kwargs` give Mini-Agent's ``Agent`` the
+six tools and a system prompt whose "Current Workspace" section names
+``/workspace`` (:func:`workspace_prompt`); left to itself, ``Agent`` names
+(and creates) a directory of the backend's host, which the sandbox refuses.
+
+With Mini-Agent installed (``mini_agent`` importable) the tools subclass its
+``Tool`` and the results its pydantic ``ToolResult`` and ``BashOutputResult``
+(``model_dump``, ``model_dump_json``, ``model_copy``, ``isinstance`` all
+work; :data:`MINI_AGENT` is True). Without it the module uses the standard
+library only: the same fields on dataclasses with the same methods. Either
+way ``metadata`` is this module's addition (Mini-Agent's ``ToolResult`` has
+no such field): what the daemon said beyond the text the model reads. The
+blocking client calls run in a worker thread (``asyncio.to_thread``).
 
 Deliberate differences from Mini-Agent:
 
 * A foreground command that times out is killed with its whole process tree
   (Mini-Agent kills only the shell, so its children live on). Cancelling the
   ``execute`` task closes the connection, and the daemon kills the command
-  too. The exit code of a command ended by signal n is 128+n, as a shell
-  reports it (Mini-Agent reports -n).
-* Background shells belong to the session, not to the backend process:
-  ``bash_id`` is the daemon's process id (a string), the output buffer is
-  bounded by the daemon, and ``bash_kill`` stops the whole process tree
-  (SIGTERM, then SIGKILL after 5 s). The exit code it reports for a process
-  ended by SIGTERM is 143 (128+15) where Mini-Agent reports -15 (137 vs -9
-  for SIGKILL).
+  too. When a foreground command ends, whatever it left running is killed
+  as well: a ``nohup … &`` child does not outlive it (use
+  ``run_in_background``). A command ended by signal n reports exit code
+  128+n, as a shell does (Mini-Agent reports -n).
+* Output is bounded, and the model is told so: a foreground stream over
+  1 MiB is cut with a ``[stdout truncated: …]`` note, and ``bash_output`` /
+  ``bash_kill`` start with ``[N earlier output lines were dropped unread …]``
+  when the daemon's bounded buffer dropped lines.
+* Background shells belong to the session: ``bash_id`` is the daemon's
+  process id (a string), a session runs 8 live background commands at most
+  (the next one fails with the daemon's "quota exceeded" message), and their
+  output lines lose their line ending: a ``\r`` before the ``\n`` is dropped
+  too (Mini-Agent keeps it), and an endless line is cut into pieces.
+  ``bash_kill`` stops the whole process tree (SIGTERM, then SIGKILL after
+  5 s) and reports 128+n: **143** after SIGTERM where Mini-Agent reports
+  -15, and **137** after the SIGKILL fallback, where Mini-Agent reports
+  **0** (it does not wait for the killed process).
 * ``bash_output``'s ``filter_str`` is applied by the daemon (RE2 syntax); a
   pattern the daemon refuses is applied here with Python's ``re`` instead,
   and one neither accepts returns every line, as Mini-Agent does.
@@ -54,10 +69,13 @@ Deliberate differences from Mini-Agent:
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
+import json
 import posixpath
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+import tempfile
+from typing import Any, Callable, Dict, Iterable, List, Optional, TypeVar
 
 from .client import Client
 from .errors import Conflict, InvalidArgument, NotFound, SandboxdError
@@ -68,7 +86,25 @@ try:  # Mini-Agent counts tokens with tiktoken when it is there.
 except Exception:  # pragma: no cover - optional
     tiktoken = None
 
+# With Mini-Agent installed, the tools and results are its own classes'
+# subclasses; without it, the module stays standard library only.
+try:
+    from mini_agent.tools.base import Tool as _MiniTool  # type: ignore
+    from mini_agent.tools.base import ToolResult as _MiniToolResult  # type: ignore
+except ImportError:
+    _MiniTool = _MiniToolResult = None
+try:
+    from mini_agent.tools.bash_tool import BashOutputResult as _MiniBashOutputResult  # type: ignore
+except ImportError:
+    _MiniBashOutputResult = None
+
+#: Whether Mini-Agent was importable: the tools are then subclasses of its
+#: ``Tool`` and the results of its pydantic ``ToolResult`` (and
+#: ``BashOutputResult``).
+MINI_AGENT = _MiniTool is not None and _MiniToolResult is not None
+
 __all__ = [
+    "MINI_AGENT",
     "ToolResult",
     "BashOutputResult",
     "Tool",
@@ -80,7 +116,11 @@ __all__ = [
     "WriteTool",
     "EditTool",
     "tools",
+    "workspace_prompt",
+    "agent_kwargs",
+    "new_agent",
     "WORKSPACE",
+    "WORKSPACE_SECTION",
     "truncate_text_by_tokens",
 ]
 
@@ -100,78 +140,121 @@ R = TypeVar("R")
 # -- results ----------------------------------------------------------------
 
 
-@dataclass
-class ToolResult:
-    """Mini-Agent's ToolResult: ``content`` is what the model sees on
-    success, ``error`` what it sees (as "Error: ...") on failure."""
-
-    success: bool
-    content: str = ""
-    error: Optional[str] = None
-    metadata: Optional[Dict[str, Any]] = None
-
-    def model_dump(self) -> Dict[str, Any]:
-        """The fields as a dict (pydantic's name, for code written against Mini-Agent)."""
-        return asdict(self)
-
-
-@dataclass
-class BashOutputResult(ToolResult):
-    """Mini-Agent's BashOutputResult: ``content`` is always formatted from
-    the other fields — stdout, then ``\\n[stderr]:\\n…``, ``\\n[bash_id]:\\n…``
-    and ``\\n[exit_code]:\\n…`` when set, or ``(no output)``."""
-
-    stdout: str = ""
-    stderr: str = ""
-    exit_code: int = 0
-    bash_id: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        output = ""
-        if self.stdout:
-            output += self.stdout
-        if self.stderr:
-            output += f"\n[stderr]:\n{self.stderr}"
-        if self.bash_id:
-            output += f"\n[bash_id]:\n{self.bash_id}"
-        if self.exit_code:
-            output += f"\n[exit_code]:\n{self.exit_code}"
-        if not output:
-            output = "(no output)"
-        self.content = output
+def _bash_content(stdout: str, stderr: str, bash_id: Optional[str], exit_code: int) -> str:
+    """Mini-Agent's BashOutputResult content: stdout, then the other fields
+    when set, or "(no output)"."""
+    output = ""
+    if stdout:
+        output += stdout
+    if stderr:
+        output += f"\n[stderr]:\n{stderr}"
+    if bash_id:
+        output += f"\n[bash_id]:\n{bash_id}"
+    if exit_code:
+        output += f"\n[exit_code]:\n{exit_code}"
+    return output or "(no output)"
 
 
-# -- tool base --------------------------------------------------------------
+if MINI_AGENT:
 
+    class ToolResult(_MiniToolResult):  # type: ignore[misc,valid-type]
+        """Mini-Agent's ToolResult (this is its subclass) with ``metadata``
+        added: what the daemon said beyond the text the model reads."""
 
-class Tool:
-    """The shape of Mini-Agent's Tool base class."""
+        metadata: Optional[Dict[str, Any]] = None
 
-    @property
-    def name(self) -> str:
-        raise NotImplementedError
+    _bash_bases = (ToolResult,) if _MiniBashOutputResult is None else (_MiniBashOutputResult, ToolResult)
 
-    @property
-    def description(self) -> str:
-        raise NotImplementedError
+    class BashOutputResult(*_bash_bases):  # type: ignore[misc]
+        """Mini-Agent's BashOutputResult (its subclass when Mini-Agent has
+        one): ``content`` is always formatted from the other fields."""
 
-    @property
-    def parameters(self) -> Dict[str, Any]:
-        raise NotImplementedError
+        stdout: str = ""
+        stderr: str = ""
+        exit_code: int = 0
+        bash_id: Optional[str] = None
 
-    async def execute(self, *args: Any, **kwargs: Any) -> ToolResult:
-        raise NotImplementedError
+        def __init__(self, **data: Any) -> None:
+            data["content"] = _bash_content(
+                data.get("stdout", ""), data.get("stderr", ""), data.get("bash_id"), data.get("exit_code", 0)
+            )
+            super().__init__(**data)
 
-    def to_schema(self) -> Dict[str, Any]:
-        """Anthropic tool schema."""
-        return {"name": self.name, "description": self.description, "input_schema": self.parameters}
+    Tool = _MiniTool
 
-    def to_openai_schema(self) -> Dict[str, Any]:
-        """OpenAI tool schema."""
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
-        }
+else:
+
+    @dataclasses.dataclass
+    class ToolResult:  # type: ignore[no-redef]
+        """Mini-Agent's ToolResult: ``content`` is what the model sees on
+        success, ``error`` what it sees (as "Error: ...") on failure;
+        ``metadata`` is what the daemon said beyond that. pydantic's
+        ``model_dump``, ``model_dump_json`` and ``model_copy`` are there
+        for code written against Mini-Agent."""
+
+        success: bool
+        content: str = ""
+        error: Optional[str] = None
+        metadata: Optional[Dict[str, Any]] = None
+
+        def model_dump(self) -> Dict[str, Any]:
+            return dataclasses.asdict(self)
+
+        def model_dump_json(self, indent: Optional[int] = None) -> str:
+            return json.dumps(self.model_dump(), indent=indent)
+
+        def model_copy(self, update: Optional[Dict[str, Any]] = None) -> "ToolResult":
+            # As pydantic: the fields are copied, nothing is recomputed.
+            dup = copy.copy(self)
+            for k, v in (update or {}).items():
+                setattr(dup, k, v)
+            return dup
+
+    @dataclasses.dataclass
+    class BashOutputResult(ToolResult):  # type: ignore[no-redef]
+        """Mini-Agent's BashOutputResult: ``content`` is always formatted from
+        the other fields — stdout, then ``\\n[stderr]:\\n…``,
+        ``\\n[bash_id]:\\n…`` and ``\\n[exit_code]:\\n…`` when set, or
+        ``(no output)``."""
+
+        stdout: str = ""
+        stderr: str = ""
+        exit_code: int = 0
+        bash_id: Optional[str] = None
+
+        def __post_init__(self) -> None:
+            self.content = _bash_content(self.stdout, self.stderr, self.bash_id, self.exit_code)
+
+    # -- tool base ----------------------------------------------------------
+
+    class Tool:  # type: ignore[no-redef]
+        """The shape of Mini-Agent's Tool base class."""
+
+        @property
+        def name(self) -> str:
+            raise NotImplementedError
+
+        @property
+        def description(self) -> str:
+            raise NotImplementedError
+
+        @property
+        def parameters(self) -> Dict[str, Any]:
+            raise NotImplementedError
+
+        async def execute(self, *args: Any, **kwargs: Any) -> ToolResult:
+            raise NotImplementedError
+
+        def to_schema(self) -> Dict[str, Any]:
+            """Anthropic tool schema."""
+            return {"name": self.name, "description": self.description, "input_schema": self.parameters}
+
+        def to_openai_schema(self) -> Dict[str, Any]:
+            """OpenAI tool schema."""
+            return {
+                "type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+            }
 
 
 class SandboxTool(Tool):
@@ -272,12 +355,30 @@ Examples:
   - python3 -m http.server 8080 (with run_in_background=true)"""
 
 
+def _cut_note(stream: str) -> str:
+    """What the model reads after a stream cut at OUTPUT_CAP: that the rest
+    is missing, not that the command printed no more."""
+    return f"\n[{stream} truncated: only the first {OUTPUT_CAP} bytes are shown; the rest was dropped]"
+
+
+def _with_dropped(lines: List[str], dropped: int) -> str:
+    """A background command's new lines, after a note counting the older
+    ones the daemon's bounded buffer dropped unread (a model would
+    otherwise take the gap for the whole output)."""
+    text = "\n".join(lines) if lines else ""
+    if dropped <= 0:
+        return text
+    note = (
+        f"[{dropped} earlier output lines were dropped unread: the background output buffer is bounded; "
+        "check bash_output more often or redirect the output to a file]"
+    )
+    return note + "\n" + text if text else note
+
+
 def _clamp_timeout(timeout: Any) -> Any:
-    """Mini-Agent's rule: above 600 → 600, below 1 → the default 120."""
-    if isinstance(timeout, str):
-        timeout = float(timeout) if "." in timeout else int(timeout)
-    if timeout is None:
-        return DEFAULT_TIMEOUT
+    """Mini-Agent's rule: above 600 → 600, below 1 → the default 120. A
+    value that is not a number fails the comparison with Python's TypeError,
+    as it does there, before anything runs."""
     if timeout > MAX_TIMEOUT:
         return MAX_TIMEOUT
     if timeout < 1:
@@ -347,6 +448,10 @@ class BashTool(SandboxTool):
                 "stdout_truncated": res.stdout_truncated,
                 "stderr_truncated": res.stderr_truncated,
             }
+            if res.stdout_truncated:
+                stdout += _cut_note("stdout")
+            if res.stderr_truncated:
+                stderr += _cut_note("stderr")
             if res.timed_out:
                 error_msg = f"Command timed out after {timeout} seconds"
                 meta["stdout"], meta["stderr"] = stdout, stderr
@@ -492,7 +597,7 @@ class BashOutputTool(SandboxTool):
                     lines = [line for line in lines if pattern.search(line)]
                 except re.error:
                     pass
-            stdout = "\n".join(lines) if lines else ""
+            stdout = _with_dropped(lines, out.dropped)
             return BashOutputResult(
                 success=True,
                 stdout=stdout,
@@ -571,7 +676,7 @@ class BashKillTool(SandboxTool):
         exit code (143 = 128+15 when SIGTERM ended it)."""
         try:
             out = await self._call(self.client.kill_process, self.session_id, bash_id)
-            stdout = "\n".join(out.lines) if out.lines else ""
+            stdout = _with_dropped(out.lines, out.dropped)
             return BashOutputResult(
                 success=True,
                 stdout=stdout,
@@ -634,6 +739,10 @@ def truncate_text_by_tokens(text: str, max_tokens: int) -> str:
     return head_part + truncation_note + tail_part
 
 
+def _is_index(v: Any) -> bool:
+    return isinstance(v, int)
+
+
 class ReadTool(SandboxTool):
     """``read_file``: lines of a text file of the session, numbered as
     ``{n:6d}|{line}``; ``offset`` is the first line (1-based), ``limit`` the
@@ -677,22 +786,45 @@ class ReadTool(SandboxTool):
         """Read ``path``; see the class docstring."""
         try:
             full = _resolve(path)
-            # Mini-Agent's slice arithmetic: lines[start:end], then clamped.
-            start = (int(offset) - 1) if offset else 0
-            end = (start + int(limit)) if limit else None
-            if start < 0:
-                start = 0
-            count = 0 if end is None else end - start
-            empty = end is not None and count <= 0
+            # Mini-Agent's arithmetic: lines[start:end] with start = offset-1
+            # clamped at 0 and end = start+limit as it comes, so a negative
+            # end counts from the end of the file. Its TypeErrors (offset
+            # "2") are reported after the file is found, as there.
+            bad: Optional[TypeError] = None
+            start: Any = 0
+            end: Any = None
             try:
-                text = await self._call(
-                    self.client.read_text, self.session_id, full, start + 1, 1 if empty else count
-                )
+                start = (offset - 1) if offset else 0
+                end = (start + limit) if limit else None
+                if start < 0:
+                    start = 0
+            except TypeError as e:
+                bad = e
+            # A window of non-negative int bounds is read as such; anything
+            # else needs the whole file to be sliced here.
+            window = bad is None and _is_index(start) and (end is None or (_is_index(end) and end >= 0))
+            empty = window and end is not None and end <= start
+            if bad is not None or empty:
+                line, count = 1, 1  # the file must still be there and be text
+            elif window:
+                line, count = start + 1, (0 if end is None else end - start)
+            else:
+                line, count = 1, 0
+            try:
+                text = await self._call(self.client.read_text, self.session_id, full, line, count)
             except NotFound:
                 if await self._session_gone():
                     raise
                 return ToolResult(success=False, content="", error=f"File not found: {path}")
-            numbered = [] if empty else [f"{ln.n:6d}|{ln.text}" for ln in text.lines]
+            if bad is not None:
+                raise bad
+            if empty:
+                picked = []
+            elif window:
+                picked = text.lines
+            else:
+                picked = text.lines[start:end]  # Python's slice, TypeErrors included
+            numbered = [f"{ln.n:6d}|{ln.text}" for ln in picked]
             content = truncate_text_by_tokens("\n".join(numbered), READ_MAX_TOKENS)
             return ToolResult(success=True, content=content, metadata={"total_lines": text.total_lines})
         except asyncio.CancelledError:
@@ -828,3 +960,67 @@ def tools(client: Client, session_id: str) -> List[SandboxTool]:
         WriteTool(client, session_id),
         EditTool(client, session_id),
     ]
+
+
+# -- Mini-Agent's Agent -----------------------------------------------------
+
+#: The system prompt section naming the sandbox's workspace. Mini-Agent's
+#: Agent adds its own, naming the backend's host directory, unless the
+#: prompt has a "Current Workspace" section already.
+WORKSPACE_SECTION = (
+    "## Current Workspace\n"
+    f"You are currently working in: `{WORKSPACE}`\n"
+    "All relative paths will be resolved relative to this directory.\n"
+    f"The user's shared files are in `{WORKSPACE}/shared`; files kept from the user's "
+    f"earlier sessions are in `{WORKSPACE}/shared/outputs`."
+)
+
+
+def workspace_prompt(system_prompt: str) -> str:
+    """``system_prompt`` with a "Current Workspace" section naming the
+    sandbox's /workspace, so that Mini-Agent's ``Agent`` does not add one
+    naming the backend's own directory (a model using that absolute path
+    would be refused). A prompt that has such a section is returned as it
+    is: it is the caller's."""
+    if "Current Workspace" in system_prompt:
+        return system_prompt
+    return system_prompt.rstrip("\n") + "\n\n" + WORKSPACE_SECTION
+
+
+def agent_kwargs(
+    client: Client,
+    session_id: str,
+    system_prompt: str,
+    extra_tools: Iterable[Any] = (),
+) -> Dict[str, Any]:
+    """The arguments of Mini-Agent's ``Agent`` (besides ``llm_client``) for
+    an agent working in session ``session_id``: the six sandboxed tools
+    (then ``extra_tools``), the prompt of :func:`workspace_prompt`, and as
+    ``workspace_dir`` the host's temporary directory — it exists already,
+    so ``Agent`` creates nothing, and the prompt no longer names it::
+
+        agent = Agent(llm_client=llm, **agent_kwargs(client, sid, prompt))
+    """
+    return {
+        "system_prompt": workspace_prompt(system_prompt),
+        "tools": [*tools(client, session_id), *extra_tools],
+        "workspace_dir": tempfile.gettempdir(),
+    }
+
+
+def new_agent(
+    llm_client: Any,
+    client: Client,
+    session_id: str,
+    system_prompt: str,
+    extra_tools: Iterable[Any] = (),
+    **kwargs: Any,
+) -> Any:
+    """Mini-Agent's ``Agent`` built with :func:`agent_kwargs`; ``kwargs``
+    (``max_steps``, ``token_limit``) go to it as they are. ImportError when
+    Mini-Agent is not installed."""
+    try:
+        from mini_agent.agent import Agent  # type: ignore
+    except ImportError as e:
+        raise ImportError("new_agent needs Mini-Agent (the mini_agent package) installed: %s" % e) from e
+    return Agent(llm_client=llm_client, **agent_kwargs(client, session_id, system_prompt, extra_tools), **kwargs)

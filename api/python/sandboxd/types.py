@@ -128,6 +128,12 @@ class _Model:
         return cls(**kwargs)  # type: ignore[call-arg]
 
     @classmethod
+    def wire_fields(cls) -> Dict[str, str]:
+        """The JSON keys ``from_dict`` reads, each with the attribute it
+        fills (the contract test holds them to api/openapi.yaml)."""
+        return {key: attr for key, (attr, _) in cls._conversions().items()}
+
+    @classmethod
     def _conversions(cls) -> Dict[str, Any]:
         conv: Dict[str, Any] = {}
         for klass in reversed(cls.__mro__):
@@ -268,6 +274,10 @@ class ExecEvent(_Model):
     result: Optional[ExecResult] = None
     error: str = ""
     code: str = ""
+
+    @classmethod
+    def wire_fields(cls) -> Dict[str, str]:
+        return {"type": "type", "data": "data", "data_b64": "data", "result": "result", "error": "error", "code": "code"}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ExecEvent":

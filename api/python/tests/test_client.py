@@ -320,6 +320,36 @@ class FilesTest(SessionTestCase):
         self.c.write_file(self.sid, "gen.bin", gen())  # no length: chunked
         self.assertEqual(self.c.read_bytes(self.sid, "gen.bin"), b"chunk1-chunk2")
 
+    def test_refused_upload_answers_with_the_daemons_error(self):
+        # Issue 14.1: the daemon refuses an upload under a file before it
+        # reads the body and closes; the client must read that answer
+        # instead of failing with EPIPE while it still sends.
+        self.c.write_file(self.sid, "plain", b"x")
+        big = b"y" * (16 << 20)
+        for mkdirs in (True, False, True):
+            with self.assertRaises(sandboxd.InvalidArgument) as cm:
+                self.c.write_file(self.sid, "plain/child.bin", big, mkdirs=mkdirs)
+            self.assertIn("not a directory", cm.exception.message)
+            self.assertEqual(cm.exception.status, 400)
+
+    def test_refused_upload_stops_sending(self):
+        # A body of unknown length (chunked) is not sent to its end once the
+        # daemon has answered.
+        self.c.write_file(self.sid, "plain", b"x")
+        chunk = b"z" * (64 << 10)
+        total = 1024  # 64 MiB if the client sent it all
+        sent = []
+
+        def body():
+            for _ in range(total):
+                sent.append(1)
+                yield chunk
+
+        with self.assertRaises(sandboxd.InvalidArgument) as cm:
+            self.c.write_file(self.sid, "plain/child.bin", body())
+        self.assertIn("not a directory", cm.exception.message)
+        self.assertLess(len(sent), total, "the client kept sending after the daemon answered")
+
     def test_escaping_names(self):
         name = "we ird & name?#%.txt"
         self.c.write_file(self.sid, name, b"ok")

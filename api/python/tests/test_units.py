@@ -201,5 +201,16 @@ class AdapterUnitTest(unittest.TestCase):
         self.assertEqual(miniagent.truncate_text_by_tokens("short", 1000), "short")
 
 
+class WorkspacePromptTest(unittest.TestCase):
+    def test_names_the_sandbox_workspace_once(self):
+        p = miniagent.workspace_prompt("Be helpful.\n")
+        self.assertTrue(p.startswith("Be helpful.\n\n## Current Workspace\n"))
+        self.assertIn("You are currently working in: `/workspace`", p)
+        self.assertIn("`/workspace/shared/outputs`", p)
+        self.assertEqual(miniagent.workspace_prompt(p), p)  # a section is not added twice
+        own = "X\n## Current Workspace\nmine"
+        self.assertEqual(miniagent.workspace_prompt(own), own)
+
+
 if __name__ == "__main__":
     unittest.main()
