@@ -3,6 +3,9 @@
 # ones too when root).
 
 GO      ?= go
+# Debian's interpreter: the one whose python3-* packages (FastAPI for the
+# reference chat backend) the Python tests use.
+PYTHON  ?= /usr/bin/python3
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
@@ -38,7 +41,7 @@ test: vet
 
 # The Python client and Mini-Agent adapters (api/python) against a real daemon.
 test-python: build
-	python3 -m unittest discover -s api/python/tests -v
+	$(PYTHON) -m unittest discover -s api/python/tests -v
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/

@@ -22,6 +22,7 @@ __all__ = [
     "TooLarge",
     "UnsupportedContent",
     "QuotaExceeded",
+    "PidsLimit",
     "Unavailable",
     "InternalError",
     "error_from_response",
@@ -125,6 +126,14 @@ class QuotaExceeded(SandboxdError):
     STATUS = 429
 
 
+class PidsLimit(SandboxdError):
+    """429 pids_limit: the session's processes are all in use; the command
+    could not start."""
+
+    CODE = "pids_limit"
+    STATUS = 429
+
+
 class Unavailable(SandboxdError):
     """503 unavailable: the daemon cannot serve this now (e.g. shutting down)."""
 
@@ -151,6 +160,7 @@ _BY_CODE: Dict[str, Type[SandboxdError]] = {
         TooLarge,
         UnsupportedContent,
         QuotaExceeded,
+        PidsLimit,
         Unavailable,
         InternalError,
     )

@@ -200,8 +200,10 @@ class Session(_Model):
     user_id: str = ""
     created_at: Optional[datetime] = None
     limits: Limits = field(default_factory=Limits)
-    #: "running" or "stopped".
+    #: "running", "stopped" or "broken".
     status: str = ""
+    #: Why the session is not running, when it is not.
+    reason: str = ""
     #: Where the session's files are inside the sandbox ("/workspace").
     workspace: str = ""
 
@@ -211,8 +213,20 @@ class Session(_Model):
         "created_at": ("created_at", parse_time),
         "limits": ("limits", _obj(Limits)),
         "status": ("status", _str),
+        "reason": ("reason", _str),
         "workspace": ("workspace", _str),
     }
+
+
+@dataclass
+class NotKept(_Model):
+    """A file a delete with keep_files could not keep, and why ("*" when
+    the whole step failed)."""
+
+    name: str = ""
+    reason: str = ""
+
+    _CONVERT = {"name": ("name", _str), "reason": ("reason", _str)}
 
 
 @dataclass
@@ -222,8 +236,14 @@ class DeleteSessionResult(_Model):
     id: str = ""
     #: The names the kept files got in the user's shared_files/outputs/.
     kept_files: List[str] = field(default_factory=list)
+    #: The files that should have been kept and could not be.
+    not_kept: List[NotKept] = field(default_factory=list)
 
-    _CONVERT = {"id": ("id", _str), "kept_files": ("kept_files", _str_list)}
+    _CONVERT = {
+        "id": ("id", _str),
+        "kept_files": ("kept_files", _str_list),
+        "not_kept": ("not_kept", _list_of(NotKept)),
+    }
 
 
 @dataclass
@@ -239,6 +259,10 @@ class ExecResult(_Model):
     timed_out: bool = False
     oom_killed: bool = False
     duration_ms: int = 0
+    #: User and system CPU time of the command's processes.
+    cpu_ms: int = 0
+    #: The most memory the command used at once.
+    peak_memory_bytes: int = 0
     stdout: str = ""
     stderr: str = ""
     stdout_truncated: bool = False
@@ -250,6 +274,8 @@ class ExecResult(_Model):
         "timed_out": ("timed_out", _bool),
         "oom_killed": ("oom_killed", _bool),
         "duration_ms": ("duration_ms", _int),
+        "cpu_ms": ("cpu_ms", _int),
+        "peak_memory_bytes": ("peak_memory_bytes", _int),
         "stdout": ("stdout", _str),
         "stderr": ("stderr", _str),
         "stdout_truncated": ("stdout_truncated", _bool),

@@ -75,6 +75,7 @@ SCHEMAS: Dict[str, Any] = {
     "ExecRequest": Request(),
     "ExecResult": Model(types.ExecResult),
     "DeleteSessionResult": Model(types.DeleteSessionResult),
+    "NotKept": Model(types.NotKept),
     "FileInfo": Model(types.FileInfo),
     "FileList": Model(types.FileList),
     "TextLine": Model(types.TextLine),
