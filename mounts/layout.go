@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"regexp"
 )
 
@@ -41,6 +42,8 @@ func ValidateID(kind, id string) error {
 //	rootfs/                            the skeleton root every sandbox starts from
 //	containers/                        libcontainer's state
 //	agents/<id>.sock                   each sandbox's PID 1 listens here
+//	identity/<uid>/{passwd,group}      what sandboxes running as uid see in /etc
+//	workspaces/user_<id>/user.json     the user's own uid
 //	workspaces/user_<id>/shared_files/{data,outputs}/
 //	workspaces/user_<id>/sessions/<sid>/{files,logs,venv/{upper,work}}
 type Layout struct {
@@ -54,6 +57,12 @@ func (l Layout) PackageCache() string    { return filepath.Join(l.Root, "package
 func (l Layout) Rootfs() string          { return filepath.Join(l.Root, "rootfs") }
 func (l Layout) Containers() string      { return filepath.Join(l.Root, "containers") }
 func (l Layout) Agents() string          { return filepath.Join(l.Root, "agents") }
+
+// Identity is the directory of the passwd and group files of sandboxes
+// whose commands run as uid.
+func (l Layout) Identity(uid int) string {
+	return filepath.Join(l.Root, "identity", strconv.Itoa(uid))
+}
 func (l Layout) Workspaces() string      { return filepath.Join(l.Root, "workspaces") }
 
 // User returns the directories of one user; the id must be valid.
@@ -73,6 +82,7 @@ func (u User) SharedFiles() string { return filepath.Join(u.Dir, "shared_files")
 func (u User) Outputs() string     { return filepath.Join(u.Dir, "shared_files", "outputs") }
 func (u User) Sessions() string    { return filepath.Join(u.Dir, "sessions") }
 func (u User) QuotaFile() string   { return filepath.Join(u.Dir, "quota.json") }
+func (u User) Record() string      { return filepath.Join(u.Dir, "user.json") }
 
 // Session is one session's directory.
 type Session struct{ Dir string }

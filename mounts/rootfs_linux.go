@@ -30,10 +30,9 @@ var (
 )
 
 // PrepareRootfs (re)creates the skeleton root filesystem that every sandbox
-// mounts read-only: empty mount points, the host's /bin and /lib* links, and
-// the passwd and group files naming the sandbox user. It is cheap and
-// idempotent, so it runs on every start.
-func (l Layout) PrepareRootfs(o Owner) error {
+// mounts read-only: empty mount points and the host's /bin and /lib*
+// links. It is cheap and idempotent, so it runs on every start.
+func (l Layout) PrepareRootfs() error {
 	root := l.Rootfs()
 	dirs := []string{"usr", "etc", "proc", "dev", "sys", "tmp", "workspace", "opt/venv", ".sandboxd"}
 	for _, d := range dirs {
@@ -49,16 +48,41 @@ func (l Layout) PrepareRootfs(o Owner) error {
 			return fmt.Errorf("rootfs %s: %w", link, err)
 		}
 	}
+	return nil
+}
+
+// WriteIdentity writes the /etc/passwd and /etc/group a sandbox whose
+// commands run as o sees (Identity(o.UID)): they name o "sandbox", and the
+// group env, which may write the shared environment's directories, with o
+// in it. They are the daemon's files, bound read-only.
+func (l Layout) WriteIdentity(o Owner, env int) error {
+	dir := l.Identity(o.UID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("identity of uid %d: %w", o.UID, err)
+	}
 	passwd := "root:x:0:0:root:/root:/usr/sbin/nologin\n" +
 		"sandbox:x:" + strconv.Itoa(o.UID) + ":" + strconv.Itoa(o.GID) + ":sandbox:/workspace:/bin/sh\n" +
 		"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 	group := "root:x:0:\nsandbox:x:" + strconv.Itoa(o.GID) + ":\nnogroup:x:65534:\n"
+	if env != o.GID {
+		group += "sandboxd-env:x:" + strconv.Itoa(env) + ":sandbox\n"
+	}
 	for name, data := range map[string]string{"passwd": passwd, "group": group} {
-		if err := os.WriteFile(filepath.Join(l.Root, "rootfs-"+name), []byte(data), 0o644); err != nil {
-			return fmt.Errorf("rootfs: %w", err)
+		if err := writeAtomic(filepath.Join(dir, name), []byte(data)); err != nil {
+			return fmt.Errorf("identity of uid %d: %w", o.UID, err)
 		}
 	}
 	return nil
+}
+
+// writeAtomic replaces path, in a directory only the daemon writes, with
+// data through a temporary file renamed over it.
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // mirrorHostEntry makes rootfs/<name> what /<name> is on the host: the same
@@ -104,6 +128,9 @@ type Spec struct {
 	// Helper is the host path of the daemon binary.
 	Helper   string
 	TmpBytes int64
+	// Identity is the directory of the passwd and group files the
+	// sandbox sees (Layout.Identity).
+	Identity string
 }
 
 const (
@@ -114,7 +141,7 @@ const (
 
 // Mounts returns a session sandbox's mount table, in mount order.
 func Mounts(s Spec) []*configs.Mount {
-	return append(baseMounts(s.Layout, s.Helper, s.TmpBytes),
+	return append(baseMounts(s.Identity, s.Helper, s.TmpBytes),
 		&configs.Mount{Source: s.Session.Files(), Destination: WorkspaceDir, Device: "bind", Flags: rwBind},
 		&configs.Mount{Source: s.Layout.User(s.UserID).SharedFiles(), Destination: SharedDir, Device: "bind", Flags: rwBind},
 		&configs.Mount{Source: "overlay", Destination: VenvDir, Device: "overlay", Flags: unix.MS_NOSUID | unix.MS_NODEV,
@@ -125,15 +152,15 @@ func Mounts(s Spec) []*configs.Mount {
 // BuildMounts is the mount table of the sandbox that builds the base venv:
 // the directory being built is mounted read-write where sessions will see
 // the finished venv, so the paths baked into it are right.
-func BuildMounts(l Layout, helper, venv string, tmpBytes int64) []*configs.Mount {
-	return append(baseMounts(l, helper, tmpBytes),
+func BuildMounts(identity, helper, venv string, tmpBytes int64) []*configs.Mount {
+	return append(baseMounts(identity, helper, tmpBytes),
 		&configs.Mount{Source: venv, Destination: VenvDir, Device: "bind", Flags: rwBind})
 }
 
 // baseMounts are the mounts every sandbox has: kernel filesystems, the
 // host's /usr and /etc read-only, the sandbox's passwd and group, the
 // daemon binary and a size-limited /tmp.
-func baseMounts(l Layout, helper string, tmpBytes int64) []*configs.Mount {
+func baseMounts(identity, helper string, tmpBytes int64) []*configs.Mount {
 	ms := []*configs.Mount{
 		{Source: "proc", Destination: "/proc", Device: "proc", Flags: noExecDev},
 		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
@@ -151,8 +178,8 @@ func baseMounts(l Layout, helper string, tmpBytes int64) []*configs.Mount {
 		}
 	}
 	return append(ms,
-		&configs.Mount{Source: filepath.Join(l.Root, "rootfs-passwd"), Destination: "/etc/passwd", Device: "bind", Flags: roBind},
-		&configs.Mount{Source: filepath.Join(l.Root, "rootfs-group"), Destination: "/etc/group", Device: "bind", Flags: roBind},
+		&configs.Mount{Source: filepath.Join(identity, "passwd"), Destination: "/etc/passwd", Device: "bind", Flags: roBind},
+		&configs.Mount{Source: filepath.Join(identity, "group"), Destination: "/etc/group", Device: "bind", Flags: roBind},
 		&configs.Mount{Source: helper, Destination: HelperPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NODEV | unix.MS_NOSUID},
 		&configs.Mount{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
 			Data: "mode=1777,size=" + strconv.FormatInt(tmpBytes, 10)},

@@ -15,8 +15,12 @@ type Config struct {
 	// Helper is the host path of the sandboxd binary, bound into every
 	// sandbox to serve as its PID 1 and command supervisor.
 	Helper string
-	// SandboxUID and SandboxGID are who commands run as inside.
+	// SandboxUID and SandboxGID own the shared environment and run its
+	// builds; SandboxGID is every user's supplementary group.
 	SandboxUID, SandboxGID int
+	// UserUIDs are the uids users get, one each; a user's gid is their
+	// uid.
+	UserUIDs UIDRange
 	// Python is the interpreter the base venv is made from.
 	Python string
 

@@ -62,6 +62,7 @@ func (m *Manager) boxSpec(s *session) boxSpec {
 			BaseEnv:  m.layout.BaseEnv(),
 			Helper:   m.cfg.Helper,
 			TmpBytes: limits.TmpMB * mib,
+			Identity: m.layout.Identity(s.owner.UID),
 		}),
 	}
 }
@@ -245,7 +246,7 @@ func (m *Manager) attach(s *session, c *libcontainer.Container) error {
 	}
 	s.box = c
 	s.init = os.NewFile(uintptr(fd), "pidfd")
-	s.exec = &agentExecutor{socket: m.agentSocket(s.meta.ID), uid: m.owner.UID, gid: m.owner.GID, cg: m.cg, session: cgPath}
+	s.exec = &agentExecutor{socket: m.agentSocket(s.meta.ID), owner: s.owner, group: m.envOwner.GID, cg: m.cg, session: cgPath}
 	return nil
 }
 

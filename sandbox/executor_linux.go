@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/cgroup"
+	"github.com/sandboxd/sandboxd/mounts"
 	"github.com/sandboxd/sandboxd/sandbox/shim"
 )
 
@@ -74,9 +75,12 @@ var errCwd = errors.New("cannot enter working directory")
 // and whether the OOM killer struck it rather than another command.
 type agentExecutor struct {
 	// socket is a path the daemon can connect to the agent at.
-	socket   string
-	uid, gid int
-	cg       *cgroup.Manager
+	socket string
+	// owner is who commands run as; group, when not 0, their one
+	// supplementary group.
+	owner mounts.Owner
+	group int
+	cg    *cgroup.Manager
 	// session is the session's cgroup path.
 	session string
 }
@@ -151,7 +155,7 @@ func (e *agentExecutor) Start(ctx context.Context, l launch) (Started, error) {
 		return nil, err
 	}
 	req := shim.Request{
-		Args: l.Args, Env: l.Env, Cwd: l.Cwd, UID: e.uid, GID: e.gid,
+		Args: l.Args, Env: l.Env, Cwd: l.Cwd, UID: e.owner.UID, GID: e.owner.GID, Group: e.group,
 		Stdin: stdinR, Stdout: outW, Stderr: errW,
 		// On v2 the supervisor starts in the cgroup; elsewhere it waits
 		// until the daemon put it there.

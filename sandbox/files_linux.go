@@ -86,7 +86,7 @@ func (m *Manager) openTarget(id string, root Root, p string) (fileTarget, error)
 	if name == RootShared {
 		dir = m.layout.User(s.meta.UserID).SharedFiles()
 	}
-	r, err := mounts.OpenRoot(dir, m.owner)
+	r, err := mounts.OpenRoot(dir, s.owner)
 	if err != nil {
 		done()
 		return fileTarget{}, fmt.Errorf("session %q: %w", id, err)

@@ -241,7 +241,8 @@ func TestFilesRoundTrips(t *testing.T) {
 	_, err = env.m.WriteFile(ctx, s.ID, RootWorkspace, "notes/hello.txt", strings.NewReader("hello\n"), true)
 	require.NoError(t, err, "write text")
 	inside := run(t, s.ID, "stat -c '%u %a %n' /workspace/notes /workspace/notes/hello.txt && cat /workspace/notes/hello.txt", 10)
-	assert.Equal(t, "10000 755 /workspace/notes\n10000 644 /workspace/notes/hello.txt\nhello\n", inside.Stdout, "visible inside with the sandbox user's ownership")
+	uid := env.uidOf(t, s.UserID)
+	assert.Equal(t, fmt.Sprintf("%[1]d 755 /workspace/notes\n%[1]d 644 /workspace/notes/hello.txt\nhello\n", uid), inside.Stdout, "visible inside with the user's own uid")
 
 	// Written inside: readable through the API, in both roots.
 	require.Equal(t, 0, run(t, s.ID, "printf 'one\\ntwo\\nthree\\n' > /workspace/lines.txt && echo s > /workspace/shared/data/s.txt", 10).ExitCode, "write inside")

@@ -54,10 +54,12 @@ func TestRootFilesystemIsReadOnly(t *testing.T) {
 
 func TestCommandsRunUnprivileged(t *testing.T) {
 	s := startSession(t, "unpriv", nil)
+	uid := env.uidOf(t, s.UserID)
 	tests := []struct {
 		name, command, want string
 	}{
-		{"uid", "id -u", "10000\n"},
+		{"uid", "id -u", fmt.Sprintf("%d\n", uid)},
+		{"groups", "id -G", fmt.Sprintf("%d %d\n", uid, env.cfg.SandboxGID)},
 		{"no capabilities", "grep -E '^Cap(Prm|Eff|Amb)' /proc/self/status | tr -d '\\t'", "CapPrm:0000000000000000\nCapEff:0000000000000000\nCapAmb:0000000000000000\n"},
 		{"no new privileges", "grep NoNewPrivs /proc/self/status | tr -d '\\t'", "NoNewPrivs:1\n"},
 		{"hostname", "hostname", s.ID + "\n"},

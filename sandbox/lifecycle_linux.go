@@ -43,6 +43,9 @@ type session struct {
 	phase  phase
 	reason string
 
+	// owner is the user's own uid and gid: the commands' and the files'.
+	owner mounts.Owner
+
 	// box, init and exec are set before the session goes live and not
 	// changed after.
 	box *libcontainer.Container
@@ -184,13 +187,21 @@ func (m *Manager) build(s *session, quota quota) error {
 			return fmt.Errorf("%w: user %q uses %d MiB of %d MiB", ErrQuota, s.meta.UserID, size/mib, quota.MaxWorkspaceMB)
 		}
 	}
-	if _, err := m.layout.EnsureUser(s.meta.UserID, m.owner); err != nil {
+	owner, err := m.userOwner(s.meta.UserID)
+	if err != nil {
+		return err
+	}
+	s.owner = owner
+	if _, err := m.layout.EnsureUser(s.meta.UserID, owner); err != nil {
+		return err
+	}
+	if err := m.layout.WriteIdentity(owner, m.envOwner.GID); err != nil {
 		return err
 	}
 	if err := m.fault("create:dir"); err != nil {
 		return err
 	}
-	if _, err := m.layout.CreateSession(s.meta.UserID, s.meta.ID, m.owner); err != nil {
+	if _, err := m.layout.CreateSession(s.meta.UserID, s.meta.ID, owner); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%w: session %q", ErrExists, s.meta.ID)
 		}
@@ -387,7 +398,7 @@ func (m *Manager) keepFiles(s *session, res *DeleteResult) {
 		return
 	}
 	defer shared.Close()
-	out, err := mounts.KeepOutputs(files, shared, m.cfg.KeepExtensions, m.owner)
+	out, err := mounts.KeepOutputs(files, shared, m.cfg.KeepExtensions, s.owner)
 	res.Kept = append(res.Kept, out.Kept...)
 	for _, n := range out.NotKept {
 		res.NotKept = append(res.NotKept, NotKept{Name: n.Name, Reason: n.Err.Error()})

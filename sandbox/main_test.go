@@ -113,6 +113,7 @@ func testConfig(stateDir, parent string) Config {
 		Helper:                  exe,
 		SandboxUID:              10000,
 		SandboxGID:              10000,
+		UserUIDs:                UIDRange{First: 200000, Count: 1000},
 		Python:                  "/usr/bin/python3",
 		DefaultLimits:           Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100},
 		MaxLimits:               Limits{CPUs: 2, MemoryMB: 2048, Pids: 512, TmpMB: 512},
@@ -175,6 +176,16 @@ func (e *testEnv) run(t *testing.T, id, command string, timeout float64) ran {
 	res, err := e.m.Exec(context.Background(), id, ExecRequest{Command: Command{Shell: command}, Timeout: secs(timeout)})
 	require.NoError(t, err, "exec %q", command)
 	return asText(res)
+}
+
+// uidOf is the uid the user's commands run as.
+func (e *testEnv) uidOf(t *testing.T, userID string) int {
+	t.Helper()
+	e.m.mu.Lock()
+	defer e.m.mu.Unlock()
+	uid, ok := e.m.userUIDs[userID]
+	require.True(t, ok, "user %s has a uid", userID)
+	return uid
 }
 
 // startSession is a session of the shared Manager.

@@ -17,11 +17,13 @@ import (
 
 // Manager owns every session of the daemon.
 type Manager struct {
-	cfg         Config
-	layout      mounts.Layout
-	cg          *cgroup.Manager
-	log         *slog.Logger
-	owner       mounts.Owner
+	cfg    Config
+	layout mounts.Layout
+	cg     *cgroup.Manager
+	log    *slog.Logger
+	// envOwner owns the shared environment and runs its builds; every
+	// user's commands have it as a supplementary group.
+	envOwner    mounts.Owner
 	swap        bool
 	controllers []string
 	// lock keeps a second daemon off the same state tree.
@@ -40,6 +42,10 @@ type Manager struct {
 	// being created (so that a duplicate is refused while the first is
 	// built) and being deleted.
 	sessions map[string]*session
+	// userUIDs gives each user their own uid (users_linux.go); uidTaken
+	// marks the uids given or being given.
+	userUIDs map[string]int
+	uidTaken map[int]bool
 }
 
 // NewManager prepares the state tree and the cgroup parent, then recovers
@@ -68,7 +74,9 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		layout:      mounts.Layout{Root: cfg.StateDir},
 		cg:          cg,
 		log:         cfg.Logger,
-		owner:       mounts.Owner{UID: cfg.SandboxUID, GID: cfg.SandboxGID},
+		envOwner:    mounts.Owner{UID: cfg.SandboxUID, GID: cfg.SandboxGID},
+		userUIDs:    map[string]int{},
+		uidTaken:    map[int]bool{},
 		swap:        swapAccounting(cg.Mode()),
 		controllers: controllers,
 		sessions:    map[string]*session{},
@@ -83,7 +91,15 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		m.Close()
 		return nil, fmt.Errorf("agents directory: %w", err)
 	}
-	if err := m.layout.PrepareRootfs(m.owner); err != nil {
+	if err := m.layout.PrepareRootfs(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := m.layout.WriteIdentity(m.envOwner, m.envOwner.GID); err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := m.loadUsers(); err != nil {
 		m.Close()
 		return nil, err
 	}

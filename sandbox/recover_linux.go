@@ -76,6 +76,16 @@ func (m *Manager) restore(s *session, running *libcontainer.Container) error {
 	if err := m.fault("recover:" + meta.ID); err != nil {
 		return err
 	}
+	m.mu.Lock()
+	uid, ok := m.userUIDs[meta.UserID]
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("user %q has no uid of their own (see the log)", meta.UserID)
+	}
+	s.owner = mounts.Owner{UID: uid, GID: uid}
+	if err := m.layout.WriteIdentity(s.owner, m.envOwner.GID); err != nil {
+		return err
+	}
 	switch {
 	case meta.Deleting != nil:
 		if _, err := m.teardown(s, meta.Deleting.KeepFiles); err != nil {

@@ -58,7 +58,7 @@ func (m *Manager) BuildBaseEnv(ctx context.Context, force bool) error {
 	if err := os.Mkdir(building, 0o755); err != nil {
 		return fmt.Errorf("base env: %w", err)
 	}
-	if err := os.Chown(building, m.owner.UID, m.owner.GID); err != nil {
+	if err := os.Chown(building, m.envOwner.UID, m.envOwner.GID); err != nil {
 		return fmt.Errorf("base env: %w", err)
 	}
 	if err := m.runBuild(ctx, building); err != nil {
@@ -91,7 +91,7 @@ func (m *Manager) runBuild(ctx context.Context, venv string) error {
 		cgroupPath: m.cg.SessionPath(buildUser, id),
 		limits:     m.cfg.MaxLimits,
 		swap:       m.swap,
-		mounts:     mounts.BuildMounts(m.layout, m.cfg.Helper, venv, m.cfg.MaxLimits.TmpMB*mib),
+		mounts:     mounts.BuildMounts(m.layout.Identity(m.envOwner.UID), m.cfg.Helper, venv, m.cfg.MaxLimits.TmpMB*mib),
 	}
 	c, err := m.startContainer(spec)
 	if err != nil {
@@ -113,9 +113,13 @@ func (m *Manager) runBuild(ctx context.Context, venv string) error {
 	if err := m.cg.PrepareSession(spec.cgroupPath, st.InitProcessPid); err != nil {
 		return fmt.Errorf("base env: %w", err)
 	}
-	exec := &agentExecutor{socket: m.agentSocket(id), uid: m.owner.UID, gid: m.owner.GID, cg: m.cg, session: spec.cgroupPath}
+	exec := &agentExecutor{socket: m.agentSocket(id), owner: m.envOwner, cg: m.cg, session: spec.cgroupPath}
+	// Group-writable (the users' shared group, not setgid): a session's
+	// pip writes its own overlay layer, which needs write permission on
+	// the base's directories as its own uid.
 	exit, err := exec.Exec(ctx, launch{
-		Args:   []string{m.cfg.Python, "-m", "venv", "--system-site-packages", mounts.VenvDir},
+		Args: []string{"/bin/sh", "-c", `"$0" -m venv --system-site-packages "$1" && chmod -R g+w "$1"`,
+			m.cfg.Python, mounts.VenvDir},
 		Env:    []string{"PATH=" + sandboxPath, "HOME=/tmp", "LANG=C.UTF-8"},
 		Cwd:    "/tmp",
 		Stdout: out,

@@ -106,8 +106,11 @@ func TestFilesThroughTheDaemon(t *testing.T) {
 	require.NoError(t, err, "read the download")
 	assert.Equal(t, sum[:], h.Sum(nil), "sha256 of the download")
 
-	inside := execIn(t, s.ID, "sha256sum /workspace/out/blob.bin | cut -d' ' -f1; stat -c %u /workspace/out/blob.bin", 30)
-	assert.Equal(t, fmt.Sprintf("%x\n10000\n", sum), inside.Stdout, "the same file inside, owned by the sandbox user")
+	inside := execIn(t, s.ID, "sha256sum /workspace/out/blob.bin | cut -d' ' -f1; stat -c %u /workspace/out/blob.bin; id -u", 30)
+	lines := strings.Split(inside.Stdout, "\n")
+	require.Len(t, lines, 4, "three lines: %q", inside.Stdout)
+	assert.Equal(t, fmt.Sprintf("%x", sum), lines[0], "the same file inside")
+	assert.Equal(t, lines[2], lines[1], "owned by the user the commands run as")
 
 	_, err = c.ReadFile(ctx, s.ID, "", "../../../../etc/passwd", 0, 0)
 	assert.ErrorIs(t, err, api.ErrPermission, "a path leaving the workspace is refused")

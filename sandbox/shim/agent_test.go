@@ -1013,3 +1013,26 @@ func TestAgentAsPID1(t *testing.T) {
 	require.NoError(t, res.err)
 	assert.Equal(t, "PID 1 lives\n", res.out)
 }
+
+func TestSupplementaryGroup(t *testing.T) {
+	requireRoot(t, "the supervisor must be root to set groups")
+	a := startAgent(t, agentOptions{})
+	for _, tc := range []struct {
+		name  string
+		group int
+		want  string
+	}{
+		{"none", 0, "65534 65534 65534\n"},
+		{"one", 4242, "65534 65534 65534 4242\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := request("/bin/sh", "-c", `echo "$(id -u) $(id -g) $(id -G)"`)
+			req.Group = tc.group
+			res := a.run(t, req)
+			require.NoError(t, res.err, "run: %s", res.out)
+			assert.Equal(t, tc.want, res.out, "uid, gid and groups of the command")
+		})
+	}
+	_, err := Start(context.Background(), a.path, Request{Args: []string{"true"}, Cwd: "/", UID: 65534, GID: 65534, Group: -1})
+	assert.ErrorIs(t, err, ErrInvalid, "a negative group is refused before anything is sent")
+}

@@ -63,6 +63,8 @@ type Request struct {
 	// UID and GID are the command's ids: not root's. An agent running
 	// unprivileged (tests) runs commands only as its own ids.
 	UID, GID int
+	// Group, when not 0, is the command's one supplementary group.
+	Group int
 	// Stdin, Stdout and Stderr are passed to the command (nil is
 	// /dev/null); Stderr may be Stdout, which keeps the two in order.
 	// They are put in blocking mode, as commands expect.
@@ -103,7 +105,7 @@ var ErrNoReport = errors.New("command supervisor ended without a report")
 // ErrAgent, ErrProtocol, and its errno); a *VersionError for an agent of
 // another protocol version; ErrNoReport when the agent hung up.
 func Start(ctx context.Context, socketPath string, req Request) (*Process, error) {
-	rec, err := encodeExec(command{args: req.Args, env: req.Env, cwd: req.Cwd, uid: req.UID, gid: req.GID, hold: req.Hold})
+	rec, err := encodeExec(command{args: req.Args, env: req.Env, cwd: req.Cwd, uid: req.UID, gid: req.GID, group: req.Group, hold: req.Hold})
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ package shim
 // in every version: magic u32, version u16, type u16.
 //
 //	daemon → PID 1       spawn  {flags u32, reserved u32}      + cgroup fd if flags&spawnCgroup
-//	daemon → supervisor  exec   {uid, gid, argc, envc, flags, reserved u32}
+//	daemon → supervisor  exec   {uid, gid, argc, envc, flags, group u32}
 //	                            cwd\0 argv[0]\0 … env[0]\0 …    + stdin, stdout, stderr fds
 //	daemon → supervisor  go, kill, term                        (header only)
 //	agent  → daemon      held    {supervisor pid u32, 0}
@@ -140,7 +140,9 @@ type command struct {
 	args, env []string
 	cwd       string
 	uid, gid  int
-	hold      bool
+	// group, when not 0, is the one supplementary group.
+	group int
+	hold  bool
 }
 
 // ErrInvalid is returned for a request the protocol cannot carry; nothing
@@ -160,6 +162,8 @@ func (c command) validate() error {
 		return invalid("%d environment variables, at most %d", len(c.env), maxEnv)
 	case !strings.HasPrefix(c.cwd, "/") || len(c.cwd) > maxCwd:
 		return invalid("working directory %q is not an absolute path of at most %d bytes", c.cwd, maxCwd)
+	case c.group < 0 || c.group > 0x7ffffffe:
+		return invalid("supplementary group %d is out of range", c.group)
 	case c.uid <= 0 || c.uid > 0x7ffffffe || c.gid <= 0 || c.gid > 0x7ffffffe:
 		// 0 would keep root's capabilities; -1 means "unchanged" to setuid.
 		return invalid("uid %d / gid %d: commands run as a non-root id", c.uid, c.gid)
@@ -200,6 +204,7 @@ func encodeExec(c command) ([]byte, error) {
 	if c.hold {
 		binary.NativeEndian.PutUint32(b[24:], execHold)
 	}
+	binary.NativeEndian.PutUint32(b[28:], uint32(c.group))
 	b = append(append(b, c.cwd...), 0)
 	for _, s := range append(c.args, c.env...) {
 		b = append(append(b, s...), 0)

@@ -28,7 +28,8 @@ _Static_assert(sizeof(struct shim_spawn) == SHIM_SPAWN_LEN, "spawn layout");
 
 struct shim_exec {
 	struct shim_header h;
-	uint32_t uid, gid, argc, envc, flags, reserved;
+	// group, when not 0, is the command's one supplementary group.
+	uint32_t uid, gid, argc, envc, flags, group;
 };
 _Static_assert(sizeof(struct shim_exec) == SHIM_EXEC_FIXED_LEN, "exec layout");
 

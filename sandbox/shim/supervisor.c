@@ -28,6 +28,8 @@
 struct request {
 	uid_t uid;
 	gid_t gid;
+	// group, when not 0, is the command's one supplementary group.
+	gid_t group;
 	int hold;
 	// keep_ids is set where the agent runs unprivileged as the
 	// requested ids already (tests): no setgroups/setgid/setuid then.
@@ -78,8 +80,9 @@ static void read_request(struct request *r) {
 		goto bad;
 	memcpy(&e, buf, sizeof(e));
 	if (e.h.magic != SHIM_WIRE_MAGIC || e.h.version != SHIM_PROTOCOL_VERSION || e.h.type != SHIM_MSG_EXEC ||
-	    e.flags & ~(uint32_t)SHIM_EXEC_HOLD || e.reserved || e.argc < 1 || e.argc > SHIM_MAX_ARGS ||
-	    e.envc > SHIM_MAX_ENV || e.uid == 0 || e.uid > 0x7ffffffe || e.gid == 0 || e.gid > 0x7ffffffe)
+	    e.flags & ~(uint32_t)SHIM_EXEC_HOLD || e.argc < 1 || e.argc > SHIM_MAX_ARGS ||
+	    e.envc > SHIM_MAX_ENV || e.uid == 0 || e.uid > 0x7ffffffe || e.gid == 0 || e.gid > 0x7ffffffe ||
+	    e.group > 0x7ffffffe)
 		goto bad;
 	// The strings: cwd, argv, env, each NUL-terminated, filling the
 	// record exactly.
@@ -106,6 +109,7 @@ static void read_request(struct request *r) {
 		goto bad;
 	r->uid = e.uid;
 	r->gid = e.gid;
+	r->group = e.group;
 	r->hold = (e.flags & SHIM_EXEC_HOLD) != 0;
 	r->keep_ids = geteuid() != 0 && e.uid == getuid() && e.gid == getgid();
 	return;
@@ -199,7 +203,9 @@ __attribute__((noreturn)) static void run_command(const struct request *r, struc
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	// From root, setresuid to another uid clears every capability: the
 	// command starts with none, and no_new_privs keeps it so.
-	if (!r->keep_ids && (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0 ||
+	gid_t groups[1] = {r->group};
+	if (!r->keep_ids && (syscall(SYS_setgroups, r->group ? 1 : 0, r->group ? groups : NULL) < 0 ||
+			     syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0 ||
 			     syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0))
 		child_fail(f, SHIM_STAGE_SET_ID, errno);
 	// After the id change, which clears it.

@@ -26,6 +26,11 @@ type Config struct {
 	SocketGroup  string `yaml:"socket_group"`
 	CgroupParent string `yaml:"cgroup_parent"`
 	SandboxUID   int    `yaml:"sandbox_uid"`
+	// UserUIDs are the uids users get, one each.
+	UserUIDs struct {
+		First int `yaml:"first"`
+		Count int `yaml:"count"`
+	} `yaml:"user_uids"`
 	SandboxGID   int    `yaml:"sandbox_gid"`
 	Python       string `yaml:"python"`
 	LogLevel     string `yaml:"log_level"`
@@ -84,6 +89,7 @@ func Default() Config {
 	c.SocketMode = "0660"
 	c.CgroupParent = "/sandboxd"
 	c.SandboxUID, c.SandboxGID = 10000, 10000
+	c.UserUIDs.First, c.UserUIDs.Count = 100000, 100000
 	c.Python = "/usr/bin/python3"
 	c.LogLevel = "info"
 	c.MaxBodyBytes = 8 << 20
@@ -146,6 +152,11 @@ func (c *Config) Validate() error {
 		return errors.New("config: files.max_file_bytes and files.max_list_entries must be positive, files.max_files_per_session not negative")
 	case c.Processes.MaxPerSession <= 0 || c.Processes.BufferBytes < 1024 || c.Processes.BufferTotalBytes < int64(c.Processes.BufferBytes):
 		return errors.New("config: processes.max_per_session must be positive, processes.buffer_bytes at least 1024 and processes.buffer_total_bytes at least buffer_bytes")
+	case c.UserUIDs.First <= 0 || c.UserUIDs.Count <= 0 || c.UserUIDs.First > 1<<31-1-c.UserUIDs.Count:
+		return errors.New("config: user_uids must be a positive range of uids")
+	case c.SandboxUID >= c.UserUIDs.First && c.SandboxUID < c.UserUIDs.First+c.UserUIDs.Count,
+		c.SandboxGID >= c.UserUIDs.First && c.SandboxGID < c.UserUIDs.First+c.UserUIDs.Count:
+		return errors.New("config: sandbox_uid and sandbox_gid must lie outside user_uids")
 	case c.SandboxUID <= 0 || c.SandboxGID <= 0:
 		return errors.New("config: sandbox_uid and sandbox_gid must not be root")
 	}
@@ -168,6 +179,7 @@ func (c *Config) Sandbox(helper, version string) sandbox.Config {
 		CgroupParent:            c.CgroupParent,
 		Helper:                  helper,
 		SandboxUID:              c.SandboxUID,
+		UserUIDs:                sandbox.UIDRange{First: c.UserUIDs.First, Count: c.UserUIDs.Count},
 		SandboxGID:              c.SandboxGID,
 		Python:                  c.Python,
 		DefaultLimits:           c.Limits.Default.sandbox(),
