@@ -6,8 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"regexp"
+	"strconv"
 )
 
 // ErrInvalidID is returned for a user or session id outside the safe
@@ -63,7 +63,7 @@ func (l Layout) Agents() string          { return filepath.Join(l.Root, "agents"
 func (l Layout) Identity(uid int) string {
 	return filepath.Join(l.Root, "identity", strconv.Itoa(uid))
 }
-func (l Layout) Workspaces() string      { return filepath.Join(l.Root, "workspaces") }
+func (l Layout) Workspaces() string { return filepath.Join(l.Root, "workspaces") }
 
 // User returns the directories of one user; the id must be valid.
 func (l Layout) User(userID string) User {
