@@ -385,6 +385,9 @@ func TestBadRequests(t *testing.T) {
 		{"empty grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=", ``, 400, api.CodeInvalidArgument, `grace ""`, ""},
 		{"NaN grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=NaN", ``, 400, api.CodeInvalidArgument, `grace "NaN"`, ""},
 		{"endless grace", http.MethodDelete, "/v1/sessions/s1/processes/p1?grace=1e300", ``, 400, api.CodeInvalidArgument, `grace "1e300"`, ""},
+		// 1e10 s overflows a time.Duration: it used to kill the command at once.
+		{"endless timeout", http.MethodPost, "/v1/sessions/s1/exec", `{"command":"true","timeout":1e10}`, 400, api.CodeInvalidArgument, "timeout 1e+10 is out of range", ""},
+		{"huge negative timeout", http.MethodPost, "/v1/sessions/s1/exec", `{"command":"true","timeout":-1e300}`, 400, api.CodeInvalidArgument, "out of range", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
