@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,6 +61,14 @@ type Config struct {
 	} `yaml:"processes"`
 
 	KeepExtensions []string `yaml:"keep_extensions"`
+
+	// MetricsListen is a TCP address (host:port) serving GET /metrics too;
+	// empty, the metrics are on the socket only.
+	MetricsListen string `yaml:"metrics_listen"`
+	// MetricsPerSession exports each session's CPU and memory with user
+	// and session labels, for at most MetricsPerSessionMax sessions.
+	MetricsPerSession    bool `yaml:"metrics_per_session"`
+	MetricsPerSessionMax int  `yaml:"metrics_per_session_max"`
 }
 
 // Limits are a session's resource limits as the file writes them.
@@ -101,6 +110,7 @@ func Default() Config {
 	c.Processes.BufferBytes = 1 << 20
 	c.Processes.BufferTotalBytes = 256 << 20
 	c.KeepExtensions = []string{".pdf", ".xlsx", ".pptx", ".docx"}
+	c.MetricsPerSessionMax = 500
 	return c
 }
 
@@ -148,6 +158,13 @@ func (c *Config) Validate() error {
 		return errors.New("config: processes.max_per_session must be positive, processes.buffer_bytes at least 1024 and processes.buffer_total_bytes at least buffer_bytes")
 	case c.SandboxUID <= 0 || c.SandboxGID <= 0:
 		return errors.New("config: sandbox_uid and sandbox_gid must not be root")
+	case c.MetricsPerSessionMax <= 0:
+		return errors.New("config: metrics_per_session_max must be positive")
+	}
+	if c.MetricsListen != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsListen); err != nil || port == "" {
+			return fmt.Errorf("config: metrics_listen %q is not a host:port address", c.MetricsListen)
+		}
 	}
 	return nil
 }
