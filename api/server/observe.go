@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/sandbox"
@@ -49,6 +50,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if err := out.rc.Flush(); err != nil {
 		return nil // the client is gone
 	}
+	// The end of the answer is written after the handler returns, maybe
+	// long after the last event's deadline: it gets one of its own.
+	defer func() { _ = out.rc.SetWriteDeadline(time.Now().Add(s.streamTimeout)) }()
 	for {
 		select {
 		case ev, ok := <-sub.Events():

@@ -220,6 +220,24 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 	assert.Zero(t, live, "the subscription is gone")
 }
 
+// A stream that was idle past its last event's write deadline still ends
+// cleanly: the end of the answer gets a deadline of its own.
+func TestIdleEventStreamEndsCleanly(t *testing.T) {
+	fb := newFake()
+	const deadline = 20 * time.Millisecond
+	srv := server.New(fb, server.Config{Logger: slog.New(slog.DiscardHandler), StreamWriteTimeout: deadline})
+	path, served := serveUnix(t, srv)
+	stream, _ := eventStream(t, path, "/v1/events")
+	fb.Publish(sbevents.Event{Type: sbevents.SessionCreated})
+	assert.Equal(t, "session_created", nextEvent(t, stream).Type, "the event")
+	time.Sleep(5 * deadline) // not a synchronisation: the deadline must be past
+
+	require.NoError(t, srv.Shutdown(context.Background()), "shutdown")
+	require.NoError(t, <-served, "serve")
+	_, err := stream.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "a clean end of the answer, not a cut one")
+}
+
 func TestMetricsRoute(t *testing.T) {
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
