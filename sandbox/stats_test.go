@@ -26,7 +26,9 @@ func waitEnded(t *testing.T, id, pid string) Process {
 }
 
 func TestSessionStatsReactToRealWork(t *testing.T) {
-	s := startSession(t, "stats", &Limits{CPUs: 0.5, MemoryMB: 256, Pids: 50})
+	// A fifth of a CPU: two busy loops run into it even while other jobs
+	// keep the machine busy.
+	s := startSession(t, "stats", &Limits{CPUs: 0.2, MemoryMB: 256, Pids: 50})
 	ctx := context.Background()
 
 	fresh := stats(t, s.ID)
@@ -40,11 +42,11 @@ func TestSessionStatsReactToRealWork(t *testing.T) {
 	assert.Nil(t, fresh.Disk, "disk use is not measured yet")
 	assert.Equal(t, fresh.LastActivity, stats(t, s.ID).LastActivity, "reading stats is not activity")
 
-	// Two busy loops under half a CPU: time used and time held back.
+	// Two busy loops under the limit: time used and time held back.
 	burn := run(t, s.ID, `while :; do :; done & while :; do :; done`, 2)
 	require.True(t, burn.TimedOut, "the loops ran until the timeout")
 	burnt := stats(t, s.ID)
-	assert.Greater(t, burnt.CPU-fresh.CPU, 300*time.Millisecond, "a CPU burner raises the CPU time")
+	assert.Greater(t, burnt.CPU-fresh.CPU, 100*time.Millisecond, "a CPU burner raises the CPU time")
 	assert.Greater(t, burnt.CPUThrottled, fresh.CPUThrottled, "and the throttled time, past the limit")
 	assert.Equal(t, uint64(1), burnt.Execs, "one command")
 	assert.True(t, burnt.LastActivity.After(fresh.LastActivity), "a command is activity")
@@ -68,9 +70,10 @@ import time; time.sleep(1000)'`})
 	assert.Equal(t, uint64(3), holding.Execs, "two commands and a background process")
 	_, err = env.m.KillProcess(ctx, s.ID, hold.ID, time.Second)
 	require.NoError(t, err, "kill the holder")
-	onlyInitLeft(t, s, "the holder's tree is gone")
+	// The kernel uncounts a process once it is reaped, a moment after it
+	// left cgroup.procs.
+	assert.Eventually(t, func() bool { return stats(t, s.ID).Pids == 1 }, 5*time.Second, 10*time.Millisecond, "only PID 1 is counted once the holder's tree is gone")
 	released := stats(t, s.ID)
-	assert.Equal(t, uint64(1), released.Pids, "only PID 1 is counted now")
 	assert.Zero(t, released.Processes, "no background process runs")
 	assert.Less(t, released.MemoryBytes, holding.MemoryBytes, "its memory is freed")
 
