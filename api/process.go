@@ -59,6 +59,11 @@ type Process struct {
 	Signal    string    `json:"signal,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 	EndedAt   time.Time `json:"ended_at,omitzero"`
+	// CPUMS, PeakMemoryBytes and OOMKilled are what the process's tree
+	// used, as in ExecResult; set once it ended.
+	CPUMS           int64  `json:"cpu_ms,omitempty"`
+	PeakMemoryBytes uint64 `json:"peak_memory_bytes,omitempty"`
+	OOMKilled       bool   `json:"oom_killed,omitempty"`
 }
 
 // ProcessList is the answer of GET …/processes.

@@ -14,6 +14,8 @@ install -D -m 0644 "$top/packaging/sandboxd.sysusers" "$stage/usr/lib/sysusers.d
 install -D -m 0644 "$top/packaging/config.yaml" "$stage/etc/sandboxd/config.yaml"
 install -D -m 0644 "$top/README.md" "$stage/usr/share/doc/sandboxd/README.md"
 install -D -m 0644 "$top/api/openapi.yaml" "$stage/usr/share/doc/sandboxd/openapi.yaml"
+install -D -m 0644 "$top/packaging/prometheus/sandboxd.yml" "$stage/usr/share/doc/sandboxd/examples/prometheus.yml"
+install -D -m 0644 "$top/packaging/grafana/sandboxd.json" "$stage/usr/share/doc/sandboxd/examples/grafana-dashboard.json"
 install -d "$stage/DEBIAN"
 for f in postinst prerm postrm conffiles; do
 	install -m "$([ "$f" = conffiles ] && echo 0644 || echo 0755)" "$top/packaging/debian/$f" "$stage/DEBIAN/$f"

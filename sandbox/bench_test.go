@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"os"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -11,16 +10,13 @@ import (
 
 // p50 reports the median of the timed operations as "p50-ms".
 func reportP50(b *testing.B, d []time.Duration) {
-	slices.Sort(d)
-	b.ReportMetric(float64(d[len(d)/2])/float64(time.Millisecond), "p50-ms")
+	b.ReportMetric(float64(median(d))/float64(time.Millisecond), "p50-ms")
 }
 
 // BenchmarkSession times a session's create, an exec of `true` and its
 // delete, each on its own, and reports each one's median.
 func BenchmarkSession(b *testing.B) {
-	if env == nil {
-		b.Skip("needs root: creates namespaces, cgroups and mounts")
-	}
+	requireRoot(b)
 	ctx := context.Background()
 	b.Run("create", func(b *testing.B) {
 		var ds []time.Duration

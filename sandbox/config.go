@@ -3,6 +3,8 @@ package sandbox
 import (
 	"log/slog"
 	"time"
+
+	"github.com/sandboxd/sandboxd/sandbox/events"
 )
 
 // Config is what a Manager is built from; cmd/sandboxd fills it from flags
@@ -59,6 +61,11 @@ type Config struct {
 
 	Logger  *slog.Logger
 	Version string
+
+	// Events is the bus the Manager publishes on, so that hooks (the
+	// metrics) see the events of recovery too; NewManager makes one when
+	// it is nil. Manager.Close closes it.
+	Events *events.Bus
 
 	// Faults, when set (by tests only), is asked at each named step of
 	// create, delete and recovery whether to fail there.

@@ -96,6 +96,7 @@ func (m *Manager) execute(ctx context.Context, id string, req ExecRequest, stdou
 	if exit.Signal != 0 {
 		res.Signal = unix.SignalName(exit.Signal)
 	}
+	m.execEnded(s, commandLine(req.Command, l), exit, res)
 	return res, nil
 }
 

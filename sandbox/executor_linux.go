@@ -50,8 +50,9 @@ type Exit struct {
 	// PeakMemory is the most memory the command's tree used at once.
 	PeakMemory uint64
 	// OOMKilled: the kernel's OOM killer killed a process of this
-	// command (not of another one of the session).
+	// command (not of another one of the session); OOMKills counts them.
 	OOMKilled bool
+	OOMKills  uint64
 }
 
 const (
@@ -230,7 +231,7 @@ func (a *agentProcess) wait(code int) {
 		a.exit = Exit{Code: code}
 	}
 	if st, err := a.cg.Stats(); err == nil {
-		a.exit.CPU, a.exit.PeakMemory, a.exit.OOMKilled = st.CPU, st.MemoryPeakBytes, st.OOMKills > 0
+		a.exit.CPU, a.exit.PeakMemory, a.exit.OOMKilled, a.exit.OOMKills = st.CPU, st.MemoryPeakBytes, st.OOMKills > 0, st.OOMKills
 	}
 	if err := a.cg.Remove(); err != nil && a.err == nil {
 		a.err = err

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/events"
 )
 
 // The files API acts on the host side of a session's trees, through
@@ -325,7 +326,7 @@ func (m *Manager) checkFileQuota(t fileTarget) error {
 		}
 	}
 	if n >= max {
-		return fmt.Errorf("%w: session %q holds %d files, its maximum", ErrQuota, t.s.meta.ID, n)
+		return m.refused(t.s, events.QuotaFiles, fmt.Errorf("%w: session %q holds %d files, its maximum", ErrQuota, t.s.meta.ID, n))
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/events"
 )
 
 // phase is where a session is in the daemon's hands; Manager.mu guards it.
@@ -54,6 +55,8 @@ type session struct {
 	exec Executor
 
 	procs processes
+	// usage is what the daemon counts of the session (stats.go).
+	usage usage
 
 	// calls counts the calls in flight; a delete waits for them.
 	calls sync.WaitGroup
@@ -63,7 +66,9 @@ type session struct {
 }
 
 func newSession(meta sessionMeta, dir mounts.Session) *session {
-	return &session{meta: meta, dir: dir, closing: make(chan struct{})}
+	s := &session{meta: meta, dir: dir, closing: make(chan struct{})}
+	s.usage.touch()
+	return s
 }
 
 // close ends the session's calls in flight.
@@ -119,7 +124,8 @@ func (s *session) bind(ctx context.Context) (context.Context, context.CancelFunc
 
 // acquire returns a live session for one call; the caller calls done when
 // the call is over. Creating, deleting and unknown sessions are not found;
-// a broken one is unavailable, with the reason.
+// a broken one is unavailable, with the reason. The call's beginning and
+// end are the session's activity.
 func (m *Manager) acquire(id string) (s *session, done func(), err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -131,7 +137,8 @@ func (m *Manager) acquire(id string) (s *session, done func(), err error) {
 		return nil, nil, fmt.Errorf("%w: session %q is broken: %s", ErrUnavailable, id, s.reason)
 	}
 	s.calls.Add(1)
-	return s, s.calls.Done, nil
+	s.usage.touch()
+	return s, func() { s.usage.touch(); s.calls.Done() }, nil
 }
 
 // CreateSession builds a session's directories and starts its sandbox.
@@ -161,16 +168,17 @@ func (m *Manager) CreateSession(ctx context.Context, req CreateRequest) (Session
 	meta := sessionMeta{ID: req.SessionID, UserID: req.UserID, CreatedAt: time.Now().UTC(), Limits: storedLimits(limits)}
 	s := newSession(meta, m.layout.Session(req.UserID, req.SessionID))
 	if err := m.reserve(s, quota.MaxSessions); err != nil {
-		return Session{}, err
+		return Session{}, m.refused(s, events.QuotaSessions, err)
 	}
 	if err := m.build(s, quota); err != nil {
 		m.abandon(s)
-		return Session{}, err
+		return Session{}, m.refused(s, events.QuotaWorkspace, err)
 	}
 	m.mu.Lock()
 	s.phase = phaseLive
 	m.mu.Unlock()
 	m.log.InfoContext(ctx, "session created", "session", s.meta.ID, "user", s.meta.UserID)
+	m.publish(s, events.Event{Type: events.SessionCreated})
 	return s.describe(phaseLive, ""), nil
 }
 
@@ -330,6 +338,7 @@ func (m *Manager) DeleteSession(ctx context.Context, id string, keepFiles bool) 
 		m.mu.Lock()
 		s.phase, s.reason = phaseBroken, "delete failed: "+err.Error()
 		m.mu.Unlock()
+		m.publish(s, events.Event{Type: events.SessionBroken, Reason: "delete failed: " + err.Error()})
 		return DeleteResult{}, err
 	}
 	m.mu.Lock()
@@ -337,6 +346,7 @@ func (m *Manager) DeleteSession(ctx context.Context, id string, keepFiles bool) 
 	m.mu.Unlock()
 	m.removeUserCgroup(s.meta.UserID)
 	m.log.InfoContext(ctx, "session deleted", "session", id, "user", s.meta.UserID, "kept_files", len(res.Kept))
+	m.publish(s, events.Event{Type: events.SessionDeleted})
 	return res, nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/events"
 )
 
 // Manager owns every session of the daemon.
@@ -34,6 +35,8 @@ type Manager struct {
 	// processBytes counts the unread output every background process of
 	// the daemon holds.
 	processBytes atomic.Int64
+	// events is where the sessions' events are published (events_linux.go).
+	events *events.Bus
 
 	// mu guards sessions and each session's phase; it is never held
 	// across a slow call.
@@ -56,6 +59,9 @@ type Manager struct {
 func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Events == nil {
+		cfg.Events = events.NewBus()
 	}
 	checks := Doctor(cfg)
 	if err := Healthy(checks); err != nil {
@@ -80,6 +86,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		swap:        swapAccounting(cg.Mode()),
 		controllers: controllers,
 		sessions:    map[string]*session{},
+		events:      cfg.Events,
 	}
 	if err := m.layout.Init(); err != nil {
 		return nil, err
@@ -124,9 +131,10 @@ func lockState(l mounts.Layout) (*os.File, error) {
 	return f, nil
 }
 
-// Close releases the state tree. Sessions keep running, for the next
-// daemon to adopt.
+// Close releases the state tree and ends the event subscriptions. Sessions
+// keep running, for the next daemon to adopt.
 func (m *Manager) Close() {
+	m.events.Close()
 	m.mu.Lock()
 	for _, s := range m.sessions {
 		s.release()

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/events"
 )
 
 // Background processes: commands a session starts and reads from later
@@ -64,6 +65,8 @@ type background struct {
 	logged  int64
 	// killed is set when the API ended the process.
 	killed bool
+	// onExit, when set, learns how the process ended, once.
+	onExit func(exit Exit, killed bool)
 	ended  time.Time
 	exit   Exit
 	err    error
@@ -133,13 +136,17 @@ func (b *background) finish() {
 	defer close(b.finished)
 	exit, err := b.proc.Wait()
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if len(b.partial) > 0 {
 		b.push(string(b.partial))
 		b.partial = nil
 	}
 	b.exit, b.err, b.ended = exit, err, time.Now().UTC()
 	b.closeLog()
+	killed := b.killed
+	b.mu.Unlock()
+	if b.onExit != nil {
+		b.onExit(exit, killed)
+	}
 }
 
 // state describes the process; b.mu must be held.
@@ -157,6 +164,7 @@ func (b *background) state() Process {
 	if b.exit.Signal != 0 {
 		p.Signal = unix.SignalName(b.exit.Signal)
 	}
+	p.CPU, p.PeakMemory, p.OOMKilled = b.exit.CPU, b.exit.PeakMemory, b.exit.OOMKilled
 	return p
 }
 
@@ -279,7 +287,7 @@ func (m *Manager) StartProcess(ctx context.Context, id string, cmd Command) (Pro
 		}
 	}
 	if live >= m.cfg.MaxProcessesPerSession {
-		return Process{}, fmt.Errorf("%w: session %q runs %d background processes, its maximum", ErrQuota, id, live)
+		return Process{}, m.refused(s, events.QuotaProcesses, fmt.Errorf("%w: session %q runs %d background processes, its maximum", ErrQuota, id, live))
 	}
 	if f, err := openLog(s.dir.Logs(), "process-"+b.id+".log"); err == nil {
 		b.log = f
@@ -293,6 +301,8 @@ func (m *Manager) StartProcess(ctx context.Context, id string, cmd Command) (Pro
 		return Process{}, startError(id, l, err)
 	}
 	b.proc = p
+	b.onExit = func(exit Exit, killed bool) { m.processEnded(s, b, exit, killed) }
+	m.processStarted(s, b)
 	go b.finish()
 	if s.procs.procs == nil {
 		s.procs.procs = map[string]*background{}

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/events"
 	"github.com/sandboxd/sandboxd/sandbox/shim"
 )
 
@@ -61,6 +62,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			m.mu.Lock()
 			s.phase, s.reason = phaseBroken, err.Error()
 			m.mu.Unlock()
+			m.publish(s, events.Event{Type: events.SessionBroken, Reason: err.Error()})
 		}
 	}
 	if err := m.removeStrayCgroups(); err != nil {
@@ -96,6 +98,7 @@ func (m *Manager) restore(s *session, running *libcontainer.Container) error {
 		m.mu.Unlock()
 		m.removeUserCgroup(meta.UserID)
 		m.log.Info("finished an interrupted delete", "session", meta.ID, "user", meta.UserID)
+		m.publish(s, events.Event{Type: events.SessionDeleted, Reason: "finished a delete the daemon before did not"})
 	case running != nil:
 		if err := m.attach(s, running); err != nil {
 			return err
@@ -107,6 +110,7 @@ func (m *Manager) restore(s *session, running *libcontainer.Container) error {
 			return fmt.Errorf("remove the previous daemon's commands: %w", err)
 		}
 		m.log.Info("session adopted", "session", meta.ID, "user", meta.UserID)
+		m.publish(s, events.Event{Type: events.SessionAdopted})
 	default:
 		if err := m.startSandbox(s); err != nil {
 			return fmt.Errorf("start a new sandbox: %w", err)
@@ -115,6 +119,7 @@ func (m *Manager) restore(s *session, running *libcontainer.Container) error {
 			return err
 		}
 		m.log.Info("session restarted in a new sandbox", "session", meta.ID, "user", meta.UserID)
+		m.publish(s, events.Event{Type: events.SessionRestarted})
 	}
 	return nil
 }

@@ -170,6 +170,11 @@ type Process struct {
 	Signal    string
 	StartedAt time.Time
 	EndedAt   time.Time
+	// CPU, PeakMemory and OOMKilled are what the process's tree used, set
+	// once it ended, as for a command run to its end (ExecResult).
+	CPU        time.Duration
+	PeakMemory uint64
+	OOMKilled  bool
 }
 
 // ProcessOutput is the output of a background process not read before

@@ -109,6 +109,10 @@ func wireProcess(p sandbox.Process) api.Process {
 		Signal:    p.Signal,
 		StartedAt: p.StartedAt,
 		EndedAt:   p.EndedAt,
+
+		CPUMS:           p.CPU.Milliseconds(),
+		PeakMemoryBytes: p.PeakMemory,
+		OOMKilled:       p.OOMKilled,
 	}
 }
 

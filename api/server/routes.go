@@ -51,6 +51,10 @@ var routes = []route{
 	{http.MethodGet, "/v1/sessions/{id}/processes", defaultLimit, (*Server).listProcesses},
 	{http.MethodGet, "/v1/sessions/{id}/processes/{pid}/output", defaultLimit, (*Server).processOutput},
 	{http.MethodDelete, "/v1/sessions/{id}/processes/{pid}", defaultLimit, (*Server).killProcess},
+	// Observability: observe.go.
+	{http.MethodGet, "/v1/sessions/{id}/stats", defaultLimit, (*Server).sessionStats},
+	{http.MethodGet, "/v1/events", defaultLimit, (*Server).events},
+	{http.MethodGet, "/metrics", defaultLimit, (*Server).metrics},
 }
 
 // muxPattern is the route's ServeMux pattern, which the mux also reports

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -27,6 +28,9 @@ type Config struct {
 	// StreamWriteTimeout bounds each write of a streamed exec; 0 means
 	// DefaultStreamWriteTimeout.
 	StreamWriteTimeout time.Duration
+	// Metrics serves GET /metrics (the Prometheus exposition); without it
+	// the route answers 404.
+	Metrics http.Handler
 }
 
 // Server is sandboxd's API server.
@@ -43,6 +47,11 @@ type Server struct {
 	fileBodies map[string]bool
 	handler    http.Handler
 	httpSrv    *http.Server
+	// Observability (observe.go): the /metrics handler, and what ends
+	// the event streams on Shutdown, which does not wait for them.
+	metricsHandler http.Handler
+	shutdown       chan struct{}
+	shutdownOnce   sync.Once
 }
 
 // New returns a Server that drives b.
@@ -74,6 +83,8 @@ func New(b Backend, cfg Config) *Server {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.metricsHandler, s.shutdown = cfg.Metrics, make(chan struct{})
+	s.httpSrv.RegisterOnShutdown(func() { s.shutdownOnce.Do(func() { close(s.shutdown) }) })
 	return s
 }
 

@@ -314,6 +314,8 @@ func TestEveryRouteReportsBackendErrors(t *testing.T) {
 		{http.MethodGet, "/v1/sessions/s1/processes", ""},
 		{http.MethodGet, "/v1/sessions/s1/processes/p1/output", ""},
 		{http.MethodDelete, "/v1/sessions/s1/processes/p1", ""},
+		{http.MethodGet, "/v1/sessions/s1/stats", ""},
+		{http.MethodGet, "/v1/events?session_id=s1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {

@@ -133,6 +133,11 @@ type eventWriter struct {
 }
 
 func (e *eventWriter) send(ev api.ExecEvent) error {
+	return e.write(ev.Type, ev)
+}
+
+// write sends v, an event of type typ, as one line.
+func (e *eventWriter) write(typ string, v any) error {
 	if e.err != nil {
 		return e.err
 	}
@@ -147,12 +152,12 @@ func (e *eventWriter) send(ev api.ExecEvent) error {
 		e.w.WriteHeader(http.StatusOK)
 		e.started = true
 	}
-	if err := json.NewEncoder(e.w).Encode(ev); err != nil {
-		e.err = fmt.Errorf("write %s event: %w", ev.Type, err)
+	if err := json.NewEncoder(e.w).Encode(v); err != nil {
+		e.err = fmt.Errorf("write %s event: %w", typ, err)
 		return e.err
 	}
 	if err := e.rc.Flush(); err != nil {
-		e.err = fmt.Errorf("flush %s event: %w", ev.Type, err)
+		e.err = fmt.Errorf("flush %s event: %w", typ, err)
 		return e.err
 	}
 	return nil

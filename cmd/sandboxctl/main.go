@@ -1,6 +1,6 @@
 // Command sandboxctl drives sandboxd from the shell through its API: it
-// creates, lists, inspects and deletes sessions, runs commands in them and
-// manages their files.
+// creates, lists, inspects and deletes sessions, runs commands in them,
+// manages their files, and shows what they use and what happens.
 package main
 
 import (
@@ -44,6 +44,9 @@ Commands:
   mv ID FROM TO                 move a session's file
   edit --old X --new Y ID PATH  replace text in a session's file
   download USER NAME [DST]      download a user's kept output file
+  stats ID                      what a session uses and has done
+  top [--user U] [--once]       a live table of the sessions and what they use
+  events [--user U] [--session S]  the daemon's events as they happen
 
 Files commands take --root workspace (the default) or --root shared.
 
@@ -131,6 +134,12 @@ func dispatch(ctx context.Context, c *client.Client, args []string, std stdio) e
 		return processLogs(ctx, c, rest, std)
 	case "kill":
 		return processKill(ctx, c, rest, std)
+	case "stats":
+		return stats(ctx, c, rest, std)
+	case "top":
+		return top(ctx, c, rest, std)
+	case "events":
+		return eventsCommand(ctx, c, rest, std)
 	default:
 		return usagef("unknown command %q; see sandboxctl --help", cmd)
 	}

@@ -56,6 +56,8 @@ var suite struct {
 	socket string // --socket
 	parent string // --cgroup-parent, unique to this run
 	config string // --config
+	// metrics is the TCP address the daemons serve /metrics on.
+	metrics string
 
 	mu      sync.Mutex
 	cur     *daemon // the daemon tests talk to, if running
@@ -96,7 +98,10 @@ func setupSuite() error {
 	suite.socket = filepath.Join(dir, "run", "sandboxd.sock")
 	suite.parent = fmt.Sprintf("/sandboxd-itest-%d", os.Getpid())
 	suite.config = filepath.Join(dir, "sandboxd.yaml")
-	cfg := fmt.Sprintf("# written by daemon_test.go\nquota:\n  max_sessions: %d\n", maxSessions)
+	if suite.metrics, err = freeTCPAddress(); err != nil {
+		return err
+	}
+	cfg := fmt.Sprintf("# written by daemon_test.go\nquota:\n  max_sessions: %d\nmetrics_listen: %s\n", maxSessions, suite.metrics)
 	if err := os.WriteFile(suite.config, []byte(cfg), 0o644); err != nil {
 		return err
 	}

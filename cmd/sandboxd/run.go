@@ -19,6 +19,7 @@ import (
 	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/cmd/sandboxd/internal/config"
 	"github.com/sandboxd/sandboxd/sandbox"
+	"github.com/sandboxd/sandboxd/sandbox/events"
 )
 
 // version is set by the build (-ldflags "-X main.version=…").
@@ -120,7 +121,9 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-func newManager(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks) (*sandbox.Manager, error) {
+// newManager makes the Manager, publishing on bus (a bus of its own when
+// nil).
+func newManager(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks, bus *events.Bus) (*sandbox.Manager, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("sandboxd must run as root: it creates namespaces, cgroups and mounts")
 	}
@@ -131,6 +134,7 @@ func newManager(ctx context.Context, cfg config.Config, log *slog.Logger, h hook
 	sc := cfg.Sandbox(exe, version)
 	sc.Logger = log
 	sc.Faults = h.faults
+	sc.Events = bus
 	// Under systemd with Delegate=yes the unit's own cgroup is the
 	// daemon's to manage, and its sessions belong beneath it.
 	parent, delegated, err := cgroup.Delegated()
@@ -146,7 +150,8 @@ func newManager(ctx context.Context, cfg config.Config, log *slog.Logger, h hook
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks) error {
 	stopGrace := startupGrace(log)
-	m, err := newManager(ctx, cfg, log, h)
+	obs := newObservability(cfg, log)
+	m, err := newManager(ctx, cfg, log, h, obs.bus)
 	if err != nil {
 		stopGrace()
 		return err
@@ -158,11 +163,23 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks) er
 	if err != nil {
 		return err
 	}
+	if err := obs.metrics.Watch(m); err != nil {
+		return err
+	}
+	stopMetrics, err := obs.serveMetrics(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		stopMetrics(sctx)
+	}()
 	ln, err := listen(cfg, log)
 	if err != nil {
 		return err
 	}
-	srv := server.New(m, server.Config{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log, Version: version})
+	srv := server.New(m, server.Config{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log, Version: version, Metrics: obs.metrics.Handler()})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "socket", ln.Addr().String(), "state_dir", cfg.StateDir, "version", version)
@@ -188,7 +205,7 @@ func buildEnv(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks,
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	m, err := newManager(ctx, cfg, log, h)
+	m, err := newManager(ctx, cfg, log, h, nil)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ from .errors import (
     Unavailable,
     UnsupportedContent,
 )
+from .observe import DiskUsage, Event, EventsDropped, EventStream, Outcome, SessionStats
 from .types import (
     DeleteSessionResult,
     EditResult,
@@ -76,4 +77,10 @@ __all__ = [
     "TextFile",
     "TextLine",
     "WriteResult",
+    "SessionStats",
+    "DiskUsage",
+    "Event",
+    "Outcome",
+    "EventStream",
+    "EventsDropped",
 ]

@@ -40,6 +40,7 @@ from typing import (
 from urllib.parse import quote, urlencode
 
 from .errors import InternalError, error_from_response
+from .observe import EventStream, SessionStats
 from .types import (
     DeleteSessionResult,
     EditResult,
@@ -703,6 +704,45 @@ class Client:
         query = {"grace": _go_duration(grace) if grace is not None else None}
         doc = self._call("DELETE", self._session(id) + "/processes/" + _seg(pid), query)
         return ProcessOutput.from_dict(doc)
+
+    # -- statistics and events --------------------------------------------
+
+    def stats(self, id: str) -> SessionStats:
+        """What session ``id`` uses now (CPU time used and throttled, memory
+        now and at peak, processes) and has done (commands run, OOM kills,
+        last activity). Reading it is not the session's activity."""
+        return SessionStats.from_dict(self._call("GET", self._session(id) + "/stats"))
+
+    def events(
+        self,
+        user_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> EventStream:
+        """The daemon's events from now on, only ``user_id``'s or session
+        ``session_id``'s when given, as an :class:`EventStream` of
+        :class:`~sandboxd.Event` to iterate. The request is sent at once and
+        returns once the daemon has subscribed the client: nothing that
+        happens after is missed. ``timeout`` bounds each wait for an event
+        (None: wait for ever). Close the stream when done::
+
+            with client.events(session_id=sid) as events:
+                for ev in events:
+                    print(ev.type, ev.command)
+        """
+        conn, resp = self._open(
+            "GET", "/events", {"user_id": user_id or None, "session_id": session_id or None},
+            headers={"Accept": NDJSON}, timeout=timeout, use_timeout=True,
+        )
+        try:
+            self._raise_for(resp)
+            ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype != NDJSON:
+                raise InternalError("events: the daemon answered %s, not %s" % (ctype or "no content type", NDJSON), status=resp.status)
+        except BaseException:
+            conn.shutdown()
+            raise
+        return EventStream(conn, resp)
 
     # -- files ------------------------------------------------------------
     #

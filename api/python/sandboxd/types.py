@@ -345,6 +345,10 @@ class Process(_Model):
     signal: str = ""
     started_at: Optional[datetime] = None
     ended_at: Optional[datetime] = None
+    #: Once it ended: what its processes used, as in ExecResult.
+    cpu_ms: int = 0
+    peak_memory_bytes: int = 0
+    oom_killed: bool = False
 
     _CONVERT = {
         "id": ("id", _str),
@@ -355,6 +359,9 @@ class Process(_Model):
         "signal": ("signal", _str),
         "started_at": ("started_at", parse_time),
         "ended_at": ("ended_at", parse_time),
+        "cpu_ms": ("cpu_ms", _int),
+        "peak_memory_bytes": ("peak_memory_bytes", _int),
+        "oom_killed": ("oom_killed", _bool),
     }
 
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 import _fixture
 
 import sandboxd
-from sandboxd import errors, types
+from sandboxd import errors, observe, types
 
 try:
     import yaml
@@ -90,6 +90,11 @@ SCHEMAS: Dict[str, Any] = {
     "Process": Model(types.Process),
     "ProcessList": Listing("processes", "Process"),
     "ProcessOutput": Model(types.ProcessOutput),
+    # Statistics and events (sandboxd.observe).
+    "SessionStats": Model(observe.SessionStats),
+    "DiskUsage": Model(observe.DiskUsage),
+    "Event": Model(observe.Event),
+    "Outcome": Model(observe.Outcome),
 }
 
 #: Properties whose Python type is not the one the schema's type maps to,
@@ -131,6 +136,10 @@ OPERATIONS: Dict[str, Optional[List[Callable[[sandboxd.Client], Any]]]] = {
     "listProcesses": [lambda c: c.list_processes(S)],
     "processOutput": [lambda c: c.process_output(S, P, filter="x")],
     "killProcess": [lambda c: c.kill_process(S, P, grace=2)],
+    "getSessionStats": [lambda c: c.stats(S)],
+    "streamEvents": [lambda c: c.events(U, S, timeout=5)],
+    # Prometheus scrapes it; a chat backend has no use for it.
+    "getMetrics": None,
 }
 
 
@@ -155,6 +164,38 @@ class RecordingClient(sandboxd.Client):
         if raw:
             return b""
         return {spec.key: [{}] for spec in SCHEMAS.values() if isinstance(spec, Listing)}
+
+    def _open(self, method, path, query=None, json_body=None, body=None, headers=None, **kw):
+        """A streamed request: recorded, answered with an empty stream."""
+        q = {k: v for k, v in (query or {}).items() if v is not None}
+        self.calls.append(Call(method, "/" + sandboxd.API_VERSION + path, q, json_body))
+        return _NoConnection(), _EmptyStream((headers or {}).get("Accept", "application/json"))
+
+
+class _NoConnection:
+    def shutdown(self) -> None:
+        pass
+
+
+class _EmptyStream:
+    """An answer of the content type asked for, with an empty body."""
+
+    status = 200
+
+    def __init__(self, content_type: str) -> None:
+        self.content_type = content_type
+
+    def getheader(self, name: str, default: Any = None) -> Any:
+        return self.content_type if name.lower() == "content-type" else default
+
+    def read1(self, n: int = -1) -> bytes:
+        return b""
+
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
 
 
 def _unoptional(t: Any) -> Tuple[Any, bool]:

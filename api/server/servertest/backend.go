@@ -22,6 +22,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api/server"
 	"github.com/sandboxd/sandboxd/sandbox"
+	"github.com/sandboxd/sandboxd/sandbox/events"
 )
 
 var _ server.Backend = (*Backend)(nil)
@@ -53,6 +54,8 @@ type Backend struct {
 	lastCreate sandbox.CreateRequest
 	lastExec   execCall
 	lastGrace  time.Duration
+	// observe is the statistics and events (observe.go).
+	observe observe
 }
 
 type session struct {
@@ -68,6 +71,7 @@ func New() *Backend {
 		outputs:  map[output][]byte{},
 		notKept:  map[string]string{},
 		script:   &script{},
+		observe:  newObserve(),
 	}
 }
 
@@ -191,7 +195,9 @@ func (b *Backend) CreateSession(_ context.Context, req sandbox.CreateRequest) (s
 	if err != nil {
 		return sandbox.Session{}, err
 	}
-	return b.add(sandbox.Session{ID: req.SessionID, UserID: req.UserID, Limits: limits}), nil
+	s := b.add(sandbox.Session{ID: req.SessionID, UserID: req.UserID, Limits: limits})
+	b.publish(s, events.Event{Type: events.SessionCreated})
+	return s, nil
 }
 
 // limits fills the unset limits of req from the defaults and caps the set
@@ -280,6 +286,7 @@ func (b *Backend) DeleteSession(_ context.Context, id string, keepFiles bool) (s
 		delete(b.files, k)
 	}
 	delete(b.sessions, id)
+	b.publish(s.Session, events.Event{Type: events.SessionDeleted})
 	return res, nil
 }
 

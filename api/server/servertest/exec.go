@@ -108,6 +108,9 @@ func (b *Backend) exec(ctx context.Context, method, id string, req sandbox.ExecR
 	if b.lastExec.n == n {
 		b.lastExec.Err = err
 	}
+	if err == nil {
+		b.execEnded(id, req, res)
+	}
 	b.mu.Unlock()
 	if s.Ended != nil {
 		s.end.Do(func() { close(s.Ended) })

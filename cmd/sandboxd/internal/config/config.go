@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,6 +66,14 @@ type Config struct {
 	} `yaml:"processes"`
 
 	KeepExtensions []string `yaml:"keep_extensions"`
+
+	// MetricsListen is a TCP address (host:port) serving GET /metrics too;
+	// empty, the metrics are on the socket only.
+	MetricsListen string `yaml:"metrics_listen"`
+	// MetricsPerSession exports each session's CPU and memory with user
+	// and session labels, for at most MetricsPerSessionMax sessions.
+	MetricsPerSession    bool `yaml:"metrics_per_session"`
+	MetricsPerSessionMax int  `yaml:"metrics_per_session_max"`
 }
 
 // Limits are a session's resource limits as the file writes them.
@@ -107,6 +116,7 @@ func Default() Config {
 	c.Processes.BufferBytes = 1 << 20
 	c.Processes.BufferTotalBytes = 256 << 20
 	c.KeepExtensions = []string{".pdf", ".xlsx", ".pptx", ".docx"}
+	c.MetricsPerSessionMax = 500
 	return c
 }
 
@@ -159,6 +169,13 @@ func (c *Config) Validate() error {
 		return errors.New("config: sandbox_uid and sandbox_gid must lie outside user_uids")
 	case c.SandboxUID <= 0 || c.SandboxGID <= 0:
 		return errors.New("config: sandbox_uid and sandbox_gid must not be root")
+	case c.MetricsPerSessionMax <= 0:
+		return errors.New("config: metrics_per_session_max must be positive")
+	}
+	if c.MetricsListen != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsListen); err != nil || port == "" {
+			return fmt.Errorf("config: metrics_listen %q is not a host:port address", c.MetricsListen)
+		}
 	}
 	return nil
 }

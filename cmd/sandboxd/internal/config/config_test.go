@@ -104,6 +104,11 @@ func TestValidate(t *testing.T) {
 		{"socket mode not octal", func(c *Config) { c.SocketMode = "rw-rw----" }, false},
 		{"socket mode too large", func(c *Config) { c.SocketMode = "1777" }, false},
 		{"socket mode 0600", func(c *Config) { c.SocketMode = "0600" }, true},
+		{"metrics on TCP", func(c *Config) { c.MetricsListen = "127.0.0.1:9464" }, true},
+		{"metrics on all addresses", func(c *Config) { c.MetricsListen = ":9464" }, true},
+		{"metrics address without port", func(c *Config) { c.MetricsListen = "127.0.0.1" }, false},
+		{"metrics address with empty port", func(c *Config) { c.MetricsListen = "127.0.0.1:" }, false},
+		{"no per-session metrics cap", func(c *Config) { c.MetricsPerSessionMax = 0 }, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
