@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sandboxd/sandboxd/sandbox/packages/internal/wheeltest"
 )
 
 // testCache is a cache under a temporary state directory with the given
@@ -34,9 +36,9 @@ func newTestCache(t *testing.T, list string) testCache {
 	return testCache{Cache: c, listPath: listPath, src: src}
 }
 
-func (tc testCache) wheel(t *testing.T, w wheelSpec) string {
+func (tc testCache) wheel(t *testing.T, w wheeltest.Spec) string {
 	t.Helper()
-	return writeWheel(t, tc.src, w)
+	return wheeltest.Write(t, tc.src, w)
 }
 
 func (tc testCache) setList(t *testing.T, list string) {
@@ -67,7 +69,7 @@ func presentedNames(t *testing.T, dir string) []string {
 
 func TestAdd(t *testing.T) {
 	tc := newTestCache(t, "alpha>=1.0\nbeta\n")
-	good := tc.wheel(t, wheelSpec{name: "alpha", version: "1.0", requires: []string{"beta>=1.0"}})
+	good := tc.wheel(t, wheeltest.Spec{Name: "alpha", Version: "1.0", Requires: []string{"beta>=1.0"}})
 
 	added, err := tc.Add(good)
 	require.NoError(t, err)
@@ -89,9 +91,9 @@ func TestAdd(t *testing.T) {
 		match error
 		text  string
 	}{
-		{"refused by the list", tc.wheel(t, wheelSpec{name: "gamma", version: "1.0"}), ErrNotAllowed, "gamma is not on the package allow-list"},
-		{"version refused by the list", tc.wheel(t, wheelSpec{name: "alpha", version: "0.9"}), ErrNotAllowed, "alpha 0.9 is not allowed: the allow-list's line 1 says alpha>=1.0"},
-		{"METADATA mismatch", tc.wheel(t, wheelSpec{name: "beta", version: "1.0", metaVersion: "1.1"}), ErrBadWheel, `METADATA has version "1.1"`},
+		{"refused by the list", tc.wheel(t, wheeltest.Spec{Name: "gamma", Version: "1.0"}), ErrNotAllowed, "gamma is not on the package allow-list"},
+		{"version refused by the list", tc.wheel(t, wheeltest.Spec{Name: "alpha", Version: "0.9"}), ErrNotAllowed, "alpha 0.9 is not allowed: the allow-list's line 1 says alpha>=1.0"},
+		{"METADATA mismatch", tc.wheel(t, wheeltest.Spec{Name: "beta", Version: "1.0", MetaVersion: "1.1"}), ErrBadWheel, `METADATA has version "1.1"`},
 		{"not a zip", writeFile(t, filepath.Join(tc.src, "beta-2.0-py3-none-any.whl"), "junk"), ErrBadWheel, "zip"},
 		{"bad file name", writeFile(t, filepath.Join(tc.src, "beta.whl"), "junk"), ErrBadWheel, "name-version"},
 		{"sdist", writeFile(t, filepath.Join(tc.src, "beta-1.0.tar.gz"), "junk"), ErrBadWheel, "source distributions are not accepted"},
@@ -106,12 +108,12 @@ func TestAdd(t *testing.T) {
 
 	// Same file name, other content: refused, never replaced silently.
 	other := filepath.Join(t.TempDir(), filepath.Base(good))
-	writeWheel(t, filepath.Dir(other), wheelSpec{name: "alpha", version: "1.0", requires: []string{"beta>=2.0"}})
+	wheeltest.Write(t, filepath.Dir(other), wheeltest.Spec{Name: "alpha", Version: "1.0", Requires: []string{"beta>=2.0"}})
 	_, err = tc.Add(other)
 	assert.ErrorIs(t, err, ErrDuplicate)
 
 	// Several files: the good ones go in, the error lists the others.
-	b1 := tc.wheel(t, wheelSpec{name: "beta", version: "1.5"})
+	b1 := tc.wheel(t, wheeltest.Spec{Name: "beta", Version: "1.5"})
 	added, err = tc.Add(b1, tests[0].file)
 	assert.ErrorIs(t, err, ErrNotAllowed)
 	require.Len(t, added, 1)
@@ -135,13 +137,13 @@ func writeFile(t *testing.T, p, content string) string {
 func TestPresent(t *testing.T) {
 	tc := newTestCache(t, "alpha\nbeta<2\n")
 	_, err := tc.Add(
-		tc.wheel(t, wheelSpec{name: "alpha", version: "1.0"}),
-		tc.wheel(t, wheelSpec{name: "beta", version: "1.0"}),
-		tc.wheel(t, wheelSpec{name: "beta", version: "1.5"}),
+		tc.wheel(t, wheeltest.Spec{Name: "alpha", Version: "1.0"}),
+		tc.wheel(t, wheeltest.Spec{Name: "beta", Version: "1.0"}),
+		tc.wheel(t, wheeltest.Spec{Name: "beta", Version: "1.5"}),
 	)
 	require.NoError(t, err)
 	tc.setList(t, "alpha\nbeta<2\ngamma\n")
-	_, err = tc.Add(tc.wheel(t, wheelSpec{name: "gamma", version: "1.0"}))
+	_, err = tc.Add(tc.wheel(t, wheeltest.Spec{Name: "gamma", Version: "1.0"}))
 	require.NoError(t, err)
 	tc.setList(t, "alpha\nbeta<1.2\n")
 
@@ -175,8 +177,8 @@ func TestPresent(t *testing.T) {
 func TestPresentRefusesTamperedWheel(t *testing.T) {
 	tc := newTestCache(t, "alpha\nbeta\n")
 	_, err := tc.Add(
-		tc.wheel(t, wheelSpec{name: "alpha", version: "1.0"}),
-		tc.wheel(t, wheelSpec{name: "beta", version: "1.0"}),
+		tc.wheel(t, wheeltest.Spec{Name: "alpha", Version: "1.0"}),
+		tc.wheel(t, wheeltest.Spec{Name: "beta", Version: "1.0"}),
 	)
 	require.NoError(t, err)
 	p, err := tc.Present()
@@ -186,7 +188,7 @@ func TestPresentRefusesTamperedWheel(t *testing.T) {
 	// Someone with access to the cache swaps alpha's content for another
 	// valid wheel: same name, other bytes.
 	cached := filepath.Join(tc.Dir(), "wheels", "alpha-1.0-py3-none-any.whl")
-	evil := writeWheel(t, t.TempDir(), wheelSpec{name: "alpha", version: "1.0", requires: []string{"evil"}})
+	evil := wheeltest.Write(t, t.TempDir(), wheeltest.Spec{Name: "alpha", Version: "1.0", Requires: []string{"evil"}})
 	data, err := os.ReadFile(evil)
 	require.NoError(t, err)
 	require.NoError(t, os.Chmod(cached, 0o644))
@@ -229,9 +231,9 @@ func (f fakeDownloader) Download(_ context.Context, _, dest string) error {
 
 func TestFetch(t *testing.T) {
 	tc := newTestCache(t, "alpha\nbeta\n")
-	a := tc.wheel(t, wheelSpec{name: "alpha", version: "2.0", requires: []string{"beta", "gamma"}})
-	b := tc.wheel(t, wheelSpec{name: "beta", version: "1.0"})
-	g := tc.wheel(t, wheelSpec{name: "gamma", version: "1.0"})
+	a := tc.wheel(t, wheeltest.Spec{Name: "alpha", Version: "2.0", Requires: []string{"beta", "gamma"}})
+	b := tc.wheel(t, wheeltest.Spec{Name: "beta", Version: "1.0"})
+	g := tc.wheel(t, wheeltest.Spec{Name: "gamma", Version: "1.0"})
 	req := writeFile(t, filepath.Join(tc.src, "requirements.txt"), "alpha\n")
 
 	added, err := tc.Fetch(context.Background(), req, fakeDownloader{files: map[string]string{
@@ -256,12 +258,12 @@ func TestFetch(t *testing.T) {
 // local directory (--no-index --find-links), as a connected host would
 // from an index.
 func TestFetchWithPip(t *testing.T) {
-	python := hostPython(t)
+	python := wheeltest.HostPython(t)
 	tc := newTestCache(t, "alpha\nbeta\n")
 	links := t.TempDir()
-	writeWheel(t, links, wheelSpec{name: "alpha", version: "2.0", requires: []string{"beta>=1.0"}})
-	writeWheel(t, links, wheelSpec{name: "beta", version: "1.0"})
-	writeWheel(t, links, wheelSpec{name: "beta", version: "0.5"})
+	wheeltest.Write(t, links, wheeltest.Spec{Name: "alpha", Version: "2.0", Requires: []string{"beta>=1.0"}})
+	wheeltest.Write(t, links, wheeltest.Spec{Name: "beta", Version: "1.0"})
+	wheeltest.Write(t, links, wheeltest.Spec{Name: "beta", Version: "0.5"})
 	req := writeFile(t, filepath.Join(tc.src, "requirements.txt"), "alpha\n")
 
 	added, err := tc.Fetch(context.Background(), req, PipDownloader{Python: python, Args: []string{"--no-index", "--find-links", links}})

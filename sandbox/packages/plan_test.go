@@ -8,6 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sandboxd/sandboxd/sandbox/packages/internal/wheeltest"
+
 	"github.com/sandboxd/sandboxd/sandbox/packages/pyreq"
 )
 
@@ -52,20 +54,20 @@ kappa
 func newPlanCache(t *testing.T) testCache {
 	t.Helper()
 	tc := newTestCache(t, "alpha>=1.0a0\nbeta\ndelta\neps\nomega\nkappa\n")
-	specs := []wheelSpec{
-		{name: "alpha", version: "1.0"},
-		{name: "alpha", version: "2.0", requires: []string{"beta>=1.2", `winonly; sys_platform == "win32"`, `sockslib>=1; extra == "socks"`}},
-		{name: "alpha", version: "2.5b1"},
-		{name: "alpha", version: "3.0"},
-		{name: "beta", version: "1.0"},
-		{name: "beta", version: "1.5"},
-		{name: "beta", version: "1.8", requiresPython: ">=3.12"},
-		{name: "beta", version: "1.9", tag: "cp311-cp311-win_amd64"},
-		{name: "beta", version: "2.0"},
-		{name: "delta", version: "1.0", requires: []string{"gamma"}},
-		{name: "eps", version: "1.0", requires: []string{"numpy>=1.20"}},
-		{name: "omega", version: "1.0", requires: []string{"numpy>=2.0"}},
-		{name: "kappa", version: "1.0", requires: []string{"beta<1.2"}},
+	specs := []wheeltest.Spec{
+		{Name: "alpha", Version: "1.0"},
+		{Name: "alpha", Version: "2.0", Requires: []string{"beta>=1.2", `winonly; sys_platform == "win32"`, `sockslib>=1; extra == "socks"`}},
+		{Name: "alpha", Version: "2.5b1"},
+		{Name: "alpha", Version: "3.0"},
+		{Name: "beta", Version: "1.0"},
+		{Name: "beta", Version: "1.5"},
+		{Name: "beta", Version: "1.8", RequiresPython: ">=3.12"},
+		{Name: "beta", Version: "1.9", Tag: "cp311-cp311-win_amd64"},
+		{Name: "beta", Version: "2.0"},
+		{Name: "delta", Version: "1.0", Requires: []string{"gamma"}},
+		{Name: "eps", Version: "1.0", Requires: []string{"numpy>=1.20"}},
+		{Name: "omega", Version: "1.0", Requires: []string{"numpy>=2.0"}},
+		{Name: "kappa", Version: "1.0", Requires: []string{"beta<1.2"}},
 	}
 	var files []string
 	for _, s := range specs {

@@ -1,10 +1,6 @@
 package packages
 
 import (
-	"archive/zip"
-	"crypto/sha256"
-	"encoding/base64"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,88 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sandboxd/sandboxd/sandbox/packages/internal/wheeltest"
 )
-
-// wheelSpec describes a tiny pure-Python wheel for tests.
-type wheelSpec struct {
-	name, version string
-	requires      []string
-	// tag defaults to py3-none-any.
-	tag string
-	// metaName and metaVersion override what METADATA says.
-	metaName, metaVersion string
-	requiresPython        string
-	// omit leaves a file out of the dist-info directory.
-	omit string
-	// filename overrides the file's name.
-	filename string
-}
-
-func (w wheelSpec) fileName() string {
-	if w.filename != "" {
-		return w.filename
-	}
-	tag := w.tag
-	if tag == "" {
-		tag = "py3-none-any"
-	}
-	return fmt.Sprintf("%s-%s-%s.whl", strings.ReplaceAll(w.name, "-", "_"), w.version, tag)
-}
-
-// writeWheel writes the wheel into dir and returns its path. The module
-// it installs, <name>_mod, records its version in VERSION.
-func writeWheel(t *testing.T, dir string, w wheelSpec) string {
-	t.Helper()
-	p := filepath.Join(dir, w.fileName())
-	f, err := os.Create(p)
-	require.NoError(t, err)
-	defer f.Close()
-	zw := zip.NewWriter(f)
-	mod := strings.ReplaceAll(w.name, "-", "_") + "_mod"
-	info := strings.ReplaceAll(w.name, "-", "_") + "-" + w.version + ".dist-info"
-	metaName, metaVersion := w.name, w.version
-	if w.metaName != "" {
-		metaName = w.metaName
-	}
-	if w.metaVersion != "" {
-		metaVersion = w.metaVersion
-	}
-	meta := fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", metaName, metaVersion)
-	if w.requiresPython != "" {
-		meta += "Requires-Python: " + w.requiresPython + "\n"
-	}
-	for _, r := range w.requires {
-		meta += "Requires-Dist: " + r + "\n"
-	}
-	meta += "\nA test package.\nName: not-a-header\n"
-	files := []struct{ name, body string }{
-		{mod + "/__init__.py", fmt.Sprintf("VERSION = %q\n", w.version)},
-		{info + "/METADATA", meta},
-		{info + "/WHEEL", "Wheel-Version: 1.0\nGenerator: sandboxd-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"},
-		{info + "/top_level.txt", mod + "\n"},
-	}
-	var record strings.Builder
-	for _, fl := range files {
-		if strings.HasSuffix(fl.name, "/"+w.omit) {
-			continue
-		}
-		fw, err := zw.Create(fl.name)
-		require.NoError(t, err)
-		_, err = fw.Write([]byte(fl.body))
-		require.NoError(t, err)
-		sum := sha256.Sum256([]byte(fl.body))
-		fmt.Fprintf(&record, "%s,sha256=%s,%d\n", fl.name, base64.RawURLEncoding.EncodeToString(sum[:]), len(fl.body))
-	}
-	if w.omit != "RECORD" {
-		record.WriteString(info + "/RECORD,,\n")
-		fw, err := zw.Create(info + "/RECORD")
-		require.NoError(t, err)
-		_, err = fw.Write([]byte(record.String()))
-		require.NoError(t, err)
-	}
-	require.NoError(t, zw.Close())
-	return p
-}
 
 func TestParseWheelName(t *testing.T) {
 	tests := []struct {
@@ -130,23 +47,23 @@ func TestInspectWheel(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		desc string
-		spec wheelSpec
+		spec wheeltest.Spec
 		want string // error text; empty when valid
 	}{
-		{"valid", wheelSpec{name: "alpha", version: "1.0", requires: []string{"beta>=1.0", `gamma; extra == "x"`}, requiresPython: ">=3.8"}, ""},
-		{"name normalised across file, dist-info and METADATA", wheelSpec{name: "Foo.Bar", version: "2.0", filename: "foo_bar-2.0-py3-none-any.whl"}, ""},
-		{"METADATA names another project", wheelSpec{name: "alpha", version: "1.0", metaName: "omega"}, `METADATA names "omega"`},
-		{"METADATA has another version", wheelSpec{name: "alpha", version: "1.0", metaVersion: "1.1"}, `METADATA has version "1.1"`},
-		{"no METADATA", wheelSpec{name: "alpha", version: "1.0", omit: "METADATA"}, "no .dist-info/METADATA"},
-		{"no WHEEL", wheelSpec{name: "alpha", version: "1.0", omit: "WHEEL"}, "no alpha-1.0.dist-info/WHEEL"},
-		{"no RECORD", wheelSpec{name: "alpha", version: "1.0", omit: "RECORD"}, "has no RECORD"},
-		{"dist-info of another version", wheelSpec{name: "alpha", version: "1.0", filename: "alpha-3.0-py3-none-any.whl"}, "does not match the file name"},
-		{"unreadable Requires-Dist", wheelSpec{name: "alpha", version: "1.0", requires: []string{"beta @ https://x/beta.whl"}}, "Requires-Dist"},
+		{"valid", wheeltest.Spec{Name: "alpha", Version: "1.0", Requires: []string{"beta>=1.0", `gamma; extra == "x"`}, RequiresPython: ">=3.8"}, ""},
+		{"name normalised across file, dist-info and METADATA", wheeltest.Spec{Name: "Foo.Bar", Version: "2.0", Filename: "foo_bar-2.0-py3-none-any.whl"}, ""},
+		{"METADATA names another project", wheeltest.Spec{Name: "alpha", Version: "1.0", MetaName: "omega"}, `METADATA names "omega"`},
+		{"METADATA has another version", wheeltest.Spec{Name: "alpha", Version: "1.0", MetaVersion: "1.1"}, `METADATA has version "1.1"`},
+		{"no METADATA", wheeltest.Spec{Name: "alpha", Version: "1.0", Omit: "METADATA"}, "no .dist-info/METADATA"},
+		{"no WHEEL", wheeltest.Spec{Name: "alpha", Version: "1.0", Omit: "WHEEL"}, "no alpha-1.0.dist-info/WHEEL"},
+		{"no RECORD", wheeltest.Spec{Name: "alpha", Version: "1.0", Omit: "RECORD"}, "has no RECORD"},
+		{"dist-info of another version", wheeltest.Spec{Name: "alpha", Version: "1.0", Filename: "alpha-3.0-py3-none-any.whl"}, "does not match the file name"},
+		{"unreadable Requires-Dist", wheeltest.Spec{Name: "alpha", Version: "1.0", Requires: []string{"beta @ https://x/beta.whl"}}, "Requires-Dist"},
 	}
 	for _, tt := range tests {
 		sub := filepath.Join(dir, strings.ReplaceAll(tt.desc, " ", "_"))
 		require.NoError(t, os.Mkdir(sub, 0o755))
-		p := writeWheel(t, sub, tt.spec)
+		p := wheeltest.Write(t, sub, tt.spec)
 		d, err := inspectWheel(p, filepath.Base(p))
 		if tt.want != "" {
 			assert.ErrorIs(t, err, ErrBadWheel, tt.desc)
@@ -154,9 +71,9 @@ func TestInspectWheel(t *testing.T) {
 			continue
 		}
 		require.NoError(t, err, tt.desc)
-		assert.Equal(t, tt.spec.version, d.Version, tt.desc)
-		assert.Equal(t, tt.spec.requires, d.RequiresDist, tt.desc)
-		assert.Equal(t, tt.spec.requiresPython, d.RequiresPython, tt.desc)
+		assert.Equal(t, tt.spec.Version, d.Version, tt.desc)
+		assert.Equal(t, tt.spec.Requires, d.RequiresDist, tt.desc)
+		assert.Equal(t, tt.spec.RequiresPython, d.RequiresPython, tt.desc)
 	}
 	notZip := filepath.Join(dir, "junk-1.0-py3-none-any.whl")
 	require.NoError(t, os.WriteFile(notZip, []byte("not a zip"), 0o644))
