@@ -1,8 +1,3 @@
-// Package packages owns the package policy of sessions: the allow-list
-// (allowed_packages.txt), the local wheel cache (package_cache/) with its
-// index, the filtered view of the cache that sessions install from, and
-// the planning of installs (allow-list check, dependency closure, the pip
-// command to run in the sandbox). It runs nothing inside sandboxes itself.
 package packages
 
 import (

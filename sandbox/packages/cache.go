@@ -19,13 +19,6 @@ import (
 	"github.com/sandboxd/sandboxd/sandbox/packages/pyreq"
 )
 
-// The cache directory holds:
-//
-//	index.json   what is cached: name, version, file, sha256, Requires-Dist
-//	wheels/      the wheel files (0444), named as their index entries
-//	allowed/     hard links to the verified wheels the allow-list allows,
-//	             plus a copy of the list: bound read-only into sandboxes
-//	.lock        flock serialising writers across processes
 const (
 	indexName     = "index.json"
 	wheelsName    = "wheels"

@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -273,4 +275,62 @@ func TestFetchWithPip(t *testing.T) {
 		got = append(got, d.Name+"=="+d.Version)
 	}
 	assert.Equal(t, []string{"alpha==2.0", "beta==1.0"}, got, "pip fetched the requirement and its dependency")
+}
+
+// TestIndexRefusesPaths: a file name in the index becomes a path, so one
+// that is not a single wheel name makes the index unreadable rather than
+// a way out of the cache.
+func TestIndexRefusesPaths(t *testing.T) {
+	tc := newTestCache(t, "x\n")
+	writeFile(t, filepath.Join(tc.Dir(), "index.json"),
+		`{"format": 1, "dists": [{"name": "x", "version": "1.0", "filename": "../../x-1.0-py3-none-any.whl"}]}`)
+	_, err := tc.List()
+	assert.ErrorIs(t, err, ErrBadWheel)
+	_, err = tc.Present()
+	assert.ErrorIs(t, err, ErrBadWheel)
+}
+
+// TestConcurrentWriters: the daemon and a `packages add` process write
+// the same cache; the lock keeps every entry of the index.
+func TestConcurrentWriters(t *testing.T) {
+	tc := newTestCache(t, "p0\np1\np2\np3\np4\np5\np6\np7\n")
+	other, err := Open(tc.Dir(), NewAllowFile(tc.listPath))
+	require.NoError(t, err)
+	var files []string
+	for i := 0; i < 8; i++ {
+		files = append(files, tc.wheel(t, wheeltest.Spec{Name: fmt.Sprintf("p%d", i), Version: "1.0"}))
+	}
+	errs := make(chan error, len(files)+2)
+	var wg sync.WaitGroup
+	for i, f := range files {
+		c := tc.Cache
+		if i%2 == 1 {
+			c = other
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Add(f)
+			errs <- err
+		}()
+	}
+	for _, c := range []*Cache{tc.Cache, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Present()
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	list, err := tc.List()
+	require.NoError(t, err)
+	assert.Len(t, list, len(files), "no concurrent Add lost its index entry")
+	p, err := other.Present()
+	require.NoError(t, err)
+	assert.Len(t, p.Wheels, len(files))
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // AllowListCopy is the name of the allow-list's copy in the presented
@@ -40,13 +41,25 @@ func (c *Cache) Present() (Presented, error) {
 	if err != nil {
 		return Presented{}, err
 	}
+	// Hashing is slow: it is done before taking the lock, and remembered,
+	// so that under the lock only what changed meanwhile is hashed.
+	idx, err := c.readIndex()
+	if err != nil {
+		return Presented{}, err
+	}
+	for _, d := range idx.Dists {
+		if ok, _ := list.Allows(d.Name, d.Version); ok {
+			if err := c.verify(d); err != nil && !errors.Is(err, errTampered) {
+				return Presented{}, err
+			}
+		}
+	}
 	unlock, err := c.lock()
 	if err != nil {
 		return Presented{}, err
 	}
 	defer unlock()
-	idx, err := c.readIndex()
-	if err != nil {
+	if idx, err = c.readIndex(); err != nil {
 		return Presented{}, err
 	}
 	dir := c.PresentedDir()
@@ -88,8 +101,10 @@ func (c *Cache) Present() (Presented, error) {
 var errTampered = errors.New("content does not match the index")
 
 // verify checks a cached wheel against its recorded sha256 and size,
-// skipping the hash when the file's stat key (which any write changes,
-// ctime included) is the one it had when last verified.
+// skipping the hash when the file's inode, size and mtime are those it
+// had when last verified. (The ctime is left out because linking into
+// the presented directory changes it; only root can write the cache, and
+// the check is against mistakes and corruption, which change the mtime.)
 func (c *Cache) verify(d Dist) error {
 	path := c.wheelPath(d.Filename)
 	fi, err := os.Lstat(path)
@@ -103,6 +118,7 @@ func (c *Cache) verify(d Dist) error {
 		return fmt.Errorf("%w: %s is not a regular file", errTampered, d.Filename)
 	}
 	key := keyOf(fi)
+	key.ctime = time.Time{}
 	c.mu.Lock()
 	known := c.verified[d.Filename] == key
 	c.mu.Unlock()
@@ -124,8 +140,7 @@ func (c *Cache) verify(d Dist) error {
 
 // present verifies a cached wheel and makes sure the presented
 // directory has a hard link to it. A new link is made under a temporary
-// name and verified there (linking changes the inode's ctime, which the
-// verification records) before it is renamed into view.
+// name and verified there before it is renamed into view.
 func (c *Cache) present(d Dist) error {
 	src := c.wheelPath(d.Filename)
 	dst := filepath.Join(c.PresentedDir(), d.Filename)

@@ -58,6 +58,7 @@ func TestInspectWheel(t *testing.T) {
 		{"no WHEEL", wheeltest.Spec{Name: "alpha", Version: "1.0", Omit: "WHEEL"}, "no alpha-1.0.dist-info/WHEEL"},
 		{"no RECORD", wheeltest.Spec{Name: "alpha", Version: "1.0", Omit: "RECORD"}, "has no RECORD"},
 		{"dist-info of another version", wheeltest.Spec{Name: "alpha", Version: "1.0", Filename: "alpha-3.0-py3-none-any.whl"}, "does not match the file name"},
+		{"METADATA too large to read", wheeltest.Spec{Name: "alpha", Version: "1.0", Description: strings.Repeat("x", maxMetadataSize)}, "METADATA is larger than"},
 		{"unreadable Requires-Dist", wheeltest.Spec{Name: "alpha", Version: "1.0", Requires: []string{"beta @ https://x/beta.whl"}}, "Requires-Dist"},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,3 @@
-// Package envs owns the base environments sessions overlay: immutable,
-// versioned venvs under envs/<id>/, each with a manifest envs/<id>.json
-// saying what it declares, has and lacks; the steps that build one inside
-// a sandbox (as data, for the caller to run); and the removal of versions
-// no session uses.
 package envs
 
 import (

@@ -25,10 +25,6 @@ func ParseVersion(s string) (Version, error) {
 	return v, nil
 }
 
-// IsPreRelease says whether v is a pre- or development release, which
-// specifiers leave out unless they name one themselves (PEP 440).
-func IsPreRelease(v Version) bool { return v.IsPreRelease() }
-
 // clausePattern is one specifier clause. The library also accepts a bare
 // version, "=" and "||", none of which PEP 440 has, so clauses are checked
 // here before it sees them.

@@ -31,6 +31,8 @@ type Spec struct {
 	Omit string
 	// Filename overrides the file's name.
 	Filename string
+	// Description is METADATA's body.
+	Description string
 }
 
 // FileName is the wheel's file name.
@@ -70,7 +72,7 @@ func Write(t *testing.T, dir string, w Spec) string {
 	for _, r := range w.Requires {
 		meta += "Requires-Dist: " + r + "\n"
 	}
-	meta += "\nA test package.\nName: not-a-header\n"
+	meta += "\nA test package.\nName: not-a-header\n" + w.Description
 	files := []struct{ name, body string }{
 		{mod + "/__init__.py", fmt.Sprintf("VERSION = %q\n", w.Version)},
 		{info + "/METADATA", meta},
