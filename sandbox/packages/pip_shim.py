@@ -79,9 +79,20 @@ def pinned_version(req):
     return None
 
 
+def installed(req):
+    """Whether the environment already meets req (pip will say so)."""
+    try:
+        from importlib.metadata import version
+        from pip._vendor.packaging.requirements import Requirement
+        r = Requirement(req)
+        return r.specifier.contains(version(r.name), prereleases=True)
+    except Exception:
+        return False
+
+
 def refusal(req, allowed):
     m = NAME.match(req)
-    if not m:
+    if not m or installed(req):
         return None
     name = m.group(1)
     line = allowed.get(normalize(name))

@@ -52,13 +52,12 @@ type Plan struct {
 // Plan resolves requirements against the allow-list and the presented
 // cache for an environment that has what have says.
 //
-// Policy: a package asked for must be on the allow-list; the newest
-// cached version satisfying both the request and the list is chosen
-// (pre-releases only when the request or the list names one), unless the
-// environment already has a version satisfying both. A dependency is
-// satisfied by what the environment has, whatever the list says;
-// otherwise it must itself be allowed and cached, and is chosen the same
-// way. Markers are evaluated for have's interpreter; wheels must match
+// Policy: what the environment already has in a version the requirement
+// accepts is left as it is (as pip would; nothing is installed, so the
+// list has nothing to refuse), be it asked for or a dependency.
+// Otherwise the package must be on the allow-list, and the newest cached
+// version satisfying both the requirement and the list is chosen
+// (pre-releases only when the requirement or the list names one). Markers are evaluated for have's interpreter; wheels must match
 // its tags and Requires-Python. Resolution is greedy (first choice wins,
 // no backtracking): a later requirement the chosen version does not meet
 // is an UnavailableError naming both, which pinning resolves.
@@ -149,7 +148,6 @@ type cand struct {
 	dist    Dist
 	version pyreq.Version
 	rank    int
-	allowed bool
 	// shown says the wheel is in the presented directory (allowed and
 	// verified).
 	shown bool
@@ -258,14 +256,8 @@ func (rv *resolver) one(w want) ([]want, error) {
 	}
 	if have, ok := rv.have.Packages[key]; ok {
 		if v, err := pyreq.ParseVersion(have); err == nil && req.Specifier.ContainsAny(v) {
-			allowed := w.by != ""
-			if !allowed {
-				allowed, _ = rv.list.Allows(req.Name, have)
-			}
-			if allowed {
-				rv.plan.Satisfied = append(rv.plan.Satisfied, Satisfied{Name: req.Name, Version: have, Requirement: req.String(), RequiredBy: w.by})
-				return nil, nil
-			}
+			rv.plan.Satisfied = append(rv.plan.Satisfied, Satisfied{Name: req.Name, Version: have, Requirement: req.String(), RequiredBy: w.by})
+			return nil, nil
 		}
 	}
 	if !rv.list.Listed(key) {

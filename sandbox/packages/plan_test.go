@@ -114,8 +114,10 @@ func TestPlanResolves(t *testing.T) {
 		{"~= and names normalised", []string{"ALPHA~=1.0"}, baseEnv(), []string{"alpha==1.0"}, nil},
 		{"a dependency satisfied by the base, though the list does not name it",
 			[]string{"eps"}, baseEnv(), []string{"eps==1.0"}, []string{`numpy 1.24.2 for "numpy>=1.20" by "eps 1.0"`}},
-		{"what the environment has and the list allows is not installed again",
+		{"what the environment has is not installed again",
 			[]string{"alpha"}, baseEnv("alpha==2.0", "beta==1.3"), nil, []string{`alpha 2.0 for "alpha" by ""`}},
+		{"what the base has is satisfied though the list does not allow it: nothing is installed",
+			[]string{"numpy", "alpha==3.0"}, baseEnv("alpha==3.0"), nil, []string{`numpy 1.24.2 for "numpy" by ""`, `alpha 3.0 for "alpha==3.0" by ""`}},
 		{"a dependency the session already has",
 			[]string{"alpha==2.0"}, baseEnv("beta==1.3"), []string{"alpha==2.0"}, []string{`beta 1.3 for "beta>=1.2" by "alpha 2.0"`}},
 		{"an installed version the request excludes is replaced", []string{"alpha>=2"}, baseEnv("alpha==1.0"), []string{"alpha==2.0", "beta==1.5 <- alpha 2.0"}, nil},
@@ -143,6 +145,7 @@ func TestPlanRefuses(t *testing.T) {
 		contains string
 	}{
 		{"a package not on the list", []string{"gamma"}, ErrNotAllowed, "gamma", "", "", "gamma is not on the package allow-list"},
+		{"a package not on the list, newer than the base's", []string{"numpy>=2"}, ErrNotAllowed, "numpy", "", "", "numpy is not on the package allow-list"},
 		{"a cached version the list refuses", []string{"alpha==3.0"}, ErrNotAllowed, "alpha", "3.0", "", "alpha 3.0 is not allowed: the allow-list's line 1 says alpha>=1.0,<3.0"},
 		{"a newer cached version the list refuses", []string{"alpha>=3"}, ErrNotAllowed, "alpha", "3.0", "", "is not allowed"},
 		{"an uncached pinned version the list refuses", []string{"alpha==9.0"}, ErrNotAllowed, "alpha", "9.0", "", "alpha 9.0 is not allowed"},

@@ -129,6 +129,12 @@ func TestBuildAndInstallOffline(t *testing.T) {
 		code, out = run(t, home, nil, pip, "install", "-q", "beta==2.0")
 		assert.Equal(t, 1, code, out)
 		assert.Contains(t, out, "beta 2.0 is not allowed by this sandbox's package allow-list (it says beta<2)")
+
+		if _, ok := m.Env.Packages["numpy"]; ok {
+			code, out = run(t, home, nil, pip, "install", "numpy")
+			assert.Equal(t, 0, code, "what the base has is left to pip, which says so: %s", out)
+			assert.Contains(t, out, "Requirement already satisfied: numpy")
+		}
 	})
 
 	t.Run("pip without the shim finds nothing refused", func(t *testing.T) {
