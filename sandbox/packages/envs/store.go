@@ -135,6 +135,21 @@ func (s Store) Versions() ([]Manifest, error) {
 	return out, errors.Join(errs...)
 }
 
+// Manifest reads the manifest of version id.
+func (s Store) Manifest(id string) (Manifest, error) {
+	if !ValidID(id) {
+		return Manifest{}, fmt.Errorf("env: invalid version id %q", id)
+	}
+	m, err := ReadManifest(s.manifestPath(id))
+	if err != nil {
+		return Manifest{}, err
+	}
+	if m.ID != id {
+		return Manifest{}, fmt.Errorf("%w: %s names version %s", ErrManifest, s.manifestPath(id), m.ID)
+	}
+	return m, nil
+}
+
 // Newest is the env new sessions get.
 func (s Store) Newest() (Manifest, error) {
 	vs, err := s.Versions()
