@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sandboxd/sandboxd/sandbox/packages/internal/wheeltest"
+	"github.com/sandboxd/sandboxd/sandbox/packages/wheeltest"
 )
 
 // testCache is a cache under a temporary state directory with the given

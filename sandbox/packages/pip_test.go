@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sandboxd/sandboxd/sandbox/packages/internal/wheeltest"
+	"github.com/sandboxd/sandboxd/sandbox/packages/wheeltest"
 )
 
 // TestPipShimReadsArguments loads the rendered shim as a module and asks

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sandboxd/sandboxd/sandbox/packages/internal/wheeltest"
+	"github.com/sandboxd/sandboxd/sandbox/packages/wheeltest"
 )
 
 func TestParseWheelName(t *testing.T) {

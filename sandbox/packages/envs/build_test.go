@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandboxd/sandboxd/sandbox/packages"
-	"github.com/sandboxd/sandboxd/sandbox/packages/internal/wheeltest"
+	"github.com/sandboxd/sandboxd/sandbox/packages/wheeltest"
 )
 
 // hostRunner runs build steps on the host instead of in a sandbox, with

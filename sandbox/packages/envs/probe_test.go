@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sandboxd/sandboxd/sandbox/packages/internal/wheeltest"
+	"github.com/sandboxd/sandboxd/sandbox/packages/wheeltest"
 )
 
 func TestParseProbe(t *testing.T) {

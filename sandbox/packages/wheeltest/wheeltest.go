@@ -1,7 +1,8 @@
-// Package wheeltest helps tests of packages: it writes tiny pure-Python
-// wheels (a module <name>_mod whose VERSION says which wheel it came
-// from, with METADATA, WHEEL and RECORD as PEP 427 asks, or broken on
-// purpose) and finds the host python to install them with.
+// Package wheeltest helps the tests of packages, of the daemon and of its
+// clients: it writes tiny pure-Python wheels (a module <name>_mod whose
+// VERSION says which wheel it came from, with METADATA, WHEEL and RECORD
+// as PEP 427 asks, or broken on purpose) and finds the host python to
+// install them with.
 package wheeltest
 
 import (
