@@ -55,6 +55,9 @@ func (m *Manager) InstallPackagesStream(ctx context.Context, id string, requirem
 }
 
 func (m *Manager) install(ctx context.Context, id string, requirements []string, stdout, stderr io.Writer) (InstallResult, error) {
+	if err := checkRequirements(requirements); err != nil {
+		return InstallResult{}, err
+	}
 	s, done, err := m.acquire(id)
 	if err != nil {
 		return InstallResult{}, err
@@ -115,17 +118,34 @@ func (m *Manager) install(ctx context.Context, id string, requirements []string,
 	return res, nil
 }
 
+// checkRequirements refuses a malformed request before the session is
+// asked anything; Plan takes the requirements apart again.
+func checkRequirements(requirements []string) error {
+	switch {
+	case len(requirements) == 0:
+		return fmt.Errorf("%w: requirements: at least one is needed", ErrInvalid)
+	case len(requirements) > packages.MaxRequirements:
+		return fmt.Errorf("%w: requirements: more than %d", ErrInvalid, packages.MaxRequirements)
+	}
+	for _, r := range requirements {
+		if _, err := pyreq.ParseRequirement(r); err != nil {
+			return fmt.Errorf("%w: requirements: %w", ErrInvalid, err)
+		}
+	}
+	return nil
+}
+
 // packageError gives a planning failure its kind.
 func packageError(id string, err error) error {
 	switch {
+	case errors.Is(err, packages.ErrAllowList), errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: packages cannot be installed until the allow-list is fixed: %w", ErrUnavailable, err)
 	case errors.Is(err, packages.ErrNotAllowed):
 		return fmt.Errorf("%w: session %q: %w", ErrPackageNotAllowed, id, err)
 	case errors.Is(err, packages.ErrBadRequest), errors.Is(err, pyreq.ErrRequirement):
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	case errors.Is(err, packages.ErrUnavailable):
 		return fmt.Errorf("%w: session %q: %w", ErrConflict, id, err)
-	case errors.Is(err, packages.ErrAllowList), errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%w: packages cannot be installed until the allow-list is fixed: %w", ErrUnavailable, err)
 	}
 	return fmt.Errorf("session %q: install: %w", id, err)
 }

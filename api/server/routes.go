@@ -51,6 +51,9 @@ var routes = []route{
 	{http.MethodGet, "/v1/sessions/{id}/processes", defaultLimit, (*Server).listProcesses},
 	{http.MethodGet, "/v1/sessions/{id}/processes/{pid}/output", defaultLimit, (*Server).processOutput},
 	{http.MethodDelete, "/v1/sessions/{id}/processes/{pid}", defaultLimit, (*Server).killProcess},
+	{http.MethodPost, "/v1/sessions/{id}/packages", defaultLimit, (*Server).installPackages},
+	{http.MethodGet, "/v1/sessions/{id}/packages", defaultLimit, (*Server).listPackages},
+	{http.MethodGet, "/v1/envs", defaultLimit, (*Server).listEnvs},
 }
 
 // muxPattern is the route's ServeMux pattern, which the mux also reports

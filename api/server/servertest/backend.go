@@ -49,6 +49,7 @@ type Backend struct {
 	notKept  map[string]string
 	started  int // background processes started so far
 	script   *script
+	pkgs     packageState
 	// The last request of the kinds tests check.
 	lastCreate sandbox.CreateRequest
 	lastExec   execCall
@@ -169,6 +170,7 @@ func (b *Backend) Info(context.Context) sandbox.Info {
 		DefaultLimits: b.DefaultLimits(),
 		MaxLimits:     b.MaxLimits(),
 		Sessions:      len(b.sessions),
+		Env:           b.currentEnv(),
 	}
 }
 
