@@ -1,6 +1,6 @@
 // Command sandboxctl drives sandboxd from the shell through its API: it
-// creates, lists, inspects and deletes sessions, runs commands in them and
-// manages their files.
+// creates, lists, inspects and deletes sessions, runs commands in them,
+// manages their files and installs packages into them.
 package main
 
 import (
@@ -44,6 +44,9 @@ Commands:
   mv ID FROM TO                 move a session's file
   edit --old X --new Y ID PATH  replace text in a session's file
   download USER NAME [DST]      download a user's kept output file
+  pkg install ID REQUIREMENT... install packages into a session (allow-listed, offline)
+  pkg ls ID                     list what a session installed
+  envs                          list the versions of the base environment
 
 Files commands take --root workspace (the default) or --root shared.
 
@@ -131,6 +134,10 @@ func dispatch(ctx context.Context, c *client.Client, args []string, std stdio) e
 		return processLogs(ctx, c, rest, std)
 	case "kill":
 		return processKill(ctx, c, rest, std)
+	case "pkg":
+		return pkg(ctx, c, rest, std)
+	case "envs":
+		return envList(ctx, c, rest, std)
 	default:
 		return usagef("unknown command %q; see sandboxctl --help", cmd)
 	}
