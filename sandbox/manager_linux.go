@@ -129,15 +129,11 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 // none), the package cache, whose allowed wheels it presents, and the
 // versions of the base environment, removing what builds that died left.
 func (m *Manager) openPackages() error {
-	if err := writeIfMissing(m.layout.AllowedPackages(), defaultAllowedPackages); err != nil {
-		return fmt.Errorf("allow-list: %w", err)
-	}
-	m.allow = packages.NewAllowFile(m.layout.AllowedPackages())
-	cache, err := packages.Open(m.layout.PackageCache(), m.allow)
+	cache, allow, err := openCache(m.layout)
 	if err != nil {
 		return err
 	}
-	m.cache = cache
+	m.cache, m.allow = cache, allow
 	// A bad allow-list must not stop the sessions: installs are refused,
 	// naming its bad line, until it is fixed.
 	if p, err := m.cache.Present(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sandboxd/sandboxd/mounts"
 	"github.com/sandboxd/sandboxd/sandbox/packages"
 	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
 	"github.com/sandboxd/sandboxd/sandbox/packages/pyreq"
@@ -27,6 +28,33 @@ const (
 	// that the presented wheels must follow.
 	allowListPoll = 5 * time.Second
 )
+
+// OpenPackageCache opens the package cache of the state tree at stateDir
+// and its allow-list (writing the default one if there is none), for
+// tools that work beside a running daemon (sandboxd packages): the
+// cache's own lock serialises its writers, and the daemon reads the index
+// and the list afresh. Call Present after adding to it, so that running
+// sessions see the new wheels.
+func OpenPackageCache(stateDir string) (*packages.Cache, error) {
+	l := mounts.Layout{Root: stateDir}
+	if err := l.Init(); err != nil {
+		return nil, err
+	}
+	cache, _, err := openCache(l)
+	return cache, err
+}
+
+func openCache(l mounts.Layout) (*packages.Cache, *packages.AllowFile, error) {
+	if err := writeIfMissing(l.AllowedPackages(), defaultAllowedPackages); err != nil {
+		return nil, nil, fmt.Errorf("allow-list: %w", err)
+	}
+	allow := packages.NewAllowFile(l.AllowedPackages())
+	cache, err := packages.Open(l.PackageCache(), allow)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cache, allow, nil
+}
 
 // InstallPackages installs requirements (PEP 508, as pip takes them) into
 // the session's own layer of /opt/venv: the plan (allow-list, dependencies,

@@ -16,6 +16,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sandboxd/sandboxd/sandbox"
+	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
+	"github.com/sandboxd/sandboxd/sandbox/packages/pyreq"
 )
 
 // Config mirrors the YAML file; every field has a default.
@@ -28,8 +30,11 @@ type Config struct {
 	SandboxUID   int    `yaml:"sandbox_uid"`
 	SandboxGID   int    `yaml:"sandbox_gid"`
 	Python       string `yaml:"python"`
-	LogLevel     string `yaml:"log_level"`
-	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	// BasePackages are the requirements the base environment is built to
+	// have (from the host's python3-* packages, else the package cache).
+	BasePackages []string `yaml:"base_packages"`
+	LogLevel     string   `yaml:"log_level"`
+	MaxBodyBytes int64    `yaml:"max_body_bytes"`
 
 	Limits struct {
 		Default Limits `yaml:"default"`
@@ -85,6 +90,7 @@ func Default() Config {
 	c.CgroupParent = "/sandboxd"
 	c.SandboxUID, c.SandboxGID = 10000, 10000
 	c.Python = "/usr/bin/python3"
+	c.BasePackages = envs.DefaultDeclared()
 	c.LogLevel = "info"
 	c.MaxBodyBytes = 8 << 20
 	c.Limits.Default = Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}
@@ -149,6 +155,11 @@ func (c *Config) Validate() error {
 	case c.SandboxUID <= 0 || c.SandboxGID <= 0:
 		return errors.New("config: sandbox_uid and sandbox_gid must not be root")
 	}
+	for _, r := range c.BasePackages {
+		if _, err := pyreq.ParseRequirement(r); err != nil {
+			return fmt.Errorf("config: base_packages: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -170,6 +181,7 @@ func (c *Config) Sandbox(helper, version string) sandbox.Config {
 		SandboxUID:              c.SandboxUID,
 		SandboxGID:              c.SandboxGID,
 		Python:                  c.Python,
+		BasePackages:            c.BasePackages,
 		DefaultLimits:           c.Limits.Default.sandbox(),
 		MaxLimits:               c.Limits.Max.sandbox(),
 		MaxSessionsPerUser:      c.Quota.MaxSessions,

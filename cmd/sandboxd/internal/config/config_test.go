@@ -104,6 +104,8 @@ func TestValidate(t *testing.T) {
 		{"socket mode not octal", func(c *Config) { c.SocketMode = "rw-rw----" }, false},
 		{"socket mode too large", func(c *Config) { c.SocketMode = "1777" }, false},
 		{"socket mode 0600", func(c *Config) { c.SocketMode = "0600" }, true},
+		{"base package not a requirement", func(c *Config) { c.BasePackages = []string{"pandas>=>2"} }, false},
+		{"no base packages", func(c *Config) { c.BasePackages = nil }, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,6 +147,7 @@ func TestSandboxConfig(t *testing.T) {
 	assert.Equal(t, sandbox.Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}, sc.MaxLimits, "max limits")
 	assert.Equal(t, c.StateDir, sc.StateDir, "state dir")
 	assert.Equal(t, c.CgroupParent, sc.CgroupParent, "cgroup parent")
+	assert.Equal(t, []string{"pandas", "numpy", "reportlab", "python-pptx", "openpyxl", "matplotlib", "requests"}, sc.BasePackages, "the design's packages")
 }
 
 // The file the package installs states the defaults; it must stay equal
