@@ -35,6 +35,11 @@ type Check struct {
 // what the base environment has of its declared packages and what it
 // lacks.
 func Doctor(cfg Config) []Check {
+	return append(hostChecks(cfg), packageChecks(cfg)...)
+}
+
+// hostChecks are the checks that decide whether the daemon may start.
+func hostChecks(cfg Config) []Check {
 	var checks []Check
 	add := func(name, detail string, err error) {
 		checks = append(checks, Check{Name: name, Detail: detail, Err: err})
@@ -73,7 +78,7 @@ func Doctor(cfg Config) []Check {
 		err = fmt.Errorf("%s cannot make venvs (install python3-venv): %w: %s", cfg.Python, err, strings.TrimSpace(string(out)))
 	}
 	add("python", cfg.Python+" "+strings.TrimSpace(string(out)), err)
-	return append(checks, packageChecks(cfg)...)
+	return checks
 }
 
 // packageChecks say what the base environment has of the declared

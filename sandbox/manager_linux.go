@@ -69,8 +69,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	checks := Doctor(cfg)
-	if err := Healthy(checks); err != nil {
+	if err := Healthy(hostChecks(cfg)); err != nil {
 		return nil, fmt.Errorf("this host cannot sandbox (see sandboxd doctor): %w", err)
 	}
 	cg, err := cgroup.New(cfg.CgroupParent)

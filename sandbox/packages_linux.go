@@ -19,8 +19,6 @@ import (
 )
 
 const (
-	// probeTimeout bounds the probe of a session's environment.
-	probeTimeout = 30 * time.Second
 	// maxInstallError bounds the part of pip's stderr a failed install's
 	// error carries.
 	maxInstallError = 4 << 10
@@ -189,7 +187,7 @@ func (m *Manager) probeSession(ctx context.Context, s *session) (envs.Probe, err
 	}
 	stdout, stderr := newCappedBuffer(envs.MaxProbeOutput+1), newTailBuffer(maxInstallError)
 	l.Stdout, l.Stderr = stdout, stderr
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.MaxExecTimeout)
 	defer cancel()
 	exit, err := s.exec.Exec(ctx, l)
 	if err != nil {

@@ -90,6 +90,16 @@ SCHEMAS: Dict[str, Any] = {
     "Process": Model(types.Process),
     "ProcessList": Listing("processes", "Process"),
     "ProcessOutput": Model(types.ProcessOutput),
+    "InstallPackagesRequest": Request(),
+    "InstallPackagesResult": Model(types.InstallPackagesResult),
+    "InstalledPackage": Model(types.InstalledPackage),
+    "SatisfiedPackage": Model(types.SatisfiedPackage),
+    "PackageEvent": Model(types.PackageEvent),
+    "Package": Model(types.Package),
+    "SessionPackages": Model(types.SessionPackages),
+    "Env": Model(types.Env),
+    "MissingPackage": Model(types.MissingPackage),
+    "EnvList": Listing("envs", "Env"),
 }
 
 #: Properties whose Python type is not the one the schema's type maps to,
@@ -98,6 +108,8 @@ TYPE_EXCEPTIONS: Dict[Tuple[str, str], Any] = {
     # Both carry one chunk of output; the client hands over the bytes.
     ("ExecEvent", "data"): bytes,
     ("ExecEvent", "data_b64"): bytes,
+    ("PackageEvent", "data"): bytes,
+    ("PackageEvent", "data_b64"): bytes,
 }
 
 S, P, U, N = "sess-1", "proc-1", "user-1", "out.pdf"
@@ -131,6 +143,9 @@ OPERATIONS: Dict[str, Optional[List[Callable[[sandboxd.Client], Any]]]] = {
     "listProcesses": [lambda c: c.list_processes(S)],
     "processOutput": [lambda c: c.process_output(S, P, filter="x")],
     "killProcess": [lambda c: c.kill_process(S, P, grace=2)],
+    "installPackages": [lambda c: c.install_packages(S, ["pandas>=2", "requests"], timeout=60)],
+    "listPackages": [lambda c: c.list_packages(S)],
+    "listEnvs": [lambda c: c.list_envs()],
 }
 
 
