@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/stretchr/testify/assert"
@@ -385,7 +386,16 @@ func TestEnvVersions(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, envList, 1, "no new version without force")
 
+	// An older version no session uses, as a daemon that died before
+	// collecting it would leave.
+	unused, err := e.m.envs.NewBuild(envList[0].Created.Add(-time.Hour))
+	require.NoError(t, err)
+	manifest, err := envs.NewManifest(unused, envList[0].Created.Add(-time.Hour), nil, envs.Probe{}, nil)
+	require.NoError(t, err)
+	require.NoError(t, e.m.envs.Commit(manifest))
+
 	require.NoError(t, e.m.BuildBaseEnv(ctx, true), "rebuild")
+	assert.NoDirExists(t, e.m.envs.Dir(unused), "a build removes the versions no session uses")
 	e.m.mu.Lock()
 	v2 := e.m.current.ID
 	e.m.mu.Unlock()

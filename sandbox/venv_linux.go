@@ -96,7 +96,7 @@ func (m *Manager) BuildBaseEnv(ctx context.Context, force bool) error {
 		missing = append(missing, p.Requirement)
 	}
 	m.log.Info("base env built", "env", id, "path", m.envs.Dir(id), "missing", missing)
-	m.collectEnvs()
+	m.collectEnvsLocked()
 	return nil
 }
 
@@ -195,6 +195,11 @@ func (m *Manager) collectEnvs() {
 		return
 	}
 	defer m.envBuild.Unlock()
+	m.collectEnvsLocked()
+}
+
+// collectEnvsLocked is collectEnvs for a caller holding envBuild.
+func (m *Manager) collectEnvsLocked() {
 	m.mu.Lock()
 	inUse := map[string]bool{}
 	for _, s := range m.sessions {
