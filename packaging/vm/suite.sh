@@ -214,6 +214,7 @@ fi
 
 # --- 8. packages: the design's base, an allowed wheel offline, a refused one --
 # Two tiny wheels, written by python3 itself; the allow-list allows one.
+t_pkg=$(date +%s)
 wheels=$(mktemp -d)
 python3 - "$wheels" <<'PY'
 import base64, hashlib, sys, zipfile
@@ -254,6 +255,7 @@ if create carol pk; then
 else
 	bad packages "cannot create the session: $code $body"
 fi
+note "packages took $(secs "$t_pkg")s"
 
 # --- 7. the journal ------------------------------------------------------------
 jall=$(journalctl -u sandboxd -o cat --no-pager)
