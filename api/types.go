@@ -29,6 +29,9 @@ type Info struct {
 	DefaultLimits Limits   `json:"default_limits"`
 	MaxLimits     Limits   `json:"max_limits"`
 	Sessions      int      `json:"sessions"`
+	// Env is the base environment new sessions get, with what it has and
+	// lacks of the declared packages; absent before one is built.
+	Env *Env `json:"env,omitempty"`
 }
 
 // CreateSessionRequest is the body of POST /v1/sessions.

@@ -36,9 +36,12 @@ func ValidateID(kind, id string) error {
 
 // Layout is the state tree under one root:
 //
-//	envs/base/                         the shared venv, read-only to sessions
+//	envs/<version>/, envs/<version>.json  the base environments (venvs
+//	                                   sessions overlay, read-only to them)
+//	                                   and their manifests
 //	allowed_packages.txt               the package allow-list
-//	package_cache/                     pre-downloaded packages
+//	package_cache/                     the wheel cache; its allowed/ is
+//	                                   bound into sandboxes at /opt/wheels
 //	rootfs/                            the skeleton root every sandbox starts from
 //	containers/                        libcontainer's state
 //	agents/<id>.sock                   each sandbox's PID 1 listens here
@@ -51,7 +54,6 @@ type Layout struct {
 }
 
 func (l Layout) Envs() string            { return filepath.Join(l.Root, "envs") }
-func (l Layout) BaseEnv() string         { return filepath.Join(l.Root, "envs", "base") }
 func (l Layout) AllowedPackages() string { return filepath.Join(l.Root, "allowed_packages.txt") }
 func (l Layout) PackageCache() string    { return filepath.Join(l.Root, "package_cache") }
 func (l Layout) Rootfs() string          { return filepath.Join(l.Root, "rootfs") }

@@ -16,6 +16,9 @@ const (
 	WorkspaceDir = "/workspace"
 	SharedDir    = "/workspace/shared"
 	VenvDir      = "/opt/venv"
+	// WheelsDir is where the package cache's presented directory (the
+	// wheels the allow-list allows) is bound read-only.
+	WheelsDir = "/opt/wheels"
 	// HelperPath is where the daemon's own binary is bound read-only, to
 	// serve as the sandbox's PID 1 and as the per-command supervisor.
 	HelperPath = "/.sandboxd/sandboxd"
@@ -34,7 +37,7 @@ var (
 // links. It is cheap and idempotent, so it runs on every start.
 func (l Layout) PrepareRootfs() error {
 	root := l.Rootfs()
-	dirs := []string{"usr", "etc", "proc", "dev", "sys", "tmp", "workspace", "opt/venv", ".sandboxd"}
+	dirs := []string{"usr", "etc", "proc", "dev", "sys", "tmp", "workspace", "opt/venv", "opt/wheels", ".sandboxd"}
 	for _, d := range dirs {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return fmt.Errorf("rootfs: %w", err)
@@ -123,8 +126,11 @@ type Spec struct {
 	Layout  Layout
 	UserID  string
 	Session Session
-	// BaseEnv is the overlay's read-only lower layer.
+	// BaseEnv is the overlay's read-only lower layer: the version of the
+	// base environment the session started on.
 	BaseEnv string
+	// Wheels is the package cache's presented directory.
+	Wheels string
 	// Helper is the host path of the daemon binary.
 	Helper   string
 	TmpBytes int64
@@ -146,15 +152,25 @@ func Mounts(s Spec) []*configs.Mount {
 		&configs.Mount{Source: s.Layout.User(s.UserID).SharedFiles(), Destination: SharedDir, Device: "bind", Flags: rwBind},
 		&configs.Mount{Source: "overlay", Destination: VenvDir, Device: "overlay", Flags: unix.MS_NOSUID | unix.MS_NODEV,
 			Data: "lowerdir=" + s.BaseEnv + ",upperdir=" + s.Session.VenvUpper() + ",workdir=" + s.Session.VenvWork()},
+		wheelsMount(s.Wheels),
 	)
 }
 
-// BuildMounts is the mount table of the sandbox that builds the base venv:
-// the directory being built is mounted read-write where sessions will see
-// the finished venv, so the paths baked into it are right.
-func BuildMounts(identity, helper, venv string, tmpBytes int64) []*configs.Mount {
+// BuildMounts is the mount table of the sandbox that builds a version of
+// the base environment: the directory being built is mounted read-write
+// where sessions will see the finished venv, so the paths baked into it
+// are right, and the presented wheels where sessions see them.
+func BuildMounts(identity, helper, venv, wheels string, tmpBytes int64) []*configs.Mount {
 	return append(baseMounts(identity, helper, tmpBytes),
-		&configs.Mount{Source: venv, Destination: VenvDir, Device: "bind", Flags: rwBind})
+		&configs.Mount{Source: venv, Destination: VenvDir, Device: "bind", Flags: rwBind},
+		wheelsMount(wheels))
+}
+
+// wheelsMount binds the presented wheels read-only and not executable;
+// the daemon updates the directory in place, so sessions see a changed
+// allow-list at once.
+func wheelsMount(dir string) *configs.Mount {
+	return &configs.Mount{Source: dir, Destination: WheelsDir, Device: "bind", Flags: roBind | unix.MS_NOEXEC}
 }
 
 // baseMounts are the mounts every sandbox has: kernel filesystems, the

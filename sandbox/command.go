@@ -9,20 +9,33 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/packages"
 )
 
 // sandboxPath is PATH inside: the session's venv first.
 const sandboxPath = mounts.VenvDir + "/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
-// defaultEnv is every command's environment before the caller's additions.
-var defaultEnv = map[string]string{
-	"PATH":        sandboxPath,
-	"HOME":        mounts.WorkspaceDir,
-	"USER":        "sandbox",
-	"LOGNAME":     "sandbox",
-	"LANG":        "C.UTF-8",
-	"TMPDIR":      "/tmp",
-	"VIRTUAL_ENV": mounts.VenvDir,
+// defaultEnv is every command's environment before the caller's additions:
+// pip takes packages from the presented cache only (packages.SessionEnv,
+// which holds even where a session replaced its venv's pip.conf) and keeps
+// no cache in the workspace.
+var defaultEnv = withPipEnv(map[string]string{
+	"PATH":             sandboxPath,
+	"HOME":             mounts.WorkspaceDir,
+	"USER":             "sandbox",
+	"LOGNAME":          "sandbox",
+	"LANG":             "C.UTF-8",
+	"TMPDIR":           "/tmp",
+	"VIRTUAL_ENV":      mounts.VenvDir,
+	"PIP_NO_CACHE_DIR": "1",
+})
+
+func withPipEnv(env map[string]string) map[string]string {
+	for _, kv := range packages.SessionEnv(packages.WheelsDir) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	return env
 }
 
 // launch is a checked command, ready for an Executor.

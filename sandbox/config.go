@@ -25,6 +25,10 @@ type Config struct {
 	UserUIDs UIDRange
 	// Python is the interpreter the base venv is made from.
 	Python string
+	// BasePackages are the requirements (PEP 508) the base environment
+	// is built to have: from the host's packages (Debian's python3-*,
+	// seen through --system-site-packages) or else the package cache.
+	BasePackages []string
 
 	DefaultLimits Limits
 	MaxLimits     Limits

@@ -18,6 +18,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
 	"github.com/sandboxd/sandboxd/sandbox/shim"
 )
 
@@ -59,7 +60,8 @@ func (m *Manager) boxSpec(s *session) boxSpec {
 			Layout:   m.layout,
 			UserID:   s.meta.UserID,
 			Session:  s.dir,
-			BaseEnv:  m.layout.BaseEnv(),
+			BaseEnv:  m.envDir(s.meta.Env),
+			Wheels:   m.cache.PresentedDir(),
 			Helper:   m.cfg.Helper,
 			TmpBytes: limits.TmpMB * mib,
 			Identity: m.layout.Identity(s.owner.UID),
@@ -218,6 +220,12 @@ func destroyContainer(c *libcontainer.Container) error {
 
 // startSandbox starts the session's container and attaches to it.
 func (m *Manager) startSandbox(s *session) error {
+	if s.meta.Env != "" && !envs.ValidID(s.meta.Env) {
+		return fmt.Errorf("session %q: no base environment version recorded (%q); delete it and create a new one", s.meta.ID, s.meta.Env)
+	}
+	if fi, err := os.Stat(m.envDir(s.meta.Env)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("session %q: its base environment %s is gone; delete it and create a new one", s.meta.ID, s.meta.Env)
+	}
 	s.meta.Agent = shim.ProtocolVersion
 	c, err := m.startContainer(m.boxSpec(s))
 	if err != nil {

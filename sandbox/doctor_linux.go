@@ -3,13 +3,18 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/cgroup"
+	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/packages"
+	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
 )
 
 // Check is one thing the host must offer for sessions to be confined.
@@ -26,8 +31,15 @@ type Check struct {
 // Doctor checks that this host can sandbox: root, cgroups with the cpu,
 // memory and pids controllers, the namespaces, overlayfs and the
 // Python the base venv is made from. The daemon refuses to start when a
-// check fails rather than run commands unconfined.
+// check fails rather than run commands unconfined. Optional checks say
+// what the base environment has of its declared packages and what it
+// lacks.
 func Doctor(cfg Config) []Check {
+	return append(hostChecks(cfg), packageChecks(cfg)...)
+}
+
+// hostChecks are the checks that decide whether the daemon may start.
+func hostChecks(cfg Config) []Check {
 	var checks []Check
 	add := func(name, detail string, err error) {
 		checks = append(checks, Check{Name: name, Detail: detail, Err: err})
@@ -67,6 +79,89 @@ func Doctor(cfg Config) []Check {
 	}
 	add("python", cfg.Python+" "+strings.TrimSpace(string(out)), err)
 	return checks
+}
+
+// packageChecks say what the base environment has of the declared
+// packages and what it lacks, what the host's python would give the next
+// build, and whether the allow-list reads. None keeps the daemon from
+// starting: sessions work without them.
+func packageChecks(cfg Config) []Check {
+	layout := mounts.Layout{Root: cfg.StateDir}
+	var checks []Check
+	add := func(name, detail string, err error) {
+		checks = append(checks, Check{Name: name, Detail: detail, Err: err, Optional: true})
+	}
+
+	list, err := packages.NewAllowFile(layout.AllowedPackages()).Load()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		add("allow-list", layout.AllowedPackages()+" not written yet (the daemon writes the default on start)", nil)
+	case err != nil:
+		add("allow-list", "", fmt.Errorf("%w: installs are refused until it is fixed", err))
+	default:
+		add("allow-list", fmt.Sprintf("%s allows %s", layout.AllowedPackages(), strings.Join(list.Names(), ", ")), nil)
+	}
+
+	out, err := exec.Command(cfg.Python, envs.ProbeArgs(cfg.Python)[1:]...).Output()
+	var host envs.Probe
+	if err == nil {
+		host, err = envs.ParseProbe(out)
+	}
+	if err != nil {
+		add("host packages", "", fmt.Errorf("%s cannot list its packages: %w", cfg.Python, err))
+	} else {
+		m, err := envs.NewManifest(hostProbeID, time.Time{}, cfg.BasePackages, host, nil)
+		if err != nil {
+			add("host packages", "", err)
+		} else {
+			add("host packages", fmt.Sprintf("%s has %s; the package cache must provide %s",
+				cfg.Python, present(m.Present), requirements(m.Missing)), nil)
+		}
+	}
+
+	newest, err := envs.NewStore(layout.Envs()).Newest()
+	switch {
+	case errors.Is(err, envs.ErrNoEnv):
+		add("base env", "not built yet (the daemon builds it on its first start; sandboxd env build)", nil)
+	case err != nil:
+		add("base env", "", err)
+	case len(newest.Missing) > 0:
+		var why []string
+		for _, m := range newest.Missing {
+			why = append(why, m.Requirement+": "+m.Reason)
+		}
+		add("base env", fmt.Sprintf("%s has %s", newest.ID, present(newest.Present)),
+			fmt.Errorf("%s lacks %s (install the python3-* packages, or add wheels with sandboxd packages add, then sandboxd env build --force)", newest.ID, strings.Join(why, "; ")))
+	default:
+		add("base env", fmt.Sprintf("%s has %s", newest.ID, present(newest.Present)), nil)
+	}
+	return checks
+}
+
+// hostProbeID names the host's python where a manifest wants a version
+// id: it is no version, and is never written.
+const hostProbeID = "00000000T000000Z-00000000"
+
+func present(ps []envs.Package) string {
+	if len(ps) == 0 {
+		return "none of the declared packages"
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name+" "+p.Version)
+	}
+	return strings.Join(out, ", ")
+}
+
+func requirements(ms []envs.Missing) string {
+	if len(ms) == 0 {
+		return "nothing"
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Requirement)
+	}
+	return strings.Join(out, ", ")
 }
 
 // Healthy returns the failed required checks joined, or nil.

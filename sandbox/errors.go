@@ -24,6 +24,9 @@ var (
 	// ErrPidsLimit: the session has no process left to start a command
 	// with.
 	ErrPidsLimit = errors.New("pids limit reached")
+	// ErrPackageNotAllowed: the package allow-list refused a package, or
+	// a version of one, that an install asked for or needed.
+	ErrPackageNotAllowed = errors.New("package not allowed")
 	// ErrUnavailable: the session or daemon cannot serve the request now.
 	ErrUnavailable = errors.New("unavailable")
 )

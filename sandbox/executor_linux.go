@@ -150,6 +150,15 @@ func (e *agentExecutor) Start(ctx context.Context, l launch) (Started, error) {
 		}
 		mine, theirs = append(mine, stdinW), append(theirs, stdinR)
 	}
+	// A pipe is its creator's, mode 0600: the command's ends are given to
+	// the sandbox user, so that it may reopen them by name (/dev/stdin,
+	// /dev/stdout, /dev/stderr, as pip's "-r /dev/stdin" does).
+	for _, f := range theirs {
+		if err := f.Chown(e.owner.UID, e.owner.GID); err != nil {
+			closeAll(append(mine, theirs...))
+			return nil, fmt.Errorf("pipe: %w", err)
+		}
+	}
 	cg, err := e.cg.NewExec(e.session, "exec-"+newID(6))
 	if err != nil {
 		closeAll(append(mine, theirs...))

@@ -22,7 +22,7 @@ func TestVenvWritesStayInTheirSession(t *testing.T) {
 
 	other := run(t, b.ID, `test -e /opt/venv/lib/sandboxd-marker && echo present || echo absent`, 10)
 	assert.Equal(t, "absent\n", other.Stdout, "another session does not see it")
-	assert.NoFileExists(t, filepath.Join(env.m.layout.BaseEnv(), "lib", "sandboxd-marker"), "the base venv is unchanged")
+	assert.NoFileExists(t, filepath.Join(env.m.envs.Dir(a.Env), "lib", "sandboxd-marker"), "the base venv is unchanged")
 	assert.FileExists(t, filepath.Join(env.m.layout.Session(a.UserID, a.ID).VenvUpper(), "lib", "sandboxd-marker"),
 		"the write landed in the session's own upper layer")
 

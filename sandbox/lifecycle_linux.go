@@ -91,8 +91,14 @@ func (s *session) running() bool {
 		return false
 	}
 	fds := []unix.PollFd{{Fd: int32(s.init.Fd()), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, 0)
-	return err == nil && n == 0
+	for {
+		// The Go runtime's preemption signal can interrupt even a poll
+		// that does not wait.
+		n, err := unix.Poll(fds, 0)
+		if !errors.Is(err, unix.EINTR) {
+			return err == nil && n == 0
+		}
+	}
 }
 
 // describe is the session as callers see it; Manager.mu must be held for
@@ -157,9 +163,6 @@ func (m *Manager) CreateSession(ctx context.Context, req CreateRequest) (Session
 	limits, err := resolveLimits(req.Limits, m.cfg.DefaultLimits, m.cfg.MaxLimits)
 	if err != nil {
 		return Session{}, err
-	}
-	if !m.baseEnvReady() {
-		return Session{}, fmt.Errorf("%w: the base environment is not built yet (sandboxd env build)", ErrUnavailable)
 	}
 	quota, err := m.userQuota(req.UserID)
 	if err != nil {
@@ -242,13 +245,19 @@ func (m *Manager) abandon(s *session) {
 }
 
 // reserve claims the session's id, refusing a duplicate or a user at the
-// end of their session quota.
+// end of their session quota, and gives it the newest base environment.
 func (m *Manager) reserve(s *session, maxSessions int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.sessions[s.meta.ID]; ok {
 		return fmt.Errorf("%w: session %q", ErrExists, s.meta.ID)
 	}
+	// Taken under the lock that lists the versions in use, so that no
+	// collection can remove the version between here and the sandbox.
+	if m.current.ID == "" {
+		return fmt.Errorf("%w: the base environment is not built yet (sandboxd env build)", ErrUnavailable)
+	}
+	s.meta.Env = m.current.ID
 	if maxSessions > 0 {
 		n := 0
 		for _, o := range m.sessions {
@@ -345,6 +354,8 @@ func (m *Manager) DeleteSession(ctx context.Context, id string, keepFiles bool) 
 	delete(m.sessions, id)
 	m.mu.Unlock()
 	m.removeUserCgroup(s.meta.UserID)
+	// The last session of an old base environment takes it along.
+	m.collectEnvs()
 	m.log.InfoContext(ctx, "session deleted", "session", id, "user", s.meta.UserID, "kept_files", len(res.Kept))
 	m.publish(s, events.Event{Type: events.SessionDeleted})
 	return res, nil

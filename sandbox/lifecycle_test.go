@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -167,4 +168,28 @@ func TestDeadSandboxIsReportedStopped(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond, "the session is reported stopped")
 	_, err = env.m.Exec(context.Background(), s.ID, ExecRequest{Command: Command{Shell: "true"}})
 	assert.ErrorIs(t, err, ErrUnavailable, "exec in a stopped session says why")
+}
+
+// TestSessionsFromAnOlderDaemonAreRestartedOnTheirBase: a session an older
+// daemon made (no agent protocol, no base environment version recorded,
+// the one unversioned envs/base) is given a new sandbox over the same files
+// and the old base; the old base goes with its last session.
+func TestSessionsFromAnOlderDaemonAreRestartedOnTheirBase(t *testing.T) {
+	e := isolated(t, nil)
+	s := e.session(t, "legacy", nil)
+	require.Equal(t, 0, e.run(t, s.ID, "echo kept > /workspace/note.txt", 10).ExitCode, "write a file")
+	dir := e.m.layout.Session(s.UserID, s.ID)
+	meta, err := readMeta(dir)
+	require.NoError(t, err, "read metadata")
+	out, err := exec.Command("cp", "-al", e.m.envDir(meta.Env), e.m.envDir("")).CombinedOutput()
+	require.NoError(t, err, "make the old unversioned base: %s", out)
+	meta.Env, meta.Agent = "", 0
+	require.NoError(t, writeMeta(dir, meta), "make the session look older")
+
+	e.restart(t)
+	got := e.run(t, s.ID, "cat /workspace/note.txt; python3 -c 'import sys; print(sys.prefix)'", 30)
+	assert.Equal(t, "kept\n/opt/venv\n", got.Stdout, "the session works on its files and its old base: %s", got.Stderr)
+	_, err = e.m.DeleteSession(context.Background(), s.ID, false)
+	require.NoError(t, err, "delete")
+	assert.NoDirExists(t, e.m.envDir(""), "the old base goes with its last session")
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
+
 	// The test binary is the sandboxes' helper, as sandboxd is; importing
 	// the shim installs its init hook.
 	_ "github.com/sandboxd/sandboxd/sandbox/shim"
@@ -68,7 +70,7 @@ func requireRoot(t testing.TB) {
 }
 
 // isolated is a Manager of the test's own, with its own state directory and
-// cgroup parent, and the shared base venv hard-linked in so that it need
+// cgroup parent, and the shared base envs hard-linked in so that they need
 // not be built again. It is destroyed when the test ends.
 func isolated(t *testing.T, adjust func(*Config)) *testEnv {
 	t.Helper()
@@ -80,8 +82,8 @@ func isolated(t *testing.T, adjust func(*Config)) *testEnv {
 	}
 	l := filepath.Join(dir, "envs")
 	require.NoError(t, os.MkdirAll(l, 0o711), "envs dir")
-	out, err := exec.Command("cp", "-al", env.m.layout.BaseEnv(), l+"/").CombinedOutput()
-	require.NoError(t, err, "link the base venv: %s", out)
+	out, err := exec.Command("cp", "-al", env.m.layout.Envs()+"/.", l+"/").CombinedOutput()
+	require.NoError(t, err, "link the base envs: %s", out)
 	e, err := newTestEnv(cfg)
 	require.NoError(t, err, "isolated manager")
 	t.Cleanup(e.destroy)
@@ -116,6 +118,7 @@ func testConfig(stateDir, parent string) Config {
 		SandboxGID:              10000,
 		UserUIDs:                UIDRange{First: 200000, Count: 1000},
 		Python:                  "/usr/bin/python3",
+		BasePackages:            envs.DefaultDeclared(),
 		DefaultLimits:           Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100},
 		MaxLimits:               Limits{CPUs: 2, MemoryMB: 2048, Pids: 512, TmpMB: 512},
 		MaxSessionsPerUser:      10,

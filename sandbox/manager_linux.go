@@ -14,6 +14,8 @@ import (
 	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/mounts"
 	"github.com/sandboxd/sandboxd/sandbox/events"
+	"github.com/sandboxd/sandboxd/sandbox/packages"
+	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
 )
 
 // Manager owns every session of the daemon.
@@ -38,8 +40,21 @@ type Manager struct {
 	// events is where the sessions' events are published (events_linux.go).
 	events *events.Bus
 
-	// mu guards sessions and each session's phase; it is never held
-	// across a slow call.
+	// allow is the allow-list, cache the wheel cache, envs the versions
+	// of the base environment.
+	allow *packages.AllowFile
+	cache *packages.Cache
+	envs  envs.Store
+	// envBuild serialises building, committing and collecting versions
+	// of the base environment; it is held for a whole build, and never
+	// taken while mu is held.
+	envBuild sync.Mutex
+	// stopWatch ends the allow-list's watcher.
+	stopWatch chan struct{}
+	watching  sync.WaitGroup
+
+	// mu guards sessions, each session's phase and current; it is never
+	// held across a slow call.
 	mu sync.Mutex
 	// sessions holds every session the daemon knows, including ids
 	// being created (so that a duplicate is refused while the first is
@@ -49,6 +64,9 @@ type Manager struct {
 	// marks the uids given or being given.
 	userUIDs map[string]int
 	uidTaken map[int]bool
+	// current is the manifest of the base environment new sessions get;
+	// its ID is empty before one is built.
+	current envs.Manifest
 }
 
 // NewManager prepares the state tree and the cgroup parent, then recovers
@@ -63,8 +81,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Events == nil {
 		cfg.Events = events.NewBus()
 	}
-	checks := Doctor(cfg)
-	if err := Healthy(checks); err != nil {
+	if err := Healthy(hostChecks(cfg)); err != nil {
 		return nil, fmt.Errorf("this host cannot sandbox (see sandboxd doctor): %w", err)
 	}
 	cg, err := cgroup.New(cfg.CgroupParent)
@@ -85,6 +102,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		uidTaken:    map[int]bool{},
 		swap:        swapAccounting(cg.Mode()),
 		controllers: controllers,
+		envs:        envs.NewStore(mounts.Layout{Root: cfg.StateDir}.Envs()),
 		sessions:    map[string]*session{},
 		events:      cfg.Events,
 	}
@@ -110,11 +128,46 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		m.Close()
 		return nil, err
 	}
+	if err := m.openPackages(); err != nil {
+		m.Close()
+		return nil, err
+	}
 	if err := m.recover(ctx); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("recover sessions: %w", err)
 	}
+	// Recovery knows which versions sessions run on.
+	m.collectEnvs()
+	m.stopWatch = make(chan struct{})
+	m.watching.Add(1)
+	go func() {
+		defer m.watching.Done()
+		m.watchAllowList(m.stopWatch)
+	}()
 	return m, nil
+}
+
+// openPackages opens the allow-list (writing the default one if there is
+// none), the package cache, whose allowed wheels it presents, and the
+// versions of the base environment, removing what builds that died left.
+func (m *Manager) openPackages() error {
+	cache, allow, err := openCache(m.layout)
+	if err != nil {
+		return err
+	}
+	m.cache, m.allow = cache, allow
+	// A bad allow-list must not stop the sessions: installs are refused,
+	// naming its bad line, until it is fixed.
+	if p, err := m.cache.Present(); err != nil {
+		m.log.Error("package cache not presented: installs are refused until this is fixed", "err", err)
+	} else if len(p.Tampered) > 0 {
+		m.log.Error("cached wheels fail their hash check and are withheld", "wheels", p.Tampered)
+	}
+	if err := m.envs.RemoveStale(); err != nil {
+		m.log.Warn("remove unfinished base env builds", "err", err)
+	}
+	m.loadEnvs()
+	return nil
 }
 
 // lockState takes the state tree's lock, which lives as long as the
@@ -135,6 +188,11 @@ func lockState(l mounts.Layout) (*os.File, error) {
 // keep running, for the next daemon to adopt.
 func (m *Manager) Close() {
 	m.events.Close()
+	if m.stopWatch != nil {
+		close(m.stopWatch)
+		m.watching.Wait()
+		m.stopWatch = nil
+	}
 	m.mu.Lock()
 	for _, s := range m.sessions {
 		s.release()
@@ -168,6 +226,7 @@ func (m *Manager) Info(context.Context) Info {
 			n++
 		}
 	}
+	env := m.currentEnv()
 	m.mu.Unlock()
 	return Info{
 		Version:       m.cfg.Version,
@@ -177,6 +236,7 @@ func (m *Manager) Info(context.Context) Info {
 		DefaultLimits: m.cfg.DefaultLimits,
 		MaxLimits:     m.cfg.MaxLimits,
 		Sessions:      n,
+		Env:           env,
 	}
 }
 

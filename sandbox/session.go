@@ -18,6 +18,10 @@ type sessionMeta struct {
 	UserID    string     `json:"user_id"`
 	CreatedAt time.Time  `json:"created_at"`
 	Limits    metaLimits `json:"limits"`
+	// Env is the version of the base environment the session started on:
+	// its overlay's lower layer for as long as the session lives, across
+	// restarts of the daemon and of its sandbox.
+	Env string `json:"env"`
 	// Agent is the protocol version of the sandbox's PID 1; a daemon
 	// adopts only a sandbox whose agent speaks its own (a sandbox from an
 	// older version is restarted over the same files).
@@ -56,6 +60,7 @@ func (m sessionMeta) describe(state State, reason string) Session {
 		State:     state,
 		Reason:    reason,
 		Workspace: mounts.WorkspaceDir,
+		Env:       m.Env,
 	}
 }
 

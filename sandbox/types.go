@@ -33,6 +33,9 @@ type Info struct {
 	MaxLimits     Limits
 	// Sessions counts the sessions the daemon serves.
 	Sessions int
+	// Env is the base environment new sessions get (nil before one is
+	// built): what it has and lacks of the declared packages.
+	Env *Env
 }
 
 // State is where a session is in its life.
@@ -71,6 +74,8 @@ type Session struct {
 	Reason string
 	// Workspace is where the session's files are inside the sandbox.
 	Workspace string
+	// Env is the version of the base environment the session runs on.
+	Env string
 }
 
 // DeleteResult says what a delete kept of the session.

@@ -94,32 +94,15 @@ func (c *Client) Exec(ctx context.Context, id string, req api.ExecRequest) (api.
 // cancelling ctx close the connection, and the daemon then kills the
 // command's whole process tree.
 func (c *Client) ExecStream(ctx context.Context, id string, req api.ExecRequest, fn func(api.ExecEvent) error) (api.ExecResult, error) {
-	hreq, err := c.jsonRequest(ctx, http.MethodPost, sessionPath(id)+"/exec", nil, req)
+	st, err := c.postStream(ctx, sessionPath(id)+"/exec", req)
 	if err != nil {
 		return api.ExecResult{}, err
 	}
-	hreq.Header.Set("Accept", api.NDJSON)
-	resp, err := c.send(hreq)
-	if err != nil {
-		return api.ExecResult{}, err
-	}
-	defer resp.Body.Close()
-	where := hreq.Method + " " + hreq.URL.EscapedPath()
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != api.NDJSON {
-		return api.ExecResult{}, fmt.Errorf("%s: answer is %q, not %s", where, resp.Header.Get("Content-Type"), api.NDJSON)
-	}
-	dec := json.NewDecoder(resp.Body)
+	defer st.close()
 	for {
 		var ev api.ExecEvent
-		if err := dec.Decode(&ev); err != nil {
-			if errors.Is(err, io.EOF) {
-				// The stream always ends with an exit or error event.
-				err = io.ErrUnexpectedEOF
-			}
-			if ctx.Err() != nil {
-				err = context.Cause(ctx)
-			}
-			return api.ExecResult{}, fmt.Errorf("%s: read stream: %w", where, err)
+		if err := st.next(&ev); err != nil {
+			return api.ExecResult{}, err
 		}
 		switch ev.Type {
 		case api.EventStdout, api.EventStderr:
@@ -128,7 +111,7 @@ func (c *Client) ExecStream(ctx context.Context, id string, req api.ExecRequest,
 			}
 		case api.EventExit:
 			if ev.Result == nil {
-				return api.ExecResult{}, fmt.Errorf("%s: exit event without a result", where)
+				return api.ExecResult{}, fmt.Errorf("%s: exit event without a result", st.where)
 			}
 			return *ev.Result, nil
 		case api.EventError:
@@ -137,6 +120,52 @@ func (c *Client) ExecStream(ctx context.Context, id string, req api.ExecRequest,
 		// Event types newer than this client are skipped.
 	}
 }
+
+// eventStream reads the NDJSON events of a streamed answer.
+type eventStream struct {
+	ctx   context.Context
+	body  io.ReadCloser
+	dec   *json.Decoder
+	where string
+}
+
+// postStream posts in to path asking for NDJSON, and returns the stream
+// of events of its 2xx answer; the caller closes it.
+func (c *Client) postStream(ctx context.Context, path string, in any) (*eventStream, error) {
+	hreq, err := c.jsonRequest(ctx, http.MethodPost, path, nil, in)
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Accept", api.NDJSON)
+	resp, err := c.send(hreq)
+	if err != nil {
+		return nil, err
+	}
+	where := hreq.Method + " " + hreq.URL.EscapedPath()
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != api.NDJSON {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: answer is %q, not %s", where, resp.Header.Get("Content-Type"), api.NDJSON)
+	}
+	return &eventStream{ctx: ctx, body: resp.Body, dec: json.NewDecoder(resp.Body), where: where}, nil
+}
+
+// next decodes the next event into v. A stream always ends with its final
+// event, so running out before it is an error.
+func (s *eventStream) next(v any) error {
+	err := s.dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	if s.ctx.Err() != nil {
+		err = context.Cause(s.ctx)
+	}
+	return fmt.Errorf("%s: read stream: %w", s.where, err)
+}
+
+func (s *eventStream) close() { _ = s.body.Close() }
 
 // DeleteSession ends session id; with keepFiles its output files are kept.
 func (c *Client) DeleteSession(ctx context.Context, id string, keepFiles bool) (api.DeleteSessionResult, error) {
@@ -329,6 +358,60 @@ func (c *Client) KillProcess(ctx context.Context, id, pid string, grace time.Dur
 	var out api.ProcessOutput
 	err := c.do(ctx, http.MethodDelete, processPath(id, pid), q, nil, &out)
 	return out, err
+}
+
+// InstallPackages installs PEP 508 requirements ("pandas>=2,<3") into
+// session id's own layer of /opt/venv, offline, from the daemon's package
+// cache, as its allow-list allows: a refusal is an *Error matching
+// api.ErrPackageNotAllowed, naming the package and the list's line.
+func (c *Client) InstallPackages(ctx context.Context, id string, requirements []string) (api.InstallPackagesResult, error) {
+	var res api.InstallPackagesResult
+	err := c.do(ctx, http.MethodPost, sessionPath(id)+"/packages", nil, api.InstallPackagesRequest{Requirements: requirements}, &res)
+	return res, err
+}
+
+// InstallPackagesStream installs like InstallPackages, handing pip's
+// output to fn as it arrives (stdout and stderr events, as ExecStream
+// does). Failures are reported as ExecStream reports them.
+func (c *Client) InstallPackagesStream(ctx context.Context, id string, requirements []string, fn func(api.ExecEvent) error) (api.InstallPackagesResult, error) {
+	st, err := c.postStream(ctx, sessionPath(id)+"/packages", api.InstallPackagesRequest{Requirements: requirements})
+	if err != nil {
+		return api.InstallPackagesResult{}, err
+	}
+	defer st.close()
+	for {
+		var ev api.PackageEvent
+		if err := st.next(&ev); err != nil {
+			return api.InstallPackagesResult{}, err
+		}
+		switch ev.Type {
+		case api.EventStdout, api.EventStderr:
+			if err := fn(ev.ExecEvent); err != nil {
+				return api.InstallPackagesResult{}, err
+			}
+		case api.EventInstalled:
+			if ev.Install == nil {
+				return api.InstallPackagesResult{}, fmt.Errorf("%s: installed event without a result", st.where)
+			}
+			return *ev.Install, nil
+		case api.EventError:
+			return api.InstallPackagesResult{}, &api.Error{Message: ev.Error, Code: ev.Code}
+		}
+	}
+}
+
+// ListPackages lists what session id has beyond its base environment.
+func (c *Client) ListPackages(ctx context.Context, id string) (api.SessionPackages, error) {
+	var res api.SessionPackages
+	err := c.do(ctx, http.MethodGet, sessionPath(id)+"/packages", nil, nil, &res)
+	return res, err
+}
+
+// ListEnvs lists the versions of the base environment, oldest first.
+func (c *Client) ListEnvs(ctx context.Context) ([]api.Env, error) {
+	var list api.EnvList
+	err := c.do(ctx, http.MethodGet, "/"+api.Version+"/envs", nil, nil, &list)
+	return list.Envs, err
 }
 
 func sessionPath(id string) string {

@@ -734,3 +734,47 @@ func TestClientProcesses(t *testing.T) {
 	require.NoError(t, err, "ListProcesses after the kills")
 	assert.Empty(t, list, "killed processes are gone")
 }
+
+func TestClientPackages(t *testing.T) {
+	ctx := context.Background()
+	c, fb := startServer(t)
+	fb.AddSession(sandbox.Session{ID: "s1", UserID: "u1"})
+	fb.SetAllowed("alpha")
+	fb.SetEnvs(sandbox.Env{ID: "20250601T120000Z-00000001", Current: true, Python: "3.11.2"})
+
+	res, err := c.InstallPackages(ctx, "s1", []string{"alpha==2.0"})
+	require.NoError(t, err, "InstallPackages")
+	assert.Equal(t, []api.InstalledPackage{{Name: "alpha", Version: "2.0"}}, res.Installed)
+	assert.Equal(t, "20250601T120000Z-00000001", res.Env)
+
+	_, err = c.InstallPackages(ctx, "s1", []string{"gamma"})
+	require.ErrorIs(t, err, api.ErrPackageNotAllowed, "a refusal matches its sentinel")
+	assert.ErrorContains(t, err, "gamma is not on the package allow-list")
+	assert.Equal(t, 403, err.(*api.Error).Status)
+
+	var out []string
+	res, err = c.InstallPackagesStream(ctx, "s1", []string{"alpha"}, func(ev api.ExecEvent) error {
+		out = append(out, ev.Type+": "+ev.Data)
+		return nil
+	})
+	require.NoError(t, err, "InstallPackagesStream")
+	assert.Equal(t, []string{"stdout: Installing alpha-1.0\n"}, out, "pip's output as it came")
+	assert.Len(t, res.Installed, 1)
+	_, err = c.InstallPackagesStream(ctx, "s1", []string{"gamma"}, func(api.ExecEvent) error { return nil })
+	assert.ErrorIs(t, err, api.ErrPackageNotAllowed, "a refusal before the stream is the envelope's")
+
+	pkgs, err := c.ListPackages(ctx, "s1")
+	require.NoError(t, err, "ListPackages")
+	assert.Equal(t, []api.Package{{Name: "alpha", Version: "2.0"}, {Name: "alpha", Version: "1.0"}}, pkgs.Packages)
+	_, err = c.ListPackages(ctx, "nope")
+	assert.ErrorIs(t, err, api.ErrNotFound)
+
+	envs, err := c.ListEnvs(ctx)
+	require.NoError(t, err, "ListEnvs")
+	require.Len(t, envs, 1)
+	assert.True(t, envs[0].Current)
+	info, err := c.Info(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, info.Env)
+	assert.Equal(t, envs[0], *info.Env)
+}

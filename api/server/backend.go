@@ -27,6 +27,7 @@ type Backend interface {
 	ProcessBackend
 	FileBackend
 	ObserveBackend
+	PackageBackend
 }
 
 // ProcessBackend is the background processes of a session: commands
@@ -64,4 +65,19 @@ type FileBackend interface {
 	OpenOutput(ctx context.Context, userID, name string) (sandbox.File, error)
 	// MaxFileBytes is the size cap of uploads and reads.
 	MaxFileBytes() int64
+}
+
+// PackageBackend is the packages of sessions and the versions of the base
+// environment they run on.
+type PackageBackend interface {
+	// InstallPackages installs PEP 508 requirements into the session's
+	// own layer, from the package cache, as the allow-list allows.
+	InstallPackages(ctx context.Context, id string, requirements []string) (sandbox.InstallResult, error)
+	// InstallPackagesStream installs like InstallPackages, handing pip's
+	// output to emit as ExecStream does.
+	InstallPackagesStream(ctx context.Context, id string, requirements []string, emit func(sandbox.Output) error) (sandbox.InstallResult, error)
+	// ListPackages lists what the session has beyond its base env.
+	ListPackages(ctx context.Context, id string) (sandbox.SessionPackages, error)
+	// ListEnvs lists the versions of the base environment, oldest first.
+	ListEnvs(ctx context.Context) ([]sandbox.Env, error)
 }

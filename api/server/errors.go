@@ -31,23 +31,25 @@ var kinds = []struct {
 	{sandbox.ErrNotText, api.ErrUnsupported},
 	{sandbox.ErrQuota, api.ErrQuotaExceeded},
 	{sandbox.ErrPidsLimit, api.ErrPidsLimit},
+	{sandbox.ErrPackageNotAllowed, api.ErrPackageNotAllowed},
 	{sandbox.ErrUnavailable, api.ErrUnavailable},
 }
 
 // statuses gives each wire code its HTTP status. A code missing here (and
 // any error of no known kind) is a 500 "internal".
 var statuses = map[string]int{
-	api.CodeInvalidArgument: http.StatusBadRequest,
-	api.CodePermission:      http.StatusForbidden,
-	api.CodeNotFound:        http.StatusNotFound,
-	codeMethodNotAllowed:    http.StatusMethodNotAllowed,
-	api.CodeConflict:        http.StatusConflict,
-	api.CodeAlreadyExists:   http.StatusConflict,
-	api.CodeTooLarge:        http.StatusRequestEntityTooLarge,
-	api.CodeUnsupported:     http.StatusUnsupportedMediaType,
-	api.CodeQuotaExceeded:   http.StatusTooManyRequests,
-	api.CodePidsLimit:       http.StatusTooManyRequests,
-	api.CodeUnavailable:     http.StatusServiceUnavailable,
+	api.CodeInvalidArgument:   http.StatusBadRequest,
+	api.CodePermission:        http.StatusForbidden,
+	api.CodePackageNotAllowed: http.StatusForbidden,
+	api.CodeNotFound:          http.StatusNotFound,
+	codeMethodNotAllowed:      http.StatusMethodNotAllowed,
+	api.CodeConflict:          http.StatusConflict,
+	api.CodeAlreadyExists:     http.StatusConflict,
+	api.CodeTooLarge:          http.StatusRequestEntityTooLarge,
+	api.CodeUnsupported:       http.StatusUnsupportedMediaType,
+	api.CodeQuotaExceeded:     http.StatusTooManyRequests,
+	api.CodePidsLimit:         http.StatusTooManyRequests,
+	api.CodeUnavailable:       http.StatusServiceUnavailable,
 }
 
 // classify returns the status and code err answers with.

@@ -59,7 +59,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			if !ok {
 				return nil
 			}
-			if err := out.write(string(ev.Type), wireEvent(ev)); err != nil {
+			if err := out.send(wireEvent(ev)); err != nil {
 				s.log.WarnContext(r.Context(), "write response",
 					slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 				return nil

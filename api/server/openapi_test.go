@@ -120,38 +120,48 @@ func TestOpenAPIErrorResponsesUseTheEnvelope(t *testing.T) {
 
 // schemaTypes are the wire types by their OpenAPI schema name.
 var schemaTypes = map[string]reflect.Type{
-	"Error":                reflect.TypeFor[api.Error](),
-	"Limits":               reflect.TypeFor[api.Limits](),
-	"Info":                 reflect.TypeFor[api.Info](),
-	"CreateSessionRequest": reflect.TypeFor[api.CreateSessionRequest](),
-	"Session":              reflect.TypeFor[api.Session](),
-	"SessionList":          reflect.TypeFor[api.SessionList](),
-	"ExecRequest":          reflect.TypeFor[api.ExecRequest](),
-	"ExecResult":           reflect.TypeFor[api.ExecResult](),
-	"DeleteSessionResult":  reflect.TypeFor[api.DeleteSessionResult](),
-	"NotKept":              reflect.TypeFor[api.NotKept](),
-	"FileInfo":             reflect.TypeFor[api.FileInfo](),
-	"FileList":             reflect.TypeFor[api.FileList](),
-	"TextLine":             reflect.TypeFor[api.TextLine](),
-	"TextFile":             reflect.TypeFor[api.TextFile](),
-	"WriteResult":          reflect.TypeFor[api.WriteResult](),
-	"EditRequest":          reflect.TypeFor[api.EditRequest](),
-	"EditResult":           reflect.TypeFor[api.EditResult](),
-	"MkdirRequest":         reflect.TypeFor[api.MkdirRequest](),
-	"MoveRequest":          reflect.TypeFor[api.MoveRequest](),
-	"ExecEvent":            reflect.TypeFor[api.ExecEvent](),
-	"StartProcessRequest":  reflect.TypeFor[api.StartProcessRequest](),
-	"Process":              reflect.TypeFor[api.Process](),
-	"ProcessList":          reflect.TypeFor[api.ProcessList](),
-	"ProcessOutput":        reflect.TypeFor[api.ProcessOutput](),
-	"SessionStats":         reflect.TypeFor[api.SessionStats](),
-	"DiskUsage":            reflect.TypeFor[api.DiskUsage](),
-	"Event":                reflect.TypeFor[api.Event](),
-	"Outcome":              reflect.TypeFor[api.Outcome](),
+	"Error":                  reflect.TypeFor[api.Error](),
+	"Limits":                 reflect.TypeFor[api.Limits](),
+	"Info":                   reflect.TypeFor[api.Info](),
+	"CreateSessionRequest":   reflect.TypeFor[api.CreateSessionRequest](),
+	"Session":                reflect.TypeFor[api.Session](),
+	"SessionList":            reflect.TypeFor[api.SessionList](),
+	"ExecRequest":            reflect.TypeFor[api.ExecRequest](),
+	"ExecResult":             reflect.TypeFor[api.ExecResult](),
+	"DeleteSessionResult":    reflect.TypeFor[api.DeleteSessionResult](),
+	"NotKept":                reflect.TypeFor[api.NotKept](),
+	"FileInfo":               reflect.TypeFor[api.FileInfo](),
+	"FileList":               reflect.TypeFor[api.FileList](),
+	"TextLine":               reflect.TypeFor[api.TextLine](),
+	"TextFile":               reflect.TypeFor[api.TextFile](),
+	"WriteResult":            reflect.TypeFor[api.WriteResult](),
+	"EditRequest":            reflect.TypeFor[api.EditRequest](),
+	"EditResult":             reflect.TypeFor[api.EditResult](),
+	"MkdirRequest":           reflect.TypeFor[api.MkdirRequest](),
+	"MoveRequest":            reflect.TypeFor[api.MoveRequest](),
+	"ExecEvent":              reflect.TypeFor[api.ExecEvent](),
+	"StartProcessRequest":    reflect.TypeFor[api.StartProcessRequest](),
+	"Process":                reflect.TypeFor[api.Process](),
+	"ProcessList":            reflect.TypeFor[api.ProcessList](),
+	"ProcessOutput":          reflect.TypeFor[api.ProcessOutput](),
+	"InstallPackagesRequest": reflect.TypeFor[api.InstallPackagesRequest](),
+	"InstallPackagesResult":  reflect.TypeFor[api.InstallPackagesResult](),
+	"InstalledPackage":       reflect.TypeFor[api.InstalledPackage](),
+	"SatisfiedPackage":       reflect.TypeFor[api.SatisfiedPackage](),
+	"PackageEvent":           reflect.TypeFor[api.PackageEvent](),
+	"Package":                reflect.TypeFor[api.Package](),
+	"SessionPackages":        reflect.TypeFor[api.SessionPackages](),
+	"Env":                    reflect.TypeFor[api.Env](),
+	"MissingPackage":         reflect.TypeFor[api.MissingPackage](),
+	"EnvList":                reflect.TypeFor[api.EnvList](),
+	"SessionStats":           reflect.TypeFor[api.SessionStats](),
+	"DiskUsage":              reflect.TypeFor[api.DiskUsage](),
+	"Event":                  reflect.TypeFor[api.Event](),
+	"Outcome":                reflect.TypeFor[api.Outcome](),
 }
 
 func TestOpenAPISchemasCoverEveryWireType(t *testing.T) {
-	for _, file := range []string{"../types.go", "../files.go", "../process.go", "../stats.go", "../events.go"} {
+	for _, file := range []string{"../types.go", "../files.go", "../process.go", "../packages.go", "../stats.go", "../events.go"} {
 		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
 		require.NoError(t, err, "parse %s", file)
 		for _, decl := range f.Decls {
@@ -242,7 +252,7 @@ func TestOpenAPIListsEveryErrorCode(t *testing.T) {
 	}
 	require.NoError(t, yaml.Unmarshal(b, &doc), "parse api/openapi.yaml")
 	codes := []string{
-		api.CodeInvalidArgument, api.CodePermission, api.CodeNotFound, "method_not_allowed", api.CodeConflict,
+		api.CodeInvalidArgument, api.CodePermission, api.CodePackageNotAllowed, api.CodeNotFound, "method_not_allowed", api.CodeConflict,
 		api.CodeAlreadyExists, api.CodeTooLarge, api.CodeUnsupported, api.CodeQuotaExceeded, api.CodePidsLimit,
 		api.CodeUnavailable, api.CodeInternal,
 	}

@@ -55,6 +55,9 @@ var routes = []route{
 	{http.MethodGet, "/v1/sessions/{id}/stats", defaultLimit, (*Server).sessionStats},
 	{http.MethodGet, "/v1/events", defaultLimit, (*Server).events},
 	{http.MethodGet, "/metrics", defaultLimit, (*Server).metrics},
+	{http.MethodPost, "/v1/sessions/{id}/packages", defaultLimit, (*Server).installPackages},
+	{http.MethodGet, "/v1/sessions/{id}/packages", defaultLimit, (*Server).listPackages},
+	{http.MethodGet, "/v1/envs", defaultLimit, (*Server).listEnvs},
 }
 
 // muxPattern is the route's ServeMux pattern, which the mux also reports

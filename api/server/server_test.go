@@ -267,6 +267,7 @@ func TestBackendErrorsMapToStatus(t *testing.T) {
 		{sandbox.ErrNotText, http.StatusUnsupportedMediaType, api.CodeUnsupported},
 		{sandbox.ErrQuota, http.StatusTooManyRequests, api.CodeQuotaExceeded},
 		{sandbox.ErrPidsLimit, http.StatusTooManyRequests, api.CodePidsLimit},
+		{sandbox.ErrPackageNotAllowed, http.StatusForbidden, api.CodePackageNotAllowed},
 		{sandbox.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
 		// An *api.Error keeps its own code, whoever wraps it.
 		{api.ErrConflict, http.StatusConflict, api.CodeConflict},
@@ -316,6 +317,9 @@ func TestEveryRouteReportsBackendErrors(t *testing.T) {
 		{http.MethodDelete, "/v1/sessions/s1/processes/p1", ""},
 		{http.MethodGet, "/v1/sessions/s1/stats", ""},
 		{http.MethodGet, "/v1/events?session_id=s1", ""},
+		{http.MethodPost, "/v1/sessions/s1/packages", `{"requirements":["alpha"]}`},
+		{http.MethodGet, "/v1/sessions/s1/packages", ""},
+		{http.MethodGet, "/v1/envs", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {

@@ -42,15 +42,29 @@ func acceptsNDJSON(r *http.Request) bool {
 }
 
 // execStream answers exec with its events as NDJSON while the command
-// runs. The status line waits for the first event, so that a failure to
-// start still answers with its envelope and status; a failure after it is
-// a final error event, and success a final exit event.
+// runs, ending with an exit event.
 func (s *Server) execStream(w http.ResponseWriter, r *http.Request, id string, req sandbox.ExecRequest) error {
+	return s.streamOutput(w, r, func(ctx context.Context, emit func(sandbox.Output) error) (any, error) {
+		res, err := s.backend.ExecStream(ctx, id, req, emit)
+		if err != nil {
+			return nil, err
+		}
+		wire := wireExec(res)
+		return api.ExecEvent{Type: api.EventExit, Result: &wire}, nil
+	})
+}
+
+// streamOutput answers with the output run hands to emit, as NDJSON
+// events while it runs, then with the final event run returns. The
+// status line waits for the first event, so that a failure to start
+// still answers with its envelope and status; a failure after it is a
+// final error event.
+func (s *Server) streamOutput(w http.ResponseWriter, r *http.Request, run func(ctx context.Context, emit func(sandbox.Output) error) (final any, err error)) error {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	out := &eventWriter{w: w, rc: http.NewResponseController(w), timeout: s.streamTimeout}
 	var carry [2][]byte // per stream: an unfinished UTF-8 sequence
-	res, err := s.backend.ExecStream(ctx, id, req, func(o sandbox.Output) error {
+	final, err := run(ctx, func(o sandbox.Output) error {
 		data := append(carry[o.Stream], o.Data...)
 		cut := len(data) - incompleteRune(data)
 		carry[o.Stream] = append([]byte(nil), data[cut:]...)
@@ -82,8 +96,7 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request, id string, r
 		_, code := s.report(r, err)
 		_ = out.send(api.ExecEvent{Type: api.EventError, Error: err.Error(), Code: code})
 	default:
-		res := wireExec(res)
-		_ = out.send(api.ExecEvent{Type: api.EventExit, Result: &res})
+		_ = out.send(final)
 	}
 	if out.err != nil {
 		s.log.WarnContext(r.Context(), "write response",
@@ -121,7 +134,7 @@ func incompleteRune(data []byte) int {
 	return 0
 }
 
-// eventWriter writes exec events as NDJSON, one flushed line each, each
+// eventWriter writes events (api.ExecEvent, api.PackageEvent) as NDJSON, one flushed line each, each
 // within its write deadline. Its first failure sticks: a stream missing a
 // line must not go on.
 type eventWriter struct {
@@ -132,12 +145,7 @@ type eventWriter struct {
 	err     error
 }
 
-func (e *eventWriter) send(ev api.ExecEvent) error {
-	return e.write(ev.Type, ev)
-}
-
-// write sends v, an event of type typ, as one line.
-func (e *eventWriter) write(typ string, v any) error {
+func (e *eventWriter) send(ev any) error {
 	if e.err != nil {
 		return e.err
 	}
@@ -152,12 +160,12 @@ func (e *eventWriter) write(typ string, v any) error {
 		e.w.WriteHeader(http.StatusOK)
 		e.started = true
 	}
-	if err := json.NewEncoder(e.w).Encode(v); err != nil {
-		e.err = fmt.Errorf("write %s event: %w", typ, err)
+	if err := json.NewEncoder(e.w).Encode(ev); err != nil {
+		e.err = fmt.Errorf("write event: %w", err)
 		return e.err
 	}
 	if err := e.rc.Flush(); err != nil {
-		e.err = fmt.Errorf("flush %s event: %w", typ, err)
+		e.err = fmt.Errorf("flush event: %w", err)
 		return e.err
 	}
 	return nil

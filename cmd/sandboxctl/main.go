@@ -1,6 +1,7 @@
 // Command sandboxctl drives sandboxd from the shell through its API: it
 // creates, lists, inspects and deletes sessions, runs commands in them,
-// manages their files, and shows what they use and what happens.
+// manages their files, installs packages into them, and shows what they
+// use and what happens.
 package main
 
 import (
@@ -47,6 +48,9 @@ Commands:
   stats ID                      what a session uses and has done
   top [--user U] [--once]       a live table of the sessions and what they use
   events [--user U] [--session S]  the daemon's events as they happen
+  pkg install ID REQUIREMENT... install packages into a session (allow-listed, offline)
+  pkg ls ID                     list what a session installed
+  envs                          list the versions of the base environment
 
 Files commands take --root workspace (the default) or --root shared.
 
@@ -140,6 +144,10 @@ func dispatch(ctx context.Context, c *client.Client, args []string, std stdio) e
 		return top(ctx, c, rest, std)
 	case "events":
 		return eventsCommand(ctx, c, rest, std)
+	case "pkg":
+		return pkg(ctx, c, rest, std)
+	case "envs":
+		return envList(ctx, c, rest, std)
 	default:
 		return usagef("unknown command %q; see sandboxctl --help", cmd)
 	}

@@ -594,3 +594,42 @@ func TestProcessCommands(t *testing.T) {
 		})
 	}
 }
+
+func TestPackageCommands(t *testing.T) {
+	socket, fb := startServer(t)
+	fb.SetAllowed("alpha", "beta")
+	fb.SetEnvs(
+		sandbox.Env{ID: "20250601T110000Z-00000001", Python: "3.11.2", Sessions: 1},
+		sandbox.Env{ID: "20250601T120000Z-00000002", Python: "3.11.2", Current: true,
+			Missing: []sandbox.MissingPackage{{Requirement: "python-pptx", Reason: "not installed"}}},
+	)
+
+	out := runCLI(socket, "", "pkg", "install", "s1", "alpha", "beta==2.0")
+	require.Equal(t, 0, out.code, out.stderr)
+	assert.Equal(t, "Installing alpha-1.0\nInstalling beta-2.0\n", out.stderr, "pip's output on stderr")
+	assert.Equal(t, "installed  alpha  1.0  \ninstalled  beta   2.0  \n", out.stdout, "what was installed on stdout")
+
+	out = runCLI(socket, "", "pkg", "install", "s1", "gamma")
+	assert.Equal(t, exitFailure, out.code)
+	assert.Contains(t, out.stderr, "gamma is not on the package allow-list")
+	assert.Contains(t, out.stderr, "package_not_allowed, HTTP 403")
+
+	out = runCLI(socket, "", "pkg", "install", "--json", "s1", "alpha")
+	require.Equal(t, 0, out.code, out.stderr)
+	var res api.InstallPackagesResult
+	require.NoError(t, json.Unmarshal([]byte(out.stdout), &res), "--json prints the result")
+	assert.Equal(t, []api.InstalledPackage{{Name: "alpha", Version: "1.0"}}, res.Installed)
+
+	out = runCLI(socket, "", "pkg", "ls", "s1")
+	require.Equal(t, 0, out.code, out.stderr)
+	assert.Equal(t, "NAME   VERSION\nalpha  1.0\nbeta   2.0\nalpha  1.0\n", out.stdout)
+
+	out = runCLI(socket, "", "envs")
+	require.Equal(t, 0, out.code, out.stderr)
+	assert.Contains(t, out.stdout, "20250601T110000Z-00000001           1")
+	assert.Regexp(t, `20250601T120000Z-00000002  \*\s+0\s+3\.11\.2\s.*python-pptx`, out.stdout)
+
+	for _, args := range [][]string{{"pkg"}, {"pkg", "install", "s1"}, {"pkg", "ls"}, {"pkg", "up"}, {"envs", "x"}} {
+		assert.Equal(t, exitUsage, runCLI(socket, "", args...).code, "%q is a usage error", args)
+	}
+}

@@ -26,7 +26,9 @@ import (
 var version = "dev"
 
 const usage = `Usage: sandboxd [flags]              serve the API (the default)
-       sandboxd env build [--force]  build the shared base venv
+       sandboxd env build [--force]  build a version of the base environment
+       sandboxd packages add|fetch|ls
+                                     manage the package cache
        sandboxd doctor               check that this host can sandbox
        sandboxd version
 
@@ -96,6 +98,8 @@ func run(args []string, h hooks) int {
 		return doctor(cfg)
 	case len(rest) >= 2 && rest[0] == "env" && rest[1] == "build":
 		err = buildEnv(ctx, cfg, log, h, rest[2:])
+	case rest[0] == "packages":
+		err = packagesCommand(ctx, cfg, rest[1:], os.Stdout)
 	default:
 		fmt.Fprintf(os.Stderr, "sandboxd: unknown command %q\n", rest)
 		fs.Usage()
@@ -199,9 +203,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks) er
 	return srv.Shutdown(sctx)
 }
 
+// buildEnv builds a version of the base environment. It takes the state
+// tree's lock, so the daemon must be stopped: its sessions keep running
+// on their versions, and the restarted daemon gives new ones this one.
 func buildEnv(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks, args []string) error {
 	fs := flag.NewFlagSet("env build", flag.ContinueOnError)
-	force := fs.Bool("force", false, "rebuild even if the base venv exists")
+	force := fs.Bool("force", false, "build a new version even if one exists")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -210,7 +217,19 @@ func buildEnv(ctx context.Context, cfg config.Config, log *slog.Logger, h hooks,
 		return err
 	}
 	defer m.Close()
-	return m.BuildBaseEnv(ctx, *force)
+	if err := m.BuildBaseEnv(ctx, *force); err != nil {
+		return err
+	}
+	if env := m.Info(ctx).Env; env != nil {
+		fmt.Printf("base env %s (new sessions get it)\n", env.ID)
+		for _, p := range env.Present {
+			fmt.Printf("  has   %s %s\n", p.Name, p.Version)
+		}
+		for _, p := range env.Missing {
+			fmt.Printf("  lacks %s: %s\n", p.Requirement, p.Reason)
+		}
+	}
+	return nil
 }
 
 // doctor prints each check and exits non-zero when one fails.

@@ -38,8 +38,10 @@ KERNEL_SHA256=7b5597492a0a65aee61985a492e6bcc3f2cde830072a0e3b3d8c7e1b90279bd3
 # the packages of its source that must move together.
 BACKPORTS=(systemd systemd-sysv libsystemd0 libsystemd-shared)
 # What the suite and the sandboxd package need in the guest (it has no
-# network: dpkg -i only works when every Depends is already here).
-PACKAGES=(python3 python3-venv python3-pip curl procps kmod iproute2)
+# network: dpkg -i only works when every Depends is already here), and the
+# python3-* packages the package recommends for the base environment.
+PACKAGES=(python3 python3-venv python3-pip curl procps kmod iproute2
+	python3-pandas python3-numpy python3-openpyxl python3-reportlab python3-matplotlib python3-requests)
 # Modules the initramfs loads (with their dependencies, from modules.dep).
 INITRD_MODULES=(virtio_pci virtio_blk crc32c_generic ext4 9p 9pnet_virtio)
 IMAGE_SIZE=3G

@@ -212,6 +212,51 @@ else
 	bad restart-sessions-live "cannot create two sessions"
 fi
 
+# --- 8. packages: the design's base, an allowed wheel offline, a refused one --
+# Two tiny wheels, written by python3 itself; the allow-list allows one.
+t_pkg=$(date +%s)
+wheels=$(mktemp -d)
+python3 - "$wheels" <<'PY'
+import base64, hashlib, sys, zipfile
+for name in ("vm-ok", "vm-refused"):
+    dist, info = name.replace("-", "_"), name.replace("-", "_") + "-1.0.dist-info"
+    files = {dist + "_mod/__init__.py": "VERSION = '1.0'\n",
+             info + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n" % name,
+             info + "/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    rec = "".join("%s,sha256=%s,%d\n" % (p, base64.urlsafe_b64encode(hashlib.sha256(b.encode()).digest()).rstrip(b"=").decode(), len(b))
+                  for p, b in files.items())
+    files[info + "/RECORD"] = rec + info + "/RECORD,,\n"
+    with zipfile.ZipFile("%s/%s-1.0-py3-none-any.whl" % (sys.argv[1], dist), "w") as z:
+        for p, b in files.items():
+            z.writestr(p, b)
+PY
+echo vm-ok >>/var/lib/sandboxd/allowed_packages.txt
+out=$(sandboxd --config /etc/sandboxd/config.yaml packages add "$wheels/vm_ok-1.0-py3-none-any.whl" 2>&1)
+check packages-add "sandboxd packages add: $out" eval 'echo "$out" | grep -q "^added vm-ok 1.0"'
+out=$(sandboxd --config /etc/sandboxd/config.yaml packages add "$wheels/vm_refused-1.0-py3-none-any.whl" 2>&1)
+check packages-add-refused "sandboxd packages add of a refused wheel: $out" \
+	eval 'echo "$out" | grep -q "vm-refused is not on the package allow-list"'
+if create carol pk; then
+	t=$(date +%s)
+	run pk 300 "python3 -c 'import pandas, numpy, openpyxl, reportlab, matplotlib, requests'"
+	check base-env-imports "HTTP $code in $(secs "$t")s: $body" eval '[ "$code" = 200 ] && [ "$(jget "d[\"exit_code\"]")" = 0 ]'
+	req POST /v1/sessions/pk/packages '{"requirements":["vm-ok"]}'
+	check package-install "HTTP $code $body" eval '[ "$code" = 200 ] && [ "$(jget "d[\"installed\"][0][\"name\"]")" = vm-ok ]'
+	run pk 120 "python3 -c 'import vm_ok_mod; print(vm_ok_mod.VERSION)'"
+	check package-offline-import "HTTP $code $body" test "$(jget 'd["stdout"]')" = 1.0
+	req POST /v1/sessions/pk/packages '{"requirements":["vm-refused"]}'
+	check package-refused "HTTP $code $body" \
+		eval '[ "$code" = 403 ] && [ "$(jget "d[\"code\"]")" = package_not_allowed ] && echo "$body" | grep -q "not on the package allow-list"'
+	run pk 300 'pip install vm-refused'
+	check pip-refused "HTTP $code $body" eval 'jget "d[\"stderr\"]" | grep -q "vm-refused is not on this sandbox.s package allow-list"'
+	req GET /v1
+	note "base env: $(jget '{"id": d["env"]["id"], "missing": [m["requirement"] for m in d["env"]["missing"]]}')"
+	req DELETE /v1/sessions/pk
+else
+	bad packages "cannot create the session: $code $body"
+fi
+note "packages took $(secs "$t_pkg")s"
+
 # --- 7. the journal ------------------------------------------------------------
 jall=$(journalctl -u sandboxd -o cat --no-pager)
 check journal "no 'serving' or 'request' lines in journalctl -u sandboxd" \

@@ -48,16 +48,20 @@ from .types import (
     ExecResult,
     FileInfo,
     FileList,
+    Env,
     Info,
+    InstallPackagesResult,
     Limits,
+    PackageEvent,
     Process,
     ProcessOutput,
     Session,
+    SessionPackages,
     TextFile,
     WriteResult,
 )
 
-__all__ = ["Client", "ExecStream", "API_VERSION", "NDJSON"]
+__all__ = ["Client", "ExecStream", "PackageStream", "API_VERSION", "NDJSON"]
 
 #: The API version every route is prefixed with.
 API_VERSION = "v1"
@@ -263,6 +267,12 @@ class ExecStream(Iterator[ExecEvent]):
     :class:`InternalError`.
     """
 
+    #: What the stream's lines are read as, which types it yields, and the
+    #: type of its last event on success.
+    _EVENT: Any = ExecEvent
+    _TYPES = _EVENT_TYPES
+    _FINAL = "exit"
+
     def __init__(
         self,
         conn: Optional[_UnixHTTPConnection],
@@ -318,7 +328,7 @@ class ExecStream(Iterator[ExecEvent]):
                 self._buf, self._pos = b"", 0
             else:
                 self.close()
-                raise InternalError("exec stream ended before its exit event", status=0)
+                raise InternalError("stream ended before its %s event" % self._FINAL, status=0)
             if not line.strip():
                 continue
             try:
@@ -328,17 +338,20 @@ class ExecStream(Iterator[ExecEvent]):
                 raise InternalError("exec stream: bad event line %r: %s" % (line[:200], e), status=0) from e
             if not isinstance(doc, dict):
                 continue
-            ev = ExecEvent.from_dict(doc)
-            if ev.type not in _EVENT_TYPES:
+            ev = self._EVENT.from_dict(doc)
+            if ev.type not in self._TYPES:
                 continue  # a newer daemon's event: skipped, as the API asks
-            if ev.type == "exit":
-                self.result = ev.result if ev.result is not None else ExecResult()
+            if ev.type == self._FINAL:
+                self._finish(ev)
                 self.close()
             elif ev.type == "error":
                 self.error_event = ev
                 self.close()
             return ev
         raise StopIteration
+
+    def _finish(self, ev: Any) -> None:
+        self.result = ev.result if ev.result is not None else ExecResult()
 
     def _close_conn(self) -> None:
         resp, conn = self._resp, self._conn
@@ -378,6 +391,21 @@ class ExecStream(Iterator[ExecEvent]):
             self.close()
         except Exception:
             pass
+
+
+class PackageStream(ExecStream):
+    """The events of a streamed install, read as they arrive: pip's "stdout"
+    and "stderr" output (``event.data`` is bytes), then one "installed"
+    event with the :class:`InstallPackagesResult` — also kept in
+    :attr:`result` — or one "error" event. Closing it early closes the
+    connection, and the daemon stops the install."""
+
+    _EVENT = PackageEvent
+    _TYPES = frozenset(("stdout", "stderr", "installed", "error"))
+    _FINAL = "installed"
+
+    def _finish(self, ev: Any) -> None:
+        self.result = ev.install if ev.install is not None else InstallPackagesResult()  # type: ignore[assignment]
 
 
 class Client:
@@ -656,6 +684,68 @@ class Client:
             conn.shutdown()
             raise
         return ExecStream(conn, resp)
+
+    # -- packages ---------------------------------------------------------
+
+    def install_packages(self, id: str, requirements: Sequence[str], timeout: Optional[float] = None) -> InstallPackagesResult:
+        """Install PEP 508 ``requirements`` (``["pandas>=2,<3", "requests"]``)
+        into session ``id``'s own layer of /opt/venv, with the dependencies
+        they need, offline, from the daemon's package cache and as its
+        allow-list allows. Raises PackageNotAllowed (403) naming the package
+        and the list's line, Conflict when the cache cannot satisfy a
+        requirement, InvalidArgument for a malformed one. ``timeout``
+        (seconds) sizes the socket timeout of a Client that has one."""
+        if isinstance(requirements, str):
+            raise TypeError("requirements is a sequence of strings, not a string")
+        doc = self._call(
+            "POST", self._session(id) + "/packages", json_body={"requirements": list(requirements)},
+            timeout=self._exec_timeout(timeout), use_timeout=True,
+        )
+        return InstallPackagesResult.from_dict(doc)
+
+    def install_packages_stream(
+        self,
+        id: str,
+        requirements: Sequence[str],
+        timeout: Optional[float] = None,
+        on_connect: Optional[Callable[[Callable[[], None]], None]] = None,
+    ) -> PackageStream:
+        """Install like :meth:`install_packages`, returning pip's output as
+        it comes: a :class:`PackageStream` of "stdout"/"stderr" events
+        ending with an "installed" event (its ``install`` is the result, also
+        in ``stream.result``) or an "error" event. A refusal before pip runs
+        raises here. ``on_connect`` is as for :meth:`exec_stream`."""
+        if isinstance(requirements, str):
+            raise TypeError("requirements is a sequence of strings, not a string")
+        conn, resp = self._open(
+            "POST", self._session(id) + "/packages", json_body={"requirements": list(requirements)},
+            headers={"Accept": NDJSON}, timeout=self._exec_timeout(timeout), use_timeout=True,
+            on_connect=on_connect,
+        )
+        try:
+            self._raise_for(resp)
+            ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype != NDJSON:
+                data = resp.read(_MAX_ERROR_BODY)
+                raise InternalError(
+                    "install stream: the daemon answered %s, not %s: %s"
+                    % (ctype or "no content type", NDJSON, data.decode("utf-8", "replace")[:500]),
+                    status=resp.status,
+                )
+        except BaseException:
+            conn.shutdown()
+            raise
+        return PackageStream(conn, resp)
+
+    def list_packages(self, id: str) -> SessionPackages:
+        """What session ``id`` has beyond its base environment."""
+        return SessionPackages.from_dict(self._call("GET", self._session(id) + "/packages"))
+
+    def list_envs(self) -> List[Env]:
+        """The versions of the base environment, oldest first; the one new
+        sessions get has ``current`` set."""
+        doc = self._call("GET", "/envs")
+        return [Env.from_dict(e) for e in doc.get("envs") or []]
 
     # -- background processes ---------------------------------------------
 

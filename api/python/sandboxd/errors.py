@@ -15,6 +15,7 @@ __all__ = [
     "SandboxdError",
     "InvalidArgument",
     "PermissionDenied",
+    "PackageNotAllowed",
     "NotFound",
     "MethodNotAllowed",
     "AlreadyExists",
@@ -73,6 +74,15 @@ class PermissionDenied(SandboxdError):
     """403 permission_denied: the path leaves its root, or the file may not be touched."""
 
     CODE = "permission_denied"
+    STATUS = 403
+
+
+class PackageNotAllowed(SandboxdError):
+    """403 package_not_allowed: the package allow-list refused a package, or
+    a version of one, that an install asked for or needed; the message names
+    it and the list's line."""
+
+    CODE = "package_not_allowed"
     STATUS = 403
 
 
@@ -153,6 +163,7 @@ _BY_CODE: Dict[str, Type[SandboxdError]] = {
     for cls in (
         InvalidArgument,
         PermissionDenied,
+        PackageNotAllowed,
         NotFound,
         MethodNotAllowed,
         AlreadyExists,

@@ -30,6 +30,14 @@ __all__ = [
     "TextFile",
     "WriteResult",
     "EditResult",
+    "Package",
+    "MissingPackage",
+    "Env",
+    "InstalledPackage",
+    "SatisfiedPackage",
+    "InstallPackagesResult",
+    "PackageEvent",
+    "SessionPackages",
     "parse_time",
 ]
 
@@ -168,8 +176,70 @@ class Limits(_Model):
 
 
 @dataclass
+class Package(_Model):
+    """An installed distribution."""
+
+    name: str = ""
+    version: str = ""
+
+    _CONVERT = {
+        "name": ("name", _str),
+        "version": ("version", _str),
+    }
+
+
+@dataclass
+class MissingPackage(_Model):
+    """A declared requirement a base environment does not meet, and why;
+    ``found`` is the version it has, if any."""
+
+    requirement: str = ""
+    found: str = ""
+    reason: str = ""
+
+    _CONVERT = {
+        "requirement": ("requirement", _str),
+        "found": ("found", _str),
+        "reason": ("reason", _str),
+    }
+
+
+@dataclass
+class Env(_Model):
+    """One version of the base environment sessions overlay.
+
+    ``current`` is the one new sessions get; ``sessions`` counts those
+    running on it. ``present`` and ``missing`` say what it has and lacks of
+    the ``declared`` requirements; ``packages`` is everything it has.
+    """
+
+    id: str = ""
+    created: Optional[datetime] = None
+    python: str = ""
+    current: bool = False
+    sessions: int = 0
+    declared: List[str] = field(default_factory=list)
+    present: List[Package] = field(default_factory=list)
+    missing: List[MissingPackage] = field(default_factory=list)
+    packages: List[Package] = field(default_factory=list)
+
+    _CONVERT = {
+        "id": ("id", _str),
+        "created": ("created", parse_time),
+        "python": ("python", _str),
+        "current": ("current", _bool),
+        "sessions": ("sessions", _int),
+        "declared": ("declared", _str_list),
+        "present": ("present", _list_of(Package)),
+        "missing": ("missing", _list_of(MissingPackage)),
+        "packages": ("packages", _list_of(Package)),
+    }
+
+
+@dataclass
 class Info(_Model):
-    """The answer of GET /v1."""
+    """The answer of GET /v1; ``env`` is the base environment new sessions
+    get (None before one is built)."""
 
     version: str = ""
     api_version: str = ""
@@ -179,6 +249,7 @@ class Info(_Model):
     default_limits: Limits = field(default_factory=Limits)
     max_limits: Limits = field(default_factory=Limits)
     sessions: int = 0
+    env: Optional[Env] = None
 
     _CONVERT = {
         "version": ("version", _str),
@@ -189,6 +260,7 @@ class Info(_Model):
         "default_limits": ("default_limits", _obj(Limits)),
         "max_limits": ("max_limits", _obj(Limits)),
         "sessions": ("sessions", _int),
+        "env": ("env", _opt_obj(Env)),
     }
 
 
@@ -325,6 +397,91 @@ class ExecEvent(_Model):
     def text(self) -> str:
         """``data`` decoded as UTF-8, invalid bytes replaced."""
         return self.data.decode("utf-8", errors="replace")
+
+
+@dataclass
+class InstalledPackage(_Model):
+    """A package an install put into the session; ``required_by`` names
+    ("name version") the package that needed it, empty for one asked for."""
+
+    name: str = ""
+    version: str = ""
+    required_by: str = ""
+
+    _CONVERT = {
+        "name": ("name", _str),
+        "version": ("version", _str),
+        "required_by": ("required_by", _str),
+    }
+
+
+@dataclass
+class SatisfiedPackage(_Model):
+    """A requirement the session's environment already met."""
+
+    name: str = ""
+    version: str = ""
+    requirement: str = ""
+    required_by: str = ""
+
+    _CONVERT = {
+        "name": ("name", _str),
+        "version": ("version", _str),
+        "requirement": ("requirement", _str),
+        "required_by": ("required_by", _str),
+    }
+
+
+@dataclass
+class InstallPackagesResult(_Model):
+    """What an install did: ``installed`` into the session's own layer,
+    dependencies included, and ``satisfied`` by what the environment had.
+    ``pip`` is how pip ran (None when nothing needed installing)."""
+
+    env: str = ""
+    installed: List[InstalledPackage] = field(default_factory=list)
+    satisfied: List[SatisfiedPackage] = field(default_factory=list)
+    pip: Optional[ExecResult] = None
+
+    _CONVERT = {
+        "env": ("env", _str),
+        "installed": ("installed", _list_of(InstalledPackage)),
+        "satisfied": ("satisfied", _list_of(SatisfiedPackage)),
+        "pip": ("pip", _opt_obj(ExecResult)),
+    }
+
+
+@dataclass
+class PackageEvent(ExecEvent):
+    """One event of a streamed install: pip's "stdout" and "stderr" output
+    as :class:`ExecEvent`'s, then "installed" carrying ``install``, or
+    "error"."""
+
+    install: Optional[InstallPackagesResult] = None
+
+    @classmethod
+    def wire_fields(cls) -> Dict[str, str]:
+        return dict(super().wire_fields(), install="install")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PackageEvent":
+        ev = super().from_dict(d)
+        inst = d.get("install")
+        ev.install = InstallPackagesResult.from_dict(inst) if isinstance(inst, Mapping) else None
+        return ev  # type: ignore[return-value]
+
+
+@dataclass
+class SessionPackages(_Model):
+    """What a session has beyond its base environment ``env``."""
+
+    env: str = ""
+    packages: List[Package] = field(default_factory=list)
+
+    _CONVERT = {
+        "env": ("env", _str),
+        "packages": ("packages", _list_of(Package)),
+    }
 
 
 @dataclass

@@ -1,14 +1,18 @@
 """The client against a real daemon: sessions, typed errors, exec, streamed
-exec, background processes, files and output downloads."""
+exec, background processes, files, output downloads and packages."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import os
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
+import zipfile
 
 import _fixture
 from _fixture import USER, new_id, wait_for
@@ -373,6 +377,89 @@ class FilesTest(SessionTestCase):
         r = self.c.exec(self.sid, command="cat /workspace/shared/data/note.txt")
         self.assertEqual(r.stdout, "shared!")
         self.c.remove(self.sid, "data/note.txt", root="shared")
+
+
+def write_wheel(directory: str, name: str, version: str) -> str:
+    """A tiny pure-Python wheel (PEP 427) installing module <name>_mod,
+    whose VERSION is the wheel's version."""
+    dist = name.replace("-", "_")
+    info = "%s-%s.dist-info" % (dist, version)
+    files = {
+        dist + "_mod/__init__.py": "VERSION = %r\n" % version,
+        info + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version),
+        info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: sandboxd-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = ""
+    for path, body in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(body.encode()).digest()).rstrip(b"=").decode()
+        record += "%s,sha256=%s,%d\n" % (path, digest, len(body))
+    files[info + "/RECORD"] = record + info + "/RECORD,,\n"
+    path = os.path.join(directory, "%s-%s-py3-none-any.whl" % (dist, version))
+    with zipfile.ZipFile(path, "w") as z:
+        for name_, body in files.items():
+            # A fixed time: the same wheel twice is the same bytes.
+            z.writestr(zipfile.ZipInfo(name_, date_time=(2025, 6, 1, 12, 0, 0)), body)
+    return path
+
+
+class PackagesTest(SessionTestCase):
+    """A wheel the test builds is added with `sandboxd packages add` beside
+    the daemon; the client installs it offline, and a refused one raises
+    PackageNotAllowed."""
+
+    def setUp(self):
+        super().setUp()
+        allow = os.path.join(D.state, "allowed_packages.txt")
+        with open(allow) as f:
+            before = f.read()
+
+        def restore():
+            with open(allow, "w") as f:
+                f.write(before)
+
+        self.addCleanup(restore)
+        with open(allow, "w") as f:
+            f.write(before + "pytest-pkg\n")
+        tmp = tempfile.mkdtemp(prefix="sandboxd-pytest-wheels-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", tmp], check=False))
+        wheel = write_wheel(tmp, "pytest-pkg", "1.5")
+        out = subprocess.run([D.binary, "--state-dir", D.state, "packages", "add", wheel],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+        self.assertEqual(out.returncode, 0, out.stdout.decode(errors="replace"))
+
+    def test_install_list_and_refuse(self):
+        res = self.c.install_packages(self.sid, ["pytest-pkg>=1"])
+        self.assertEqual([(p.name, p.version) for p in res.installed], [("pytest-pkg", "1.5")])
+        self.assertIsNotNone(res.pip)
+        self.assertEqual(res.pip.exit_code, 0)
+        out = self.c.exec(self.sid, command="python3 -c 'import pytest_pkg_mod; print(pytest_pkg_mod.VERSION)'")
+        self.assertEqual(out.stdout, "1.5\n", out.stderr)
+
+        with self.assertRaises(sandboxd.PackageNotAllowed) as cm:
+            self.c.install_packages(self.sid, ["pytest-refused"])
+        self.assertEqual(cm.exception.status, 403)
+        self.assertIn("pytest-refused is not on the package allow-list", cm.exception.message)
+        with self.assertRaises(sandboxd.InvalidArgument):
+            self.c.install_packages(self.sid, ["pytest-pkg=="])
+
+        pkgs = self.c.list_packages(self.sid)
+        self.assertIn(("pytest-pkg", "1.5"), [(p.name, p.version) for p in pkgs.packages])
+        envs = self.c.list_envs()
+        self.assertTrue(envs[-1].current)
+        self.assertEqual(pkgs.env, envs[-1].id)
+        info = self.c.info()
+        self.assertIsNotNone(info.env)
+        self.assertEqual(info.env.id, envs[-1].id)
+        self.assertIn("numpy", [p.name.lower() for p in info.env.packages] + [m.requirement for m in info.env.missing])
+
+    def test_install_stream(self):
+        with self.c.install_packages_stream(self.sid, ["pytest-pkg"]) as stream:
+            events = list(stream)
+        self.assertEqual(events[-1].type, "installed")
+        self.assertIn(b"Successfully installed pytest-pkg-1.5", b"".join(e.data for e in events))
+        self.assertEqual([p.name for p in stream.result.installed], ["pytest-pkg"])
+        with self.assertRaises(sandboxd.PackageNotAllowed):
+            self.c.install_packages_stream(self.sid, ["pytest-refused"])
 
 
 class DownloadTest(unittest.TestCase):

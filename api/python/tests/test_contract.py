@@ -95,6 +95,16 @@ SCHEMAS: Dict[str, Any] = {
     "DiskUsage": Model(observe.DiskUsage),
     "Event": Model(observe.Event),
     "Outcome": Model(observe.Outcome),
+    "InstallPackagesRequest": Request(),
+    "InstallPackagesResult": Model(types.InstallPackagesResult),
+    "InstalledPackage": Model(types.InstalledPackage),
+    "SatisfiedPackage": Model(types.SatisfiedPackage),
+    "PackageEvent": Model(types.PackageEvent),
+    "Package": Model(types.Package),
+    "SessionPackages": Model(types.SessionPackages),
+    "Env": Model(types.Env),
+    "MissingPackage": Model(types.MissingPackage),
+    "EnvList": Listing("envs", "Env"),
 }
 
 #: Properties whose Python type is not the one the schema's type maps to,
@@ -103,6 +113,8 @@ TYPE_EXCEPTIONS: Dict[Tuple[str, str], Any] = {
     # Both carry one chunk of output; the client hands over the bytes.
     ("ExecEvent", "data"): bytes,
     ("ExecEvent", "data_b64"): bytes,
+    ("PackageEvent", "data"): bytes,
+    ("PackageEvent", "data_b64"): bytes,
 }
 
 S, P, U, N = "sess-1", "proc-1", "user-1", "out.pdf"
@@ -140,6 +152,9 @@ OPERATIONS: Dict[str, Optional[List[Callable[[sandboxd.Client], Any]]]] = {
     "streamEvents": [lambda c: c.events(U, S, timeout=5)],
     # Prometheus scrapes it; a chat backend has no use for it.
     "getMetrics": None,
+    "installPackages": [lambda c: c.install_packages(S, ["pandas>=2", "requests"], timeout=60)],
+    "listPackages": [lambda c: c.list_packages(S)],
+    "listEnvs": [lambda c: c.list_envs()],
 }
 
 

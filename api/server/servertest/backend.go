@@ -1,7 +1,8 @@
 // Package servertest provides Backend, the one fake server.Backend of the
 // tests of the API server, the Go client and sandboxctl. It keeps
-// sessions, their files, their background processes and users' outputs in
-// memory; an exec runs nothing but plays the Script the test set. It checks
+// sessions, their files, their background processes, their packages and
+// users' outputs in memory; an exec runs nothing but plays the Script the
+// test set, an install records what an allow-list (SetAllowed) allows. It checks
 // its arguments as *sandbox.Manager does (the files root, path confinement,
 // line and limit, grace, a command's argv or shell) and fails with errors
 // that wrap the sandbox error kinds, so that a test through it sees the
@@ -50,6 +51,7 @@ type Backend struct {
 	notKept  map[string]string
 	started  int // background processes started so far
 	script   *script
+	pkgs     packageState
 	// The last request of the kinds tests check.
 	lastCreate sandbox.CreateRequest
 	lastExec   execCall
@@ -173,6 +175,7 @@ func (b *Backend) Info(context.Context) sandbox.Info {
 		DefaultLimits: b.DefaultLimits(),
 		MaxLimits:     b.MaxLimits(),
 		Sessions:      len(b.sessions),
+		Env:           b.currentEnv(),
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sandboxd/sandboxd/sandbox"
+	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
+	"github.com/sandboxd/sandboxd/sandbox/packages/pyreq"
 )
 
 // Config mirrors the YAML file; every field has a default.
@@ -32,10 +34,13 @@ type Config struct {
 		First int `yaml:"first"`
 		Count int `yaml:"count"`
 	} `yaml:"user_uids"`
-	SandboxGID   int    `yaml:"sandbox_gid"`
-	Python       string `yaml:"python"`
-	LogLevel     string `yaml:"log_level"`
-	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	SandboxGID int    `yaml:"sandbox_gid"`
+	Python     string `yaml:"python"`
+	// BasePackages are the requirements the base environment is built to
+	// have (from the host's python3-* packages, else the package cache).
+	BasePackages []string `yaml:"base_packages"`
+	LogLevel     string   `yaml:"log_level"`
+	MaxBodyBytes int64    `yaml:"max_body_bytes"`
 
 	Limits struct {
 		Default Limits `yaml:"default"`
@@ -100,6 +105,7 @@ func Default() Config {
 	c.SandboxUID, c.SandboxGID = 10000, 10000
 	c.UserUIDs.First, c.UserUIDs.Count = 100000, 100000
 	c.Python = "/usr/bin/python3"
+	c.BasePackages = envs.DefaultDeclared()
 	c.LogLevel = "info"
 	c.MaxBodyBytes = 8 << 20
 	c.Limits.Default = Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}
@@ -177,6 +183,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: metrics_listen %q is not a host:port address", c.MetricsListen)
 		}
 	}
+	for _, r := range c.BasePackages {
+		if _, err := pyreq.ParseRequirement(r); err != nil {
+			return fmt.Errorf("config: base_packages: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -199,6 +210,7 @@ func (c *Config) Sandbox(helper, version string) sandbox.Config {
 		UserUIDs:                sandbox.UIDRange{First: c.UserUIDs.First, Count: c.UserUIDs.Count},
 		SandboxGID:              c.SandboxGID,
 		Python:                  c.Python,
+		BasePackages:            c.BasePackages,
 		DefaultLimits:           c.Limits.Default.sandbox(),
 		MaxLimits:               c.Limits.Max.sandbox(),
 		MaxSessionsPerUser:      c.Quota.MaxSessions,

@@ -109,6 +109,8 @@ func TestValidate(t *testing.T) {
 		{"metrics address without port", func(c *Config) { c.MetricsListen = "127.0.0.1" }, false},
 		{"metrics address with empty port", func(c *Config) { c.MetricsListen = "127.0.0.1:" }, false},
 		{"no per-session metrics cap", func(c *Config) { c.MetricsPerSessionMax = 0 }, false},
+		{"base package not a requirement", func(c *Config) { c.BasePackages = []string{"pandas>=>2"} }, false},
+		{"no base packages", func(c *Config) { c.BasePackages = nil }, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,6 +152,7 @@ func TestSandboxConfig(t *testing.T) {
 	assert.Equal(t, sandbox.Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}, sc.MaxLimits, "max limits")
 	assert.Equal(t, c.StateDir, sc.StateDir, "state dir")
 	assert.Equal(t, c.CgroupParent, sc.CgroupParent, "cgroup parent")
+	assert.Equal(t, []string{"pandas", "numpy", "reportlab", "python-pptx", "openpyxl", "matplotlib", "requests"}, sc.BasePackages, "the design's packages")
 }
 
 // The file the package installs states the defaults; it must stay equal
