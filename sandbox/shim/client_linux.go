@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -72,6 +73,10 @@ type Request struct {
 	// Cgroup, when set, is a cgroup v2 directory the supervisor and the
 	// command start in.
 	Cgroup *os.File
+	// Join are cgroup v1 cgroup.procs files (at most 4), open for
+	// writing, that the supervisor writes itself into before it forks
+	// the command, which so starts in them.
+	Join []*os.File
 	// Hold stops the supervisor before it forks the command, until
 	// Process.Go: meanwhile the daemon moves HostPID into its cgroups
 	// (cgroup v1).
@@ -85,6 +90,9 @@ type Process struct {
 	conn    *net.UnixConn
 	pid     int
 	hostPID int
+	// supervisor is a pidfd of the supervisor (hostPID), or -1: wait
+	// closes it once the supervisor has exited.
+	supervisor int
 	// started passes a held command's start (nil) or failure from wait
 	// to Go.
 	started chan error
@@ -109,6 +117,9 @@ func Start(ctx context.Context, socketPath string, req Request) (*Process, error
 	if err != nil {
 		return nil, err
 	}
+	if len(req.Join) > maxJoin || slices.Contains(req.Join, nil) {
+		return nil, fmt.Errorf("%w: %d cgroup files to join, at most %d and none nil", ErrInvalid, len(req.Join), maxJoin)
+	}
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		// Replies carry the sender's pid, translated into the daemon's
 		// pid namespace: the supervisor's host pid.
@@ -122,7 +133,7 @@ func Start(ctx context.Context, socketPath string, req Request) (*Process, error
 	if err != nil {
 		return nil, fmt.Errorf("connect to agent %s: %w", socketPath, err)
 	}
-	p := &Process{conn: c.(*net.UnixConn), done: make(chan struct{})}
+	p := &Process{conn: c.(*net.UnixConn), supervisor: -1, done: make(chan struct{})}
 	// ctx ends the start by a deadline in the past on the connection.
 	stop := context.AfterFunc(ctx, func() { _ = p.conn.SetDeadline(time.Unix(1, 0)) })
 	want := msgStarted
@@ -152,12 +163,15 @@ func Start(ctx context.Context, socketPath string, req Request) (*Process, error
 // send writes spawn and exec, with their fds.
 func (p *Process) send(ctx context.Context, req Request, rec []byte) error {
 	var cgroup []int
-	if req.Cgroup != nil {
-		fd, err := blockingFD(req.Cgroup)
+	for _, f := range append([]*os.File{req.Cgroup}, req.Join...) {
+		if f == nil {
+			continue
+		}
+		fd, err := blockingFD(f)
 		if err != nil {
 			return fmt.Errorf("cgroup fd: %w", err)
 		}
-		cgroup = []int{fd}
+		cgroup = append(cgroup, fd)
 	}
 	var devNull *os.File
 	stdio := []*os.File{req.Stdin, req.Stdout, req.Stderr}
@@ -192,13 +206,14 @@ func (p *Process) send(ctx context.Context, req Request, rec []byte) error {
 	if len(cgroup) > 0 {
 		oob = unix.UnixRights(cgroup...)
 	}
-	_, _, err := p.conn.WriteMsgUnix(encodeSpawn(req.Cgroup != nil), oob, nil)
+	_, _, err := p.conn.WriteMsgUnix(encodeSpawn(req.Cgroup != nil, len(req.Join)), oob, nil)
 	if err != nil {
 		return p.ioError(ctx, "send request", err)
 	}
 	_, _, err = p.conn.WriteMsgUnix(rec, unix.UnixRights(fds...), nil)
 	runtime.KeepAlive(stdio)
 	runtime.KeepAlive(req.Cgroup)
+	runtime.KeepAlive(req.Join)
 	if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
 		// The agent refused the spawn already; its reply says why.
 		return nil
@@ -237,8 +252,15 @@ func (p *Process) awaitStart(ctx context.Context, want msgType) error {
 		if want == msgStarted {
 			p.pid = int(r.a)
 		}
-		if p.hostPID == 0 {
+		if p.hostPID == 0 && hostPID > 0 {
 			p.hostPID = hostPID
+			// The supervisor is alive until it reported the command's
+			// end, which comes after this reply. (Were it killed in
+			// between and its pid reused at once, wait would only wait
+			// for another process, for at most hangupWait.)
+			if fd, err := unix.PidfdOpen(hostPID, 0); err == nil {
+				p.supervisor = fd
+			}
 		}
 		return nil
 	}
@@ -293,11 +315,24 @@ func (p *Process) read() (reply, int, error) {
 	return r, pid, nil
 }
 
-// wait reads what is left to read: a held command's start, then the
-// supervisor's last report; then it closes done.
+// exitWait bounds how long the supervisor may take to exit after its last
+// report; it exits right after sending it.
+const exitWait = time.Second
+
+// wait reads what is left to read: a held command's start and the
+// supervisor's last report; then it waits for the supervisor to exit and
+// closes done. Waiting for the exit lets the daemon remove the command's
+// cgroup at once, which the kernel refuses while the supervisor is in it:
+// its hang-up comes too early for that, as the kernel closes a process's
+// files before it takes it out of its cgroups.
 func (p *Process) wait() {
 	defer close(p.done)
 	defer p.conn.Close()
+	defer func() {
+		if p.supervisor >= 0 {
+			_ = unix.Close(p.supervisor)
+		}
+	}()
 	if p.started != nil {
 		err := p.awaitStart(context.Background(), msgStarted)
 		p.started <- err
@@ -316,6 +351,17 @@ func (p *Process) wait() {
 		p.err = fmt.Errorf("%w: reply type %d instead of the command's end", ErrProtocol, r.typ)
 	default:
 		p.exit = r.exit
+		if p.supervisor >= 0 {
+			// Readable once the process has exited; an error or the
+			// timeout changes nothing: the report stands.
+			fds := []unix.PollFd{{Fd: int32(p.supervisor), Events: unix.POLLIN}}
+			deadline := time.Now().Add(exitWait)
+			for left := exitWait; left > 0; left = time.Until(deadline) {
+				if _, err := unix.Poll(fds, int(left.Milliseconds())+1); err != unix.EINTR {
+					break
+				}
+			}
+		}
 	}
 }
 
@@ -362,7 +408,8 @@ func (p *Process) control(t msgType) error {
 	return nil
 }
 
-// Done is closed when the command and everything it started ended.
+// Done is closed when the command and everything it started ended, and
+// its supervisor with them.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Wait waits for Done and says how the command ended.
