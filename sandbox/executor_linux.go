@@ -157,20 +157,11 @@ func (e *agentExecutor) Start(ctx context.Context, l launch) (Started, error) {
 	req := shim.Request{
 		Args: l.Args, Env: l.Env, Cwd: l.Cwd, UID: e.owner.UID, GID: e.owner.GID, Group: e.group,
 		Stdin: stdinR, Stdout: outW, Stderr: errW,
-		// On v2 the supervisor starts in the cgroup; elsewhere it waits
-		// until the daemon put it there.
-		Cgroup: cg.Dir(), Hold: cg.Dir() == nil,
+		// On v2 the supervisor starts in the cgroup; elsewhere it writes
+		// itself into it before it forks the command.
+		Cgroup: cg.Dir(), Join: cg.JoinFiles(),
 	}
 	p, err := shim.Start(ctx, e.socket, req)
-	if err == nil && req.Hold {
-		if err = cg.AddProc(p.HostPID()); err == nil {
-			err = p.Go(ctx)
-		}
-		if err != nil {
-			_ = p.Close()
-			p = nil
-		}
-	}
 	// Only the sandbox holds the write ends now: EOF means every process
 	// that could write has exited.
 	closeAll(theirs)
