@@ -311,6 +311,18 @@ func (m *Manager) Remove(cgPath string) error {
 // says that no ancestor of cgPath is frozen, so that a frozen cgPath can
 // be thawed for its killed processes to die.
 func (m *Manager) remove(cgPath string, thaw bool) error {
+	// Mostly the group is empty or already gone (libcontainer removed a
+	// session's): one rmdir per hierarchy, without opening it.
+	fast := group{path: cgPath}
+	if m.v1 != nil {
+		fast.subsystems = m.v1.all
+	}
+	if m.unified != "" {
+		fast.v2dir = filepath.Join(m.unified, cgPath)
+	}
+	if fast.rmdir() {
+		return nil
+	}
 	g, err := m.open(cgPath, thaw)
 	if err != nil || g.v1 == nil && g.v2 == nil {
 		return err
