@@ -34,6 +34,10 @@ type Manager struct {
 	// processBytes counts the unread output every background process of
 	// the daemon holds.
 	processBytes atomic.Int64
+	// cleanup runs what a delete leaves for later: letting go of a dead
+	// sandbox's mount namespace, removing a session's directory from the
+	// trash. Close waits for it.
+	cleanup sync.WaitGroup
 
 	// mu guards sessions and each session's phase; it is never held
 	// across a slow call.
@@ -124,9 +128,10 @@ func lockState(l mounts.Layout) (*os.File, error) {
 	return f, nil
 }
 
-// Close releases the state tree. Sessions keep running, for the next
-// daemon to adopt.
+// Close releases the state tree once what deletes left for later is done.
+// Sessions keep running, for the next daemon to adopt.
 func (m *Manager) Close() {
+	m.cleanup.Wait()
 	m.mu.Lock()
 	for _, s := range m.sessions {
 		s.release()

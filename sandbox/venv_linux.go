@@ -98,7 +98,7 @@ func (m *Manager) runBuild(ctx context.Context, venv string) error {
 		return fmt.Errorf("base env: %w", err)
 	}
 	defer func() {
-		if err := destroyContainer(c); err != nil {
+		if err := m.destroyContainer(c); err != nil {
 			m.log.Warn("destroy build sandbox", "err", err)
 		}
 		_ = m.cg.RemoveUser(buildUser)
