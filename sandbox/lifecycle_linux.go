@@ -368,7 +368,7 @@ func (m *Manager) teardown(s *session, keepFiles bool) (DeleteResult, error) {
 	if err := m.fault("delete:remove"); err != nil {
 		return res, err
 	}
-	if err := m.removeSessionDir(s.meta.UserID, s.meta.ID); err != nil {
+	if err := m.discardSessionDir(s.meta.UserID, s.meta.ID); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -457,12 +457,16 @@ func newID(n int) string {
 // dirSize sums the apparent sizes of the regular files under dir.
 func dirSize(dir string) (int64, error) {
 	var total int64
-	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+	trash := filepath.Join(dir, trashDir)
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			if os.IsNotExist(err) {
 				return nil
 			}
 			return err
+		}
+		if p == trash {
+			return filepath.SkipDir // deleted sessions, on their way out
 		}
 		if d.Type().IsRegular() {
 			if fi, err := d.Info(); err == nil {

@@ -111,6 +111,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		m.Close()
 		return nil, fmt.Errorf("recover sessions: %w", err)
 	}
+	m.emptyTrashes()
 	return m, nil
 }
 
