@@ -16,9 +16,10 @@ import (
 )
 
 // Exec is the cgroup of one command beneath its session. It accounts the
-// command's CPU time, peak memory and OOM kills apart from the session's
-// other commands, and kills the command's whole tree. It is safe for
-// concurrent use (a timeout may Kill while another call reads Stats).
+// command's peak memory and OOM kills apart from the session's other
+// commands (and its CPU time on v2), and kills the command's whole tree.
+// It is safe for concurrent use (a timeout may Kill while another call
+// reads Stats).
 //
 // It is on every command's path, so it touches the few files it needs
 // itself (mkdir, cgroup.procs, the counters, rmdir) rather than through
@@ -28,9 +29,9 @@ import (
 // kills and deletes an exec whose processes did not all exit.
 type Exec struct {
 	group
-	// cpuacct, memory and freezer are the exec's directories in those v1
+	// memory and freezer are the exec's directories in those v1
 	// hierarchies ("" on v2).
-	cpuacct, memory, freezer string
+	memory, freezer string
 	// dir is the cgroup's directory on v2, open for CLONE_INTO_CGROUP;
 	// join are the v1 hierarchies' cgroup.procs files, open for a process
 	// to write itself into. Remove closes them.
@@ -42,8 +43,8 @@ type Exec struct {
 // ExecStats is what a command's cgroup used.
 type ExecStats struct {
 	// CPU is the CPU time its processes used: CPUUser in user mode plus
-	// CPUSystem in the kernel. On v1 the two parts come in clock ticks
-	// (10 ms steps); CPU itself is exact.
+	// CPUSystem in the kernel. On v2 only: a v1 exec is not in cpuacct
+	// (zeros).
 	CPU, CPUUser, CPUSystem time.Duration
 	// MemoryPeakBytes is the most memory it used at once (0 on a v2
 	// kernel before 5.19, which has no memory.peak).
@@ -55,8 +56,8 @@ type ExecStats struct {
 }
 
 // NewExec creates the cgroup <session>/<name> for one command, in the
-// hierarchies that account it: the unified one on v2; cpuacct, memory and
-// (to kill through) the freezer on v1 and hybrid hosts. name is one path
+// hierarchies that account it: the unified one on v2; memory and (to kill
+// through) the freezer on v1 and hybrid hosts. name is one path
 // element of letters, digits, '-' and '_', and must not be in use: a
 // stale cgroup's counts would be reported as the command's. The session
 // must exist.
@@ -80,8 +81,6 @@ func (m *Manager) NewExec(session, name string) (*Exec, error) {
 		for _, s := range m.v1.exec {
 			dir := subsystemDir(s, p)
 			switch s.Name() {
-			case cgroup1.Cpuacct:
-				e.cpuacct = dir
 			case cgroup1.Memory:
 				e.memory = dir
 			case cgroup1.Freezer:
@@ -179,7 +178,7 @@ func (e *Exec) Stats() (ExecStats, error) {
 		st  ExecStats
 		err error
 	)
-	if e.cpuacct == "" {
+	if e.memory == "" {
 		err = e.statsV2(&st)
 	} else {
 		err = e.statsV1(&st)
@@ -212,20 +211,9 @@ func (e *Exec) statsV2(st *ExecStats) error {
 	return nil
 }
 
-// statsV1 reads cpuacct.usage and cpuacct.stat, memory.max_usage_in_bytes
-// and memory.oom_control.
+// statsV1 reads memory.max_usage_in_bytes and memory.oom_control.
 func (e *Exec) statsV1(st *ExecStats) error {
-	usage, err := readUint(filepath.Join(e.cpuacct, "cpuacct.usage"))
-	if err != nil {
-		return err
-	}
-	ticks, err := readKeyed(filepath.Join(e.cpuacct, "cpuacct.stat"))
-	if err != nil {
-		return err
-	}
-	st.CPU = time.Duration(usage)
-	st.CPUUser = time.Duration(ticks["user"]) * time.Second / clockTicks
-	st.CPUSystem = time.Duration(ticks["system"]) * time.Second / clockTicks
+	var err error
 	if st.MemoryPeakBytes, err = readUint(filepath.Join(e.memory, "memory.max_usage_in_bytes")); err != nil {
 		return err
 	}
@@ -233,10 +221,6 @@ func (e *Exec) statsV1(st *ExecStats) error {
 	st.OOMKills = oom["oom_kill"]
 	return err
 }
-
-// clockTicks is USER_HZ, the unit of cpuacct.stat: 100 on every Linux
-// architecture the daemon runs on.
-const clockTicks = 100
 
 // readUint reads a file holding one unsigned number.
 func readUint(name string) (uint64, error) {
