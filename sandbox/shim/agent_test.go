@@ -960,10 +960,10 @@ func TestAgentStartsInCgroup(t *testing.T) {
 	}
 }
 
-// TestWaitEndsOnceTheSupervisorExited: by the time Wait returns, the
-// supervisor has exited (a zombie until the agent reaps it, or gone), so
-// that the daemon can remove the command's cgroup at once.
-func TestWaitEndsOnceTheSupervisorExited(t *testing.T) {
+// TestWaitSupervisorEndsOnceItExited: by the time WaitSupervisor
+// returns, the supervisor has exited (a zombie until the agent reaps it,
+// or gone), so that the daemon can remove the command's cgroup at once.
+func TestWaitSupervisorEndsOnceItExited(t *testing.T) {
 	a := startAgent(t, agentOptions{})
 	for range 20 {
 		p, err := Start(context.Background(), a.path, request("true"))
@@ -971,6 +971,7 @@ func TestWaitEndsOnceTheSupervisorExited(t *testing.T) {
 		exit, err := p.Wait()
 		require.NoError(t, err)
 		require.Zero(t, exit.Code)
+		p.WaitSupervisor()
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.HostPID()))
 		if err == nil {
 			s := string(stat)

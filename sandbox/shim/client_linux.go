@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -90,9 +91,10 @@ type Process struct {
 	conn    *net.UnixConn
 	pid     int
 	hostPID int
-	// supervisor is a pidfd of the supervisor (hostPID), or -1: wait
-	// closes it once the supervisor has exited.
-	supervisor int
+	// supervisor is a pidfd of the supervisor (hostPID), or nil;
+	// WaitSupervisor or Close releases it.
+	supervisor  *os.File
+	releaseOnce sync.Once
 	// started passes a held command's start (nil) or failure from wait
 	// to Go.
 	started chan error
@@ -133,7 +135,7 @@ func Start(ctx context.Context, socketPath string, req Request) (*Process, error
 	if err != nil {
 		return nil, fmt.Errorf("connect to agent %s: %w", socketPath, err)
 	}
-	p := &Process{conn: c.(*net.UnixConn), supervisor: -1, done: make(chan struct{})}
+	p := &Process{conn: c.(*net.UnixConn), done: make(chan struct{})}
 	// ctx ends the start by a deadline in the past on the connection.
 	stop := context.AfterFunc(ctx, func() { _ = p.conn.SetDeadline(time.Unix(1, 0)) })
 	want := msgStarted
@@ -256,10 +258,10 @@ func (p *Process) awaitStart(ctx context.Context, want msgType) error {
 			p.hostPID = hostPID
 			// The supervisor is alive until it reported the command's
 			// end, which comes after this reply. (Were it killed in
-			// between and its pid reused at once, wait would only wait
-			// for another process, for at most hangupWait.)
+			// between and its pid reused at once, WaitSupervisor would
+			// only wait for another process, for at most exitWait.)
 			if fd, err := unix.PidfdOpen(hostPID, 0); err == nil {
-				p.supervisor = fd
+				p.supervisor = os.NewFile(uintptr(fd), "pidfd")
 			}
 		}
 		return nil
@@ -315,24 +317,11 @@ func (p *Process) read() (reply, int, error) {
 	return r, pid, nil
 }
 
-// exitWait bounds how long the supervisor may take to exit after its last
-// report; it exits right after sending it.
-const exitWait = time.Second
-
-// wait reads what is left to read: a held command's start and the
-// supervisor's last report; then it waits for the supervisor to exit and
-// closes done. Waiting for the exit lets the daemon remove the command's
-// cgroup at once, which the kernel refuses while the supervisor is in it:
-// its hang-up comes too early for that, as the kernel closes a process's
-// files before it takes it out of its cgroups.
+// wait reads what is left to read: a held command's start, then the
+// supervisor's last report; then it closes done.
 func (p *Process) wait() {
 	defer close(p.done)
 	defer p.conn.Close()
-	defer func() {
-		if p.supervisor >= 0 {
-			_ = unix.Close(p.supervisor)
-		}
-	}()
 	if p.started != nil {
 		err := p.awaitStart(context.Background(), msgStarted)
 		p.started <- err
@@ -351,18 +340,40 @@ func (p *Process) wait() {
 		p.err = fmt.Errorf("%w: reply type %d instead of the command's end", ErrProtocol, r.typ)
 	default:
 		p.exit = r.exit
-		if p.supervisor >= 0 {
-			// Readable once the process has exited; an error or the
-			// timeout changes nothing: the report stands.
-			fds := []unix.PollFd{{Fd: int32(p.supervisor), Events: unix.POLLIN}}
-			deadline := time.Now().Add(exitWait)
-			for left := exitWait; left > 0; left = time.Until(deadline) {
-				if _, err := unix.Poll(fds, int(left.Milliseconds())+1); err != unix.EINTR {
-					break
-				}
+	}
+}
+
+// exitWait bounds how long the supervisor may take to exit after its last
+// report; it exits right after sending it.
+const exitWait = time.Second
+
+// WaitSupervisor waits, once Wait returned, until the supervisor has
+// exited (for at most a second: it exits right after its report). The
+// kernel takes a process out of its cgroups only as it exits, after it
+// closed its files, so even its hang-up comes too early: once this
+// returned, the command's cgroup can be removed. It must not run
+// concurrently with Close.
+func (p *Process) WaitSupervisor() {
+	<-p.done
+	if p.supervisor != nil {
+		fds := []unix.PollFd{{Fd: int32(p.supervisor.Fd()), Events: unix.POLLIN}}
+		deadline := time.Now().Add(exitWait)
+		// Readable once the process has exited.
+		for left := exitWait; left > 0; left = time.Until(deadline) {
+			if _, err := unix.Poll(fds, int(left.Milliseconds())+1); !errors.Is(err, unix.EINTR) {
+				break
 			}
 		}
 	}
+	p.release()
+}
+
+func (p *Process) release() {
+	p.releaseOnce.Do(func() {
+		if p.supervisor != nil {
+			_ = p.supervisor.Close()
+		}
+	})
 }
 
 // PID is the command's pid inside the sandbox (0 while held).
@@ -408,8 +419,7 @@ func (p *Process) control(t msgType) error {
 	return nil
 }
 
-// Done is closed when the command and everything it started ended, and
-// its supervisor with them.
+// Done is closed when the command and everything it started ended.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Wait waits for Done and says how the command ended.
@@ -421,6 +431,7 @@ func (p *Process) Wait() (Exit, error) {
 // Close hangs up: the supervisor kills whatever of the command still runs.
 // Wait then returns ErrNoReport unless the end was reported first.
 func (p *Process) Close() error {
+	p.release()
 	if err := p.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
