@@ -314,7 +314,7 @@ func (m *Manager) attach(s *session, c *libcontainer.Container) error {
 	}
 	s.box = c
 	s.init = os.NewFile(uintptr(fd), "pidfd")
-	s.exec = &agentExecutor{socket: m.agentSocket(s.meta.ID), owner: s.owner, group: m.envOwner.GID, cg: m.cg, session: cgPath}
+	s.exec = &agentExecutor{socket: m.agentSocket(s.meta.ID), owner: s.owner, group: m.envOwner.GID, cg: m.cg, session: cgPath, tails: &s.tails}
 	return nil
 }
 
@@ -328,6 +328,9 @@ func (m *Manager) destroySandbox(s *session) error {
 			return fmt.Errorf("session %q: %w", s.meta.ID, err)
 		}
 	}
+	// Nothing runs in the sandbox any more: its commands' removals of
+	// their cgroups end at once.
+	s.tails.Wait()
 	// Whatever is left: the agent's socket, and state the daemon held no
 	// container for.
 	if err := m.removeContainer(s.meta.ID); err != nil {

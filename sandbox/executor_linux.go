@@ -71,8 +71,9 @@ var errCwd = errors.New("cannot enter working directory")
 // agentExecutor runs each command through the sandbox's PID 1, the shim's
 // agent, over its socket: no process is started from outside the sandbox
 // and no namespace is joined per command. Each command runs in a cgroup of
-// its own beneath the session's, which tells its CPU time, its memory peak
-// and whether the OOM killer struck it rather than another command.
+// its own beneath the session's, which tells its memory peak and whether
+// the OOM killer struck it rather than another command; its supervisor
+// reports its tree's CPU time.
 type agentExecutor struct {
 	// socket is a path the daemon can connect to the agent at.
 	socket string
@@ -83,6 +84,10 @@ type agentExecutor struct {
 	cg    *cgroup.Manager
 	// session is the session's cgroup path.
 	session string
+	// tails counts the commands whose cgroup is still to be removed,
+	// after their end was reported; the sandbox's destruction waits for
+	// it once nothing runs in the sandbox.
+	tails *sync.WaitGroup
 }
 
 func (e *agentExecutor) Exec(ctx context.Context, l launch) (Exit, error) {
@@ -197,14 +202,19 @@ func (e *agentExecutor) Start(ctx context.Context, l launch) (Started, error) {
 		a.copies.Add(1)
 		go func() { defer a.copies.Done(); _, _ = io.Copy(l.Stderr, errR) }()
 	}
-	go a.wait(code)
+	e.tails.Add(1)
+	go func() {
+		defer e.tails.Done()
+		a.wait(code)
+	}()
 	return a, nil
 }
 
-// wait collects the command's end and the rest of its output, then closes
-// done. Without a process (it could not be executed) code is its exit.
+// wait collects the command's end and the rest of its output, and closes
+// done; then it removes the command's cgroup, which its supervisor leaves
+// only as it exits, just after its report: the caller need not wait for
+// that. Without a process (it could not be executed) code is its exit.
 func (a *agentProcess) wait(code int) {
-	defer close(a.done)
 	if a.p != nil {
 		exit, err := a.p.Wait()
 		switch {
@@ -216,15 +226,13 @@ func (a *agentProcess) wait(code int) {
 		default:
 			a.exit = Exit{Code: exit.Code, Signal: exit.Signal, CPU: exit.UserTime + exit.SysTime}
 		}
-		_ = a.p.Close()
 	} else {
 		a.exit = Exit{Code: code}
 	}
+	// Final: the command's tree is dead (the supervisor reports once it
+	// killed it), or was never there.
 	if st, err := a.cg.Stats(); err == nil {
-		a.exit.CPU, a.exit.PeakMemory, a.exit.OOMKilled = st.CPU, st.MemoryPeakBytes, st.OOMKills > 0
-	}
-	if err := a.cg.Remove(); err != nil && a.err == nil {
-		a.err = err
+		a.exit.PeakMemory, a.exit.OOMKilled = st.MemoryPeakBytes, st.OOMKills > 0
 	}
 	drained := make(chan struct{})
 	go func() { a.copies.Wait(); close(drained) }()
@@ -238,6 +246,16 @@ func (a *agentProcess) wait(code int) {
 		_ = f.Close()
 	}
 	<-drained
+	close(a.done)
+
+	if a.p != nil {
+		a.p.WaitSupervisor()
+		_ = a.p.Close()
+	}
+	// What is left (a process that escaped, or the cgroup of a session
+	// being destroyed) goes with the session's cgroup, which is removed
+	// with everything beneath it.
+	_ = a.cg.Remove()
 }
 
 func (a *agentProcess) PID() int {

@@ -54,6 +54,9 @@ type session struct {
 	exec Executor
 
 	procs processes
+	// tails counts commands whose cgroup is being removed after their
+	// end (agentExecutor).
+	tails sync.WaitGroup
 
 	// calls counts the calls in flight; a delete waits for them.
 	calls sync.WaitGroup

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sandboxd/sandboxd/mounts"
@@ -113,7 +114,9 @@ func (m *Manager) runBuild(ctx context.Context, venv string) error {
 	if err := m.cg.PrepareSession(spec.cgroupPath, st.InitProcessPid); err != nil {
 		return fmt.Errorf("base env: %w", err)
 	}
-	exec := &agentExecutor{socket: m.agentSocket(id), owner: m.envOwner, cg: m.cg, session: spec.cgroupPath}
+	var tails sync.WaitGroup
+	defer tails.Wait() // the build's cgroup, before the sandbox's destruction
+	exec := &agentExecutor{socket: m.agentSocket(id), owner: m.envOwner, cg: m.cg, session: spec.cgroupPath, tails: &tails}
 	// Group-writable (the users' shared group, not setgid): a session's
 	// pip writes its own overlay layer, which needs write permission on
 	// the base's directories as its own uid.
