@@ -139,28 +139,17 @@ const (
 	noExecDev = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
 )
 
-// Mounts returns a session sandbox's mount table, in mount order.
+// Mounts returns a session sandbox's mount table, in mount order: the
+// mounts every sandbox has (ReadyMounts), then the session's own
+// (SessionMounts).
 func Mounts(s Spec) []*configs.Mount {
-	return append(baseMounts(s.Identity, s.Helper, s.TmpBytes),
-		&configs.Mount{Source: s.Session.Files(), Destination: WorkspaceDir, Device: "bind", Flags: rwBind},
-		&configs.Mount{Source: s.Layout.User(s.UserID).SharedFiles(), Destination: SharedDir, Device: "bind", Flags: rwBind},
-		&configs.Mount{Source: "overlay", Destination: VenvDir, Device: "overlay", Flags: unix.MS_NOSUID | unix.MS_NODEV,
-			Data: "lowerdir=" + s.BaseEnv + ",upperdir=" + s.Session.VenvUpper() + ",workdir=" + s.Session.VenvWork()},
-	)
+	return append(ReadyMounts(s.Helper), SessionMounts(s)...)
 }
 
-// BuildMounts is the mount table of the sandbox that builds the base venv:
-// the directory being built is mounted read-write where sessions will see
-// the finished venv, so the paths baked into it are right.
-func BuildMounts(identity, helper, venv string, tmpBytes int64) []*configs.Mount {
-	return append(baseMounts(identity, helper, tmpBytes),
-		&configs.Mount{Source: venv, Destination: VenvDir, Device: "bind", Flags: rwBind})
-}
-
-// baseMounts are the mounts every sandbox has: kernel filesystems, the
-// host's /usr and /etc read-only, the sandbox's passwd and group, the
-// daemon binary and a size-limited /tmp.
-func baseMounts(identity, helper string, tmpBytes int64) []*configs.Mount {
+// ReadyMounts are the mounts of a sandbox started before it is a
+// session's, which nothing of a user or session decides: kernel
+// filesystems, the host's /usr and /etc read-only, the daemon binary.
+func ReadyMounts(helper string) []*configs.Mount {
 	ms := []*configs.Mount{
 		{Source: "proc", Destination: "/proc", Device: "proc", Flags: noExecDev},
 		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
@@ -177,13 +166,39 @@ func baseMounts(identity, helper string, tmpBytes int64) []*configs.Mount {
 			ms = append(ms, &configs.Mount{Source: d, Destination: d, Device: "bind", Flags: roBind})
 		}
 	}
-	return append(ms,
-		&configs.Mount{Source: filepath.Join(identity, "passwd"), Destination: "/etc/passwd", Device: "bind", Flags: roBind},
-		&configs.Mount{Source: filepath.Join(identity, "group"), Destination: "/etc/group", Device: "bind", Flags: roBind},
-		&configs.Mount{Source: helper, Destination: HelperPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NODEV | unix.MS_NOSUID},
-		&configs.Mount{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
-			Data: "mode=1777,size=" + strconv.FormatInt(tmpBytes, 10)},
+	return append(ms, &configs.Mount{Source: helper, Destination: HelperPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NODEV | unix.MS_NOSUID})
+}
+
+// SessionMounts are a session sandbox's own mounts, in mount order: its
+// user's passwd and group, its /tmp, its workspace, the user's shared
+// files and its layer of the venv. They are bind mounts, a tmpfs and an
+// overlay, so that a ready sandbox can be given them afterwards.
+func SessionMounts(s Spec) []*configs.Mount {
+	return append(identityAndTmp(s.Identity, s.TmpBytes),
+		&configs.Mount{Source: s.Session.Files(), Destination: WorkspaceDir, Device: "bind", Flags: rwBind},
+		&configs.Mount{Source: s.Layout.User(s.UserID).SharedFiles(), Destination: SharedDir, Device: "bind", Flags: rwBind},
+		&configs.Mount{Source: "overlay", Destination: VenvDir, Device: "overlay", Flags: unix.MS_NOSUID | unix.MS_NODEV,
+			Data: "lowerdir=" + s.BaseEnv + ",upperdir=" + s.Session.VenvUpper() + ",workdir=" + s.Session.VenvWork()},
 	)
+}
+
+// BuildMounts is the mount table of the sandbox that builds the base venv:
+// the directory being built is mounted read-write where sessions will see
+// the finished venv, so the paths baked into it are right.
+func BuildMounts(identity, helper, venv string, tmpBytes int64) []*configs.Mount {
+	return append(append(ReadyMounts(helper), identityAndTmp(identity, tmpBytes)...),
+		&configs.Mount{Source: venv, Destination: VenvDir, Device: "bind", Flags: rwBind})
+}
+
+// identityAndTmp are the sandbox's passwd and group, and a size-limited
+// /tmp.
+func identityAndTmp(identity string, tmpBytes int64) []*configs.Mount {
+	return []*configs.Mount{
+		{Source: filepath.Join(identity, "passwd"), Destination: "/etc/passwd", Device: "bind", Flags: roBind},
+		{Source: filepath.Join(identity, "group"), Destination: "/etc/group", Device: "bind", Flags: roBind},
+		{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
+			Data: "mode=1777,size=" + strconv.FormatInt(tmpBytes, 10)},
+	}
 }
 
 // MaskedPaths and ReadonlyPaths hide or freeze what OCI runtimes do by default.
