@@ -52,6 +52,13 @@ const (
 	connFD = 3
 )
 
+// fd layout of the binder ("<exe> sandbox-bind", BindMode).
+const (
+	bindMntnsFD  = 3 // the sandbox's mount namespace
+	bindUtsnsFD  = 4 // its UTS namespace
+	bindMountsFD = 5 // the first detached mount; one per target
+)
+
 type msgType uint16
 
 // Message types. Requests are below 16, replies from 16 on.

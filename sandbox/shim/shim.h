@@ -79,6 +79,9 @@ void shim_kill_tree(void);
 // shim_agent is the sandbox's PID 1.
 __attribute__((noreturn)) void shim_agent(void);
 
+// shim_bind is the binder: "<exe> sandbox-bind HOSTNAME TARGET...".
+__attribute__((noreturn)) void shim_bind(int argc, char **argv);
+
 // shim_layer is the seccomp programs each supervisor adds before forking
 // its command.
 struct shim_layer {

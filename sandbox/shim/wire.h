@@ -9,6 +9,9 @@
 #define SHIM_LISTENER_FD 3
 #define SHIM_SECCOMP_FD 4
 #define SHIM_CONN_FD 3
+#define SHIM_BIND_MNTNS_FD 3
+#define SHIM_BIND_UTSNS_FD 4
+#define SHIM_BIND_MOUNTS_FD 5
 #define SHIM_MSG_SPAWN 1
 #define SHIM_MSG_EXEC 2
 #define SHIM_MSG_GO 3
