@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/cgroups"
@@ -47,23 +48,27 @@ type boxSpec struct {
 
 // boxSpec is the container of a session.
 func (m *Manager) boxSpec(s *session) boxSpec {
-	limits := s.meta.Limits.limits()
 	return boxSpec{
 		id:         s.meta.ID,
 		hostname:   s.meta.ID,
 		rootfs:     m.layout.Rootfs(),
 		cgroupPath: m.cg.SessionPath(s.meta.UserID, s.meta.ID),
-		limits:     limits,
+		limits:     s.meta.Limits.limits(),
 		swap:       m.swap,
-		mounts: mounts.Mounts(mounts.Spec{
-			Layout:   m.layout,
-			UserID:   s.meta.UserID,
-			Session:  s.dir,
-			BaseEnv:  m.layout.BaseEnv(),
-			Helper:   m.cfg.Helper,
-			TmpBytes: limits.TmpMB * mib,
-			Identity: m.layout.Identity(s.owner.UID),
-		}),
+		mounts:     mounts.Mounts(m.mountSpec(s)),
+	}
+}
+
+// mountSpec is what the session's mount table is made of.
+func (m *Manager) mountSpec(s *session) mounts.Spec {
+	return mounts.Spec{
+		Layout:   m.layout,
+		UserID:   s.meta.UserID,
+		Session:  s.dir,
+		BaseEnv:  m.layout.BaseEnv(),
+		Helper:   m.cfg.Helper,
+		TmpBytes: s.meta.Limits.limits().TmpMB * mib,
+		Identity: m.layout.Identity(s.owner.UID),
 	}
 }
 
@@ -138,7 +143,11 @@ func (m *Manager) startContainer(s boxSpec) (*libcontainer.Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
-	if err := m.fault("sandbox:created"); err != nil {
+	step := "sandbox:created"
+	if strings.HasPrefix(s.id, readyPrefix) {
+		step = "ready:created"
+	}
+	if err := m.fault(step); err != nil {
 		_ = c.Destroy()
 		return nil, err
 	}

@@ -213,7 +213,7 @@ func (m *Manager) build(s *session, quota quota) error {
 	if err := m.fault("create:sandbox"); err != nil {
 		return err
 	}
-	if err := m.startSandbox(s); err != nil {
+	if err := m.startNewSandbox(s); err != nil {
 		return err
 	}
 	if err := m.fault("create:commit"); err != nil {

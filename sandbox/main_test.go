@@ -117,6 +117,7 @@ func testConfig(stateDir, parent string) Config {
 		Python:                  "/usr/bin/python3",
 		DefaultLimits:           Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100},
 		MaxLimits:               Limits{CPUs: 2, MemoryMB: 2048, Pids: 512, TmpMB: 512},
+		ReadySandboxes:          1,
 		MaxSessionsPerUser:      10,
 		MaxWorkspaceMB:          1024,
 		ExecTimeout:             30 * time.Second,

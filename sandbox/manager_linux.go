@@ -34,6 +34,8 @@ type Manager struct {
 	// processBytes counts the unread output every background process of
 	// the daemon holds.
 	processBytes atomic.Int64
+	// ready holds the sandboxes started ahead of need (ready_linux.go).
+	ready readyPool
 	// cleanup runs what a delete leaves for later: letting go of a dead
 	// sandbox's mount namespace, removing a session's directory from the
 	// trash. Close waits for it.
@@ -112,6 +114,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("recover sessions: %w", err)
 	}
 	m.emptyTrashes()
+	m.startReady()
 	return m, nil
 }
 
@@ -129,9 +132,11 @@ func lockState(l mounts.Layout) (*os.File, error) {
 	return f, nil
 }
 
-// Close releases the state tree once what deletes left for later is done.
-// Sessions keep running, for the next daemon to adopt.
+// Close destroys the ready sandboxes and releases the state tree once what
+// deletes left for later is done. Sessions keep running, for the next
+// daemon to adopt.
 func (m *Manager) Close() {
+	m.closeReady()
 	m.cleanup.Wait()
 	m.mu.Lock()
 	for _, s := range m.sessions {

@@ -104,6 +104,9 @@ func TestValidate(t *testing.T) {
 		{"socket mode not octal", func(c *Config) { c.SocketMode = "rw-rw----" }, false},
 		{"socket mode too large", func(c *Config) { c.SocketMode = "1777" }, false},
 		{"socket mode 0600", func(c *Config) { c.SocketMode = "0600" }, true},
+		{"no ready sandboxes", func(c *Config) { c.ReadySandboxes = 0 }, true},
+		{"negative ready sandboxes", func(c *Config) { c.ReadySandboxes = -1 }, false},
+		{"too many ready sandboxes", func(c *Config) { c.ReadySandboxes = maxReadySandboxes + 1 }, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,6 +148,7 @@ func TestSandboxConfig(t *testing.T) {
 	assert.Equal(t, sandbox.Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}, sc.MaxLimits, "max limits")
 	assert.Equal(t, c.StateDir, sc.StateDir, "state dir")
 	assert.Equal(t, c.CgroupParent, sc.CgroupParent, "cgroup parent")
+	assert.Equal(t, 1, sc.ReadySandboxes, "ready sandboxes")
 }
 
 // The file the package installs states the defaults; it must stay equal
