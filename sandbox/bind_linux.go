@@ -70,6 +70,11 @@ func (m *Manager) bindReady(s *session, b *readyBox) (err error) {
 	}
 	defer mntns.Close()
 	defer utsns.Close()
+	// Started at readyNice; the session's commands, which PID 1 forks,
+	// run at the daemon's.
+	if err := unix.Setpriority(unix.PRIO_PROCESS, pid, 0); err != nil {
+		return fmt.Errorf("ready sandbox %s: priority: %w", b.id, err)
+	}
 
 	// The move into the session's cgroup waits, on v1, for an RCU grace
 	// period (the kernel's lock for moves between cgroups): it runs while

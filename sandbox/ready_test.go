@@ -44,6 +44,7 @@ func (e *testEnv) sandboxView(t *testing.T, s Session) map[string]string {
 	view := map[string]string{}
 	for name, cmd := range map[string]string{
 		"hostname": "hostname",
+		"nice":     "nice; cut -d' ' -f19 /proc/1/stat",
 		"ids":      "id",
 		"status":   "grep -E '^(Cap|Seccomp|NoNewPrivs)' /proc/self/status; grep -E '^(Cap|Seccomp|NoNewPrivs)' /proc/1/status",
 		"writable": "for d in / /usr /etc /tmp /workspace /workspace/shared /opt/venv /dev/shm; do touch $d/.w 2>/dev/null && echo $d && rm $d/.w; done",

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -28,8 +30,10 @@ const (
 type options struct {
 	sandboxd, sandboxctl, runc, bwrap string
 	dir                               string
-	runs, idle                        int
-	throughputTime                    time.Duration
+	// only, when set, lists the groups of rows to measure.
+	only           string
+	runs, idle     int
+	throughputTime time.Duration
 }
 
 // row is one line of the table.
@@ -96,10 +100,18 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 	}()
 
-	for _, step := range []func(context.Context) error{
-		b.warmExec, b.cliExec, b.bwrapRun, b.interactive, b.throughputs, b.idleSessions,
-	} {
-		if err := step(ctx); err != nil {
+	steps := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"exec", b.warmExec}, {"cli", b.cliExec}, {"bwrap", b.bwrapRun}, {"interactive", b.interactive},
+		{"throughput", b.throughputs}, {"idle", b.idleSessions},
+	}
+	for _, step := range steps {
+		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), step.name) {
+			continue
+		}
+		if err := step.run(ctx); err != nil {
 			return err
 		}
 	}
