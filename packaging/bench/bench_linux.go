@@ -82,7 +82,14 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if b.d, err = startDaemon(ctx, o.sandboxd, dir, parent); err != nil {
 		return err
 	}
-	defer b.d.stop()
+	defer func() {
+		// Sessions were deleted; the daemon destroys its ready sandboxes
+		// as it stops, and the parent is the bench's own.
+		b.d.stop()
+		if err := b.cg.RemoveParent(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: remove cgroups:", err)
+		}
+	}()
 	if err := b.d.deleteAll(ctx); err != nil {
 		return fmt.Errorf("delete a previous run's sessions: %w", err)
 	}
