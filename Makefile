@@ -18,7 +18,7 @@ DEV_CGROUP ?= /sandboxd-dev
 # Debian versions must start with a digit: 0.1.0+git<commits>.<hash>.
 DEB_VERSION ?= 0.1.0+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0).$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: all build run test test-python bench vet clean deb verify-units
+.PHONY: all build run test test-python bench bench-go vet clean deb verify-units
 
 all: build
 
@@ -43,8 +43,21 @@ test: vet
 test-python: build
 	$(PYTHON) -m unittest discover -s api/python/tests -v
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/
+# `make bench`: sandboxd side by side with runc (the version go.mod pins,
+# built once into .cache/runc) and bubblewrap, as a table of ratios; see
+# packaging/bench. Needs root. BENCH_FLAGS passes flags (e.g. -runs 40).
+RUNC_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/runc)
+RUNC_BIN     = .cache/runc/runc-$(RUNC_VERSION)
+
+bench: build
+	@[ -x "$(RUNC_BIN)" ] || GO=$(GO) packaging/bench/build-runc.sh $(RUNC_VERSION) $(RUNC_BIN)
+	$(GO) run ./packaging/bench --sandboxd bin/sandboxd --sandboxctl bin/sandboxctl --runc $(RUNC_BIN) $(BENCH_FLAGS)
+
+# The in-process benchmarks: a session's create, exec and delete
+# (SANDBOXD_BENCH_CPUS=2 gives the exec's session 2 CPUs), the files API,
+# the agent and the exec cgroups.
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/ ./sandbox/shim/ ./cgroup/
 
 # The Debian package: dist/sandboxd_$(DEB_VERSION)_amd64.deb.
 deb: verify-units

@@ -11,5 +11,7 @@
 //
 // Each session's own cgroup is created, limited and destroyed by
 // libcontainer (package sandbox); this package never sets a limit. It works
-// through containerd/cgroups/v3 and parses no cgroup file itself.
+// through containerd/cgroups/v3, except on the path of every command: an
+// exec's cgroup is made, joined, read and removed with the few system calls
+// it needs (see Exec).
 package cgroup

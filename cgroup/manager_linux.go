@@ -58,8 +58,10 @@ type hierarchies struct {
 	// all is every mounted hierarchy: libcontainer puts a session in each,
 	// and Remove removes it from each.
 	all []cgroup1.Subsystem
-	// exec holds what an exec cgroup needs: cpuacct for its CPU time,
-	// memory for its peak and OOM kills, the freezer to kill its tree.
+	// exec holds what an exec cgroup needs: memory for its peak and OOM
+	// kills, the freezer to kill its tree. Not cpuacct: the command's
+	// supervisor reports its tree's CPU time, and each hierarchy costs
+	// every command a mkdir, a move and an rmdir.
 	exec []cgroup1.Subsystem
 	// stats holds what a session's statistics come from.
 	stats []cgroup1.Subsystem
@@ -113,7 +115,7 @@ func newManager(parent string, mode Mode, unified string) (*Manager, error) {
 		all:     all,
 		stats:   pick(cgroup1.Cpu, cgroup1.Cpuacct, cgroup1.Pids),
 		freezer: pick(cgroup1.Freezer),
-		exec:    pick(cgroup1.Cpuacct, cgroup1.Freezer),
+		exec:    pick(cgroup1.Freezer),
 	}
 	// The memory hierarchy is read for usage, peak and OOM kills only:
 	// the kmem and memsw files, which newer kernels drop, are skipped.
@@ -122,7 +124,7 @@ func newManager(parent string, mode Mode, unified string) (*Manager, error) {
 		h.stats = append(h.stats, lean)
 		h.exec = append(h.exec, lean)
 	}
-	if len(h.exec) != 3 || len(h.freezer) != 1 || len(pick(cgroup1.Pids)) != 1 {
+	if len(h.exec) != 2 || len(h.freezer) != 1 || len(pick(cgroup1.Pids)) != 1 || len(pick(cgroup1.Cpuacct)) != 1 {
 		return nil, fmt.Errorf("%w: need the cpuacct, memory, pids and freezer v1 hierarchies", ErrUnavailable)
 	}
 	m.v1 = h
@@ -311,6 +313,18 @@ func (m *Manager) Remove(cgPath string) error {
 // says that no ancestor of cgPath is frozen, so that a frozen cgPath can
 // be thawed for its killed processes to die.
 func (m *Manager) remove(cgPath string, thaw bool) error {
+	// Mostly the group is empty or already gone (libcontainer removed a
+	// session's): one rmdir per hierarchy, without opening it.
+	fast := group{path: cgPath}
+	if m.v1 != nil {
+		fast.subsystems = m.v1.all
+	}
+	if m.unified != "" {
+		fast.v2dir = filepath.Join(m.unified, cgPath)
+	}
+	if fast.rmdir() {
+		return nil
+	}
 	g, err := m.open(cgPath, thaw)
 	if err != nil || g.v1 == nil && g.v2 == nil {
 		return err

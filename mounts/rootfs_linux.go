@@ -145,38 +145,18 @@ const (
 	noExecDev = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
 )
 
-// Mounts returns a session sandbox's mount table, in mount order.
+// Mounts returns a session sandbox's mount table, in mount order: the
+// mounts every sandbox has (ReadyMounts), then the session's own
+// (SessionMounts).
 func Mounts(s Spec) []*configs.Mount {
-	return append(baseMounts(s.Identity, s.Helper, s.TmpBytes),
-		&configs.Mount{Source: s.Session.Files(), Destination: WorkspaceDir, Device: "bind", Flags: rwBind},
-		&configs.Mount{Source: s.Layout.User(s.UserID).SharedFiles(), Destination: SharedDir, Device: "bind", Flags: rwBind},
-		&configs.Mount{Source: "overlay", Destination: VenvDir, Device: "overlay", Flags: unix.MS_NOSUID | unix.MS_NODEV,
-			Data: "lowerdir=" + s.BaseEnv + ",upperdir=" + s.Session.VenvUpper() + ",workdir=" + s.Session.VenvWork()},
-		wheelsMount(s.Wheels),
-	)
+	return append(ReadyMounts(s.Helper, s.Wheels), SessionMounts(s)...)
 }
 
-// BuildMounts is the mount table of the sandbox that builds a version of
-// the base environment: the directory being built is mounted read-write
-// where sessions will see the finished venv, so the paths baked into it
-// are right, and the presented wheels where sessions see them.
-func BuildMounts(identity, helper, venv, wheels string, tmpBytes int64) []*configs.Mount {
-	return append(baseMounts(identity, helper, tmpBytes),
-		&configs.Mount{Source: venv, Destination: VenvDir, Device: "bind", Flags: rwBind},
-		wheelsMount(wheels))
-}
-
-// wheelsMount binds the presented wheels read-only and not executable;
-// the daemon updates the directory in place, so sessions see a changed
-// allow-list at once.
-func wheelsMount(dir string) *configs.Mount {
-	return &configs.Mount{Source: dir, Destination: WheelsDir, Device: "bind", Flags: roBind | unix.MS_NOEXEC}
-}
-
-// baseMounts are the mounts every sandbox has: kernel filesystems, the
-// host's /usr and /etc read-only, the sandbox's passwd and group, the
-// daemon binary and a size-limited /tmp.
-func baseMounts(identity, helper string, tmpBytes int64) []*configs.Mount {
+// ReadyMounts are the mounts of a sandbox started before it is a
+// session's, which nothing of a user or session decides: kernel
+// filesystems, the host's /usr and /etc read-only, the daemon binary, the
+// presented wheels.
+func ReadyMounts(helper, wheels string) []*configs.Mount {
 	ms := []*configs.Mount{
 		{Source: "proc", Destination: "/proc", Device: "proc", Flags: noExecDev},
 		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
@@ -194,12 +174,44 @@ func baseMounts(identity, helper string, tmpBytes int64) []*configs.Mount {
 		}
 	}
 	return append(ms,
-		&configs.Mount{Source: filepath.Join(identity, "passwd"), Destination: "/etc/passwd", Device: "bind", Flags: roBind},
-		&configs.Mount{Source: filepath.Join(identity, "group"), Destination: "/etc/group", Device: "bind", Flags: roBind},
 		&configs.Mount{Source: helper, Destination: HelperPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NODEV | unix.MS_NOSUID},
-		&configs.Mount{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
-			Data: "mode=1777,size=" + strconv.FormatInt(tmpBytes, 10)},
+		// The daemon updates the presented wheels in place, so sessions
+		// see a changed allow-list at once.
+		&configs.Mount{Source: wheels, Destination: WheelsDir, Device: "bind", Flags: roBind | unix.MS_NOEXEC},
 	)
+}
+
+// SessionMounts are a session sandbox's own mounts, in mount order: its
+// user's passwd and group, its /tmp, its workspace, the user's shared
+// files and its layer of the venv. They are bind mounts, a tmpfs and an
+// overlay, so that a ready sandbox can be given them afterwards.
+func SessionMounts(s Spec) []*configs.Mount {
+	return append(identityAndTmp(s.Identity, s.TmpBytes),
+		&configs.Mount{Source: s.Session.Files(), Destination: WorkspaceDir, Device: "bind", Flags: rwBind},
+		&configs.Mount{Source: s.Layout.User(s.UserID).SharedFiles(), Destination: SharedDir, Device: "bind", Flags: rwBind},
+		&configs.Mount{Source: "overlay", Destination: VenvDir, Device: "overlay", Flags: unix.MS_NOSUID | unix.MS_NODEV,
+			Data: "lowerdir=" + s.BaseEnv + ",upperdir=" + s.Session.VenvUpper() + ",workdir=" + s.Session.VenvWork()},
+	)
+}
+
+// BuildMounts is the mount table of the sandbox that builds a version of
+// the base environment: the directory being built is mounted read-write
+// where sessions will see the finished venv, so the paths baked into it
+// are right, and the presented wheels where sessions see them.
+func BuildMounts(identity, helper, venv, wheels string, tmpBytes int64) []*configs.Mount {
+	return append(append(ReadyMounts(helper, wheels), identityAndTmp(identity, tmpBytes)...),
+		&configs.Mount{Source: venv, Destination: VenvDir, Device: "bind", Flags: rwBind})
+}
+
+// identityAndTmp are the sandbox's passwd and group, and a size-limited
+// /tmp.
+func identityAndTmp(identity string, tmpBytes int64) []*configs.Mount {
+	return []*configs.Mount{
+		{Source: filepath.Join(identity, "passwd"), Destination: "/etc/passwd", Device: "bind", Flags: roBind},
+		{Source: filepath.Join(identity, "group"), Destination: "/etc/group", Device: "bind", Flags: roBind},
+		{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
+			Data: "mode=1777,size=" + strconv.FormatInt(tmpBytes, 10)},
+	}
 }
 
 // MaskedPaths and ReadonlyPaths hide or freeze what OCI runtimes do by default.

@@ -33,6 +33,10 @@ type Config struct {
 	DefaultLimits Limits
 	MaxLimits     Limits
 
+	// ReadySandboxes is how many sandboxes are kept started ahead of
+	// need, for new sessions to start at once (0: none).
+	ReadySandboxes int
+
 	// MaxSessionsPerUser and MaxWorkspaceMB are the quota of a user
 	// without a quota.json of their own (0 = unlimited).
 	MaxSessionsPerUser int

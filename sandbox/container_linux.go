@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/cgroups"
@@ -48,24 +49,28 @@ type boxSpec struct {
 
 // boxSpec is the container of a session.
 func (m *Manager) boxSpec(s *session) boxSpec {
-	limits := s.meta.Limits.limits()
 	return boxSpec{
 		id:         s.meta.ID,
 		hostname:   s.meta.ID,
 		rootfs:     m.layout.Rootfs(),
 		cgroupPath: m.cg.SessionPath(s.meta.UserID, s.meta.ID),
-		limits:     limits,
+		limits:     s.meta.Limits.limits(),
 		swap:       m.swap,
-		mounts: mounts.Mounts(mounts.Spec{
-			Layout:   m.layout,
-			UserID:   s.meta.UserID,
-			Session:  s.dir,
-			BaseEnv:  m.envDir(s.meta.Env),
-			Wheels:   m.cache.PresentedDir(),
-			Helper:   m.cfg.Helper,
-			TmpBytes: limits.TmpMB * mib,
-			Identity: m.layout.Identity(s.owner.UID),
-		}),
+		mounts:     mounts.Mounts(m.mountSpec(s)),
+	}
+}
+
+// mountSpec is what the session's mount table is made of.
+func (m *Manager) mountSpec(s *session) mounts.Spec {
+	return mounts.Spec{
+		Layout:   m.layout,
+		UserID:   s.meta.UserID,
+		Session:  s.dir,
+		BaseEnv:  m.envDir(s.meta.Env),
+		Wheels:   m.cache.PresentedDir(),
+		Helper:   m.cfg.Helper,
+		TmpBytes: s.meta.Limits.limits().TmpMB * mib,
+		Identity: m.layout.Identity(s.owner.UID),
 	}
 }
 
@@ -140,7 +145,11 @@ func (m *Manager) startContainer(s boxSpec) (*libcontainer.Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
-	if err := m.fault("sandbox:created"); err != nil {
+	step := "sandbox:created"
+	if strings.HasPrefix(s.id, readyPrefix) {
+		step = "ready:created"
+	}
+	if err := m.fault(step); err != nil {
 		_ = c.Destroy()
 		return nil, err
 	}
@@ -182,7 +191,7 @@ func (m *Manager) removeContainer(id string) error {
 		return nil
 	}
 	if c, err := libcontainer.Load(stateRoot, id); err == nil {
-		if err := destroyContainer(c); err != nil {
+		if err := m.destroyContainer(c); err != nil {
 			return err
 		}
 	}
@@ -193,29 +202,97 @@ func (m *Manager) removeContainer(id string) error {
 }
 
 // destroyContainer kills everything in the container (SIGKILL to its PID 1
-// ends its whole pid namespace) and removes its cgroup and state.
-func destroyContainer(c *libcontainer.Container) error {
-	if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
-		return fmt.Errorf("kill container %s: %w", c.ID(), err)
+// ends its whole pid namespace), waits for PID 1 to exit and removes the
+// container's cgroup and state.
+//
+// The kernel tears a mount namespace down (a sandbox has some forty
+// mounts) when its last process exits, inside that exit: measured, most of
+// a delete. The daemon holds the sandbox's namespace across the kill
+// instead, so that PID 1 exits at once, and lets go of it in the
+// background, where the teardown happens.
+func (m *Manager) destroyContainer(c *libcontainer.Container) error {
+	// A pidfd of PID 1, opened before the kill, tells its exit without
+	// polling libcontainer's status. It is PID 1's if the kill reached a
+	// running container: libcontainer checks the pid's start time, and
+	// the pid could not have been reused by a process started before it.
+	pidfd := -1
+	if st, err := c.State(); err == nil && st.InitProcessPid > 0 {
+		if fd, err := unix.PidfdOpen(st.InitProcessPid, 0); err == nil {
+			pidfd = fd
+			defer unix.Close(fd)
+			if ns := holdMountNamespace(st.InitProcessPid, fd); ns != nil {
+				defer m.cleanup.Go(func() { _ = ns.Close() })
+			}
+		}
 	}
-	deadline := time.Now().Add(destroyWait)
+	err := c.Signal(unix.SIGKILL)
+	switch {
+	case errors.Is(err, libcontainer.ErrNotRunning):
+	case err != nil:
+		return fmt.Errorf("kill container %s: %w", c.ID(), err)
+	case pidfd >= 0:
+		if err := awaitExit(pidfd, destroyWait); err != nil {
+			return fmt.Errorf("container %s: %w", c.ID(), err)
+		}
+	default:
+		if err := awaitStopped(c, destroyWait); err != nil {
+			return err
+		}
+	}
+	if err := c.Destroy(); err != nil {
+		return fmt.Errorf("destroy container %s: %w", c.ID(), err)
+	}
+	return nil
+}
+
+// holdMountNamespace opens the mount namespace of pid, the process of
+// pidfd, or returns nil.
+func holdMountNamespace(pid, pidfd int) *os.File {
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	// Alive after the open: then the pid was still its.
+	if n, err := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0); err != nil || n != 0 {
+		_ = unix.Close(fd)
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "mntns")
+}
+
+// awaitExit waits until the process of pidfd has exited, up to timeout.
+func awaitExit(pidfd int, timeout time.Duration) error {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(timeout)
+	for left := timeout; left > 0; left = time.Until(deadline) {
+		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		if err == nil && n > 0 {
+			return nil
+		}
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("wait for PID 1 to exit: %w", err)
+		}
+	}
+	return fmt.Errorf("PID 1 still there %s after SIGKILL", timeout)
+}
+
+// awaitStopped polls libcontainer until the container is stopped, where
+// there is no pidfd (a kernel before 5.3).
+func awaitStopped(c *libcontainer.Container, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		st, err := c.Status()
 		if err != nil {
 			return fmt.Errorf("container %s status: %w", c.ID(), err)
 		}
 		if st == libcontainer.Stopped {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("container %s still %s %s after SIGKILL", c.ID(), st, destroyWait)
+			return fmt.Errorf("container %s still %s %s after SIGKILL", c.ID(), st, timeout)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if err := c.Destroy(); err != nil {
-		return fmt.Errorf("destroy container %s: %w", c.ID(), err)
-	}
-	return nil
 }
 
 // startSandbox starts the session's container and attaches to it.
@@ -232,7 +309,7 @@ func (m *Manager) startSandbox(s *session) error {
 		return fmt.Errorf("session %q: %w", s.meta.ID, err)
 	}
 	if err := m.attach(s, c); err != nil {
-		_ = destroyContainer(c)
+		_ = m.destroyContainer(c)
 		return err
 	}
 	return nil
@@ -254,7 +331,7 @@ func (m *Manager) attach(s *session, c *libcontainer.Container) error {
 	}
 	s.box = c
 	s.init = os.NewFile(uintptr(fd), "pidfd")
-	s.exec = &agentExecutor{socket: m.agentSocket(s.meta.ID), owner: s.owner, group: m.envOwner.GID, cg: m.cg, session: cgPath}
+	s.exec = &agentExecutor{socket: m.agentSocket(s.meta.ID), owner: s.owner, group: m.envOwner.GID, cg: m.cg, session: cgPath, tails: &s.tails}
 	return nil
 }
 
@@ -262,6 +339,17 @@ func (m *Manager) attach(s *session, c *libcontainer.Container) error {
 // removes its container state and cgroup.
 func (m *Manager) destroySandbox(s *session) error {
 	s.release()
+	// The container the daemon holds needs no loading from its state.
+	if s.box != nil {
+		if err := m.destroyContainer(s.box); err != nil {
+			return fmt.Errorf("session %q: %w", s.meta.ID, err)
+		}
+	}
+	// Nothing runs in the sandbox any more: its commands' removals of
+	// their cgroups end at once.
+	s.tails.Wait()
+	// Whatever is left: the agent's socket, and state the daemon held no
+	// container for.
 	if err := m.removeContainer(s.meta.ID); err != nil {
 		return fmt.Errorf("session %q: %w", s.meta.ID, err)
 	}

@@ -72,8 +72,9 @@ var errCwd = errors.New("cannot enter working directory")
 // agentExecutor runs each command through the sandbox's PID 1, the shim's
 // agent, over its socket: no process is started from outside the sandbox
 // and no namespace is joined per command. Each command runs in a cgroup of
-// its own beneath the session's, which tells its CPU time, its memory peak
-// and whether the OOM killer struck it rather than another command.
+// its own beneath the session's, which tells its memory peak and whether
+// the OOM killer struck it rather than another command; its supervisor
+// reports its tree's CPU time.
 type agentExecutor struct {
 	// socket is a path the daemon can connect to the agent at.
 	socket string
@@ -84,6 +85,10 @@ type agentExecutor struct {
 	cg    *cgroup.Manager
 	// session is the session's cgroup path.
 	session string
+	// tails counts the commands whose cgroup is still to be removed,
+	// after their end was reported; the sandbox's destruction waits for
+	// it once nothing runs in the sandbox.
+	tails *sync.WaitGroup
 }
 
 func (e *agentExecutor) Exec(ctx context.Context, l launch) (Exit, error) {
@@ -167,20 +172,11 @@ func (e *agentExecutor) Start(ctx context.Context, l launch) (Started, error) {
 	req := shim.Request{
 		Args: l.Args, Env: l.Env, Cwd: l.Cwd, UID: e.owner.UID, GID: e.owner.GID, Group: e.group,
 		Stdin: stdinR, Stdout: outW, Stderr: errW,
-		// On v2 the supervisor starts in the cgroup; elsewhere it waits
-		// until the daemon put it there.
-		Cgroup: cg.Dir(), Hold: cg.Dir() == nil,
+		// On v2 the supervisor starts in the cgroup; elsewhere it writes
+		// itself into it before it forks the command.
+		Cgroup: cg.Dir(), Join: cg.JoinFiles(),
 	}
 	p, err := shim.Start(ctx, e.socket, req)
-	if err == nil && req.Hold {
-		if err = cg.AddProc(p.HostPID()); err == nil {
-			err = p.Go(ctx)
-		}
-		if err != nil {
-			_ = p.Close()
-			p = nil
-		}
-	}
 	// Only the sandbox holds the write ends now: EOF means every process
 	// that could write has exited.
 	closeAll(theirs)
@@ -216,14 +212,19 @@ func (e *agentExecutor) Start(ctx context.Context, l launch) (Started, error) {
 		a.copies.Add(1)
 		go func() { defer a.copies.Done(); _, _ = io.Copy(l.Stderr, errR) }()
 	}
-	go a.wait(code)
+	e.tails.Add(1)
+	go func() {
+		defer e.tails.Done()
+		a.wait(code)
+	}()
 	return a, nil
 }
 
-// wait collects the command's end and the rest of its output, then closes
-// done. Without a process (it could not be executed) code is its exit.
+// wait collects the command's end and the rest of its output, and closes
+// done; then it removes the command's cgroup, which its supervisor leaves
+// only as it exits, just after its report: the caller need not wait for
+// that. Without a process (it could not be executed) code is its exit.
 func (a *agentProcess) wait(code int) {
-	defer close(a.done)
 	if a.p != nil {
 		exit, err := a.p.Wait()
 		switch {
@@ -235,15 +236,15 @@ func (a *agentProcess) wait(code int) {
 		default:
 			a.exit = Exit{Code: exit.Code, Signal: exit.Signal, CPU: exit.UserTime + exit.SysTime}
 		}
-		_ = a.p.Close()
 	} else {
 		a.exit = Exit{Code: code}
 	}
+	// Final: the command's tree is dead (the supervisor reports once it
+	// killed it), or was never there.
 	if st, err := a.cg.Stats(); err == nil {
-		a.exit.CPU, a.exit.PeakMemory, a.exit.OOMKilled, a.exit.OOMKills = st.CPU, st.MemoryPeakBytes, st.OOMKills > 0, st.OOMKills
-	}
-	if err := a.cg.Remove(); err != nil && a.err == nil {
-		a.err = err
+		// CPU time comes from the supervisor's report: v1 exec cgroups
+		// have no cpuacct.
+		a.exit.PeakMemory, a.exit.OOMKilled, a.exit.OOMKills = st.MemoryPeakBytes, st.OOMKills > 0, st.OOMKills
 	}
 	drained := make(chan struct{})
 	go func() { a.copies.Wait(); close(drained) }()
@@ -257,6 +258,16 @@ func (a *agentProcess) wait(code int) {
 		_ = f.Close()
 	}
 	<-drained
+	close(a.done)
+
+	if a.p != nil {
+		a.p.WaitSupervisor()
+		_ = a.p.Close()
+	}
+	// What is left (a process that escaped, or the cgroup of a session
+	// being destroyed) goes with the session's cgroup, which is removed
+	// with everything beneath it.
+	_ = a.cg.Remove()
 }
 
 func (a *agentProcess) PID() int {

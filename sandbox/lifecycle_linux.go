@@ -57,6 +57,9 @@ type session struct {
 	procs processes
 	// usage is what the daemon counts of the session (stats.go).
 	usage usage
+	// tails counts commands whose cgroup is being removed after their
+	// end (agentExecutor).
+	tails sync.WaitGroup
 
 	// calls counts the calls in flight; a delete waits for them.
 	calls sync.WaitGroup
@@ -221,7 +224,7 @@ func (m *Manager) build(s *session, quota quota) error {
 	if err := m.fault("create:sandbox"); err != nil {
 		return err
 	}
-	if err := m.startSandbox(s); err != nil {
+	if err := m.startNewSandbox(s); err != nil {
 		return err
 	}
 	if err := m.fault("create:commit"); err != nil {
@@ -389,7 +392,7 @@ func (m *Manager) teardown(s *session, keepFiles bool) (DeleteResult, error) {
 	if err := m.fault("delete:remove"); err != nil {
 		return res, err
 	}
-	if err := m.removeSessionDir(s.meta.UserID, s.meta.ID); err != nil {
+	if err := m.discardSessionDir(s.meta.UserID, s.meta.ID); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -478,12 +481,16 @@ func newID(n int) string {
 // dirSize sums the apparent sizes of the regular files under dir.
 func dirSize(dir string) (int64, error) {
 	var total int64
-	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+	trash := filepath.Join(dir, trashDir)
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			if os.IsNotExist(err) {
 				return nil
 			}
 			return err
+		}
+		if p == trash {
+			return filepath.SkipDir // deleted sessions, on their way out
 		}
 		if d.Type().IsRegular() {
 			if fi, err := d.Info(); err == nil {

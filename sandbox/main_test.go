@@ -47,9 +47,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireRoot skips a test (or benchmark) that needs namespaces, cgroups
-// and mounts when not root, and otherwise makes sure the shared Manager
-// exists.
+// requireRoot skips a test or benchmark that needs namespaces, cgroups and
+// mounts when not root, and otherwise makes sure the shared Manager exists.
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -121,6 +120,7 @@ func testConfig(stateDir, parent string) Config {
 		BasePackages:            envs.DefaultDeclared(),
 		DefaultLimits:           Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100},
 		MaxLimits:               Limits{CPUs: 2, MemoryMB: 2048, Pids: 512, TmpMB: 512},
+		ReadySandboxes:          1,
 		MaxSessionsPerUser:      10,
 		MaxWorkspaceMB:          1024,
 		ExecTimeout:             30 * time.Second,

@@ -39,6 +39,12 @@ type Manager struct {
 	processBytes atomic.Int64
 	// events is where the sessions' events are published (events_linux.go).
 	events *events.Bus
+	// ready holds the sandboxes started ahead of need (ready_linux.go).
+	ready readyPool
+	// cleanup runs what a delete leaves for later: letting go of a dead
+	// sandbox's mount namespace, removing a session's directory from the
+	// trash. Close waits for it.
+	cleanup sync.WaitGroup
 
 	// allow is the allow-list, cache the wheel cache, envs the versions
 	// of the base environment.
@@ -144,6 +150,8 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		defer m.watching.Done()
 		m.watchAllowList(m.stopWatch)
 	}()
+	m.emptyTrashes()
+	m.startReady()
 	return m, nil
 }
 
@@ -184,9 +192,12 @@ func lockState(l mounts.Layout) (*os.File, error) {
 	return f, nil
 }
 
-// Close releases the state tree and ends the event subscriptions. Sessions
-// keep running, for the next daemon to adopt.
+// Close destroys the ready sandboxes, ends the event subscriptions and
+// releases the state tree once what deletes left for later is done.
+// Sessions keep running, for the next daemon to adopt.
 func (m *Manager) Close() {
+	m.closeReady()
+	m.cleanup.Wait()
 	m.events.Close()
 	if m.stopWatch != nil {
 		close(m.stopWatch)

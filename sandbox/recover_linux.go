@@ -51,6 +51,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			m.log.Error("remove container state", "container", id, "err", err)
 		}
 	}
+	m.removeStraySockets()
 	for id, meta := range metas {
 		s := newSession(meta, m.layout.Session(meta.UserID, meta.ID))
 		s.phase = phaseLive
@@ -122,6 +123,28 @@ func (m *Manager) restore(s *session, running *libcontainer.Container) error {
 		m.publish(s, events.Event{Type: events.SessionRestarted})
 	}
 	return nil
+}
+
+// removeStraySockets removes the agent sockets that belong to no
+// container: a daemon that died while a ready sandbox's socket took its
+// session's name leaves one.
+func (m *Manager) removeStraySockets() {
+	entries, err := os.ReadDir(m.layout.Agents())
+	if err != nil {
+		m.log.Error("list agent sockets", "err", err)
+		return
+	}
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".sock")
+		if !ok {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(m.layout.Containers(), id)); errors.Is(err, os.ErrNotExist) {
+			if err := os.Remove(filepath.Join(m.layout.Agents(), e.Name())); err != nil {
+				m.log.Error("remove a stray agent socket", "socket", e.Name(), "err", err)
+			}
+		}
+	}
 }
 
 // scanSessions reads every session's metadata; a session directory without

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sandboxd/sandboxd/mounts"
@@ -120,7 +121,7 @@ func (m *Manager) buildEnv(ctx context.Context, id string, now time.Time) (envs.
 		return envs.Manifest{}, fmt.Errorf("env %s: %w", id, err)
 	}
 	defer func() {
-		if err := destroyContainer(c); err != nil {
+		if err := m.destroyContainer(c); err != nil {
 			m.log.Warn("destroy build sandbox", "err", err)
 		}
 		_ = m.cg.RemoveUser(buildUser)
@@ -134,7 +135,9 @@ func (m *Manager) buildEnv(ctx context.Context, id string, now time.Time) (envs.
 	}
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
-	run := stepRunner(&agentExecutor{socket: m.agentSocket(boxID), owner: m.envOwner, cg: m.cg, session: spec.cgroupPath})
+	var tails sync.WaitGroup
+	defer tails.Wait() // the build's cgroups, before the sandbox's destruction
+	run := stepRunner(&agentExecutor{socket: m.agentSocket(boxID), owner: m.envOwner, cg: m.cg, session: spec.cgroupPath, tails: &tails})
 	cfg := envs.BuildConfig{Python: m.cfg.Python, VenvDir: packages.VenvDir, WheelsDir: packages.WheelsDir, Declared: m.cfg.BasePackages}
 	manifest, err := envs.Build(ctx, cfg, run, m.cache, id, now)
 	if err != nil {

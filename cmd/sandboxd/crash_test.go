@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,10 +42,16 @@ func (k killPoint) At(step string) error {
 // returns it.
 func crashAt(t *testing.T, step string) *daemon {
 	t.Helper()
+	return crashAtWith(t, suite.config, step)
+}
+
+// crashAtWith is crashAt with the configuration file config.
+func crashAtWith(t *testing.T, config, step string) *daemon {
+	t.Helper()
 	if cur, err := currentDaemon(); err == nil {
 		require.NoError(t, cur.stop(stopTimeout), "stop the daemon")
 	}
-	d, err := spawnDaemon(killPointEnv + "=" + step)
+	d, err := spawnDaemonWith(config, killPointEnv+"="+step)
 	require.NoError(t, err, "start a daemon that dies at %s", step)
 	suite.mu.Lock()
 	suite.cur = d
@@ -86,20 +93,76 @@ func wholeOrGone(t *testing.T, user, id string) bool {
 }
 
 // nothingStray checks that every container state and session cgroup left
-// belongs to a listed session.
+// belongs to a listed session, or to a ready sandbox of the daemon that
+// runs.
 func nothingStray(t *testing.T) {
 	t.Helper()
 	ids := listSessionIDs(t)
-	entries, err := os.ReadDir(filepath.Join(suite.state, "containers"))
-	require.NoError(t, err, "list container state")
-	for _, e := range entries {
-		assert.Contains(t, ids, e.Name(), "container state %s belongs to a session", e.Name())
+	for _, id := range sessionContainers(t) {
+		assert.Contains(t, ids, id, "container state %s belongs to a session", id)
 	}
 	for _, dir := range cgroupDirsBelowParent() {
 		if strings.Count(strings.TrimPrefix(dir, suite.parent), "/") == 2 {
 			assert.Contains(t, ids, filepath.Base(dir), "cgroup %s belongs to a session", dir)
 		}
 	}
+	d := mustDaemon(t)
+	for _, id := range readyBoxes(t) {
+		state, err := os.ReadFile(filepath.Join(suite.state, "containers", id, "state.json"))
+		if err != nil {
+			continue // being created
+		}
+		var st struct {
+			Pid int `json:"init_process_pid"`
+		}
+		require.NoError(t, json.Unmarshal(state, &st), "state of %s", id)
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", st.Pid))
+		require.NoError(t, err, "the PID 1 of ready sandbox %s runs", id)
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		assert.Equal(t, strconv.Itoa(d.pid()), fields[1], "ready sandbox %s is the running daemon's", id)
+	}
+}
+
+// readyBoxes lists the ready sandboxes' container state.
+func readyBoxes(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(suite.state, "containers"))
+	require.NoError(t, err, "list container state")
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), readyPrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// createUntilDeath creates sessions when a ready sandbox is there, until
+// a create gets no answer (the daemon died at its kill point), and returns
+// that session's id. A create that found none ready served (its own
+// sandbox) and is deleted.
+func createUntilDeath(t *testing.T, d *daemon, user, prefix string) string {
+	t.Helper()
+	for i := range 20 {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		require.Eventually(t, func() bool {
+			for _, b := range readyBoxes(t) {
+				if _, err := os.Stat(filepath.Join(suite.state, "agents", b+".sock")); err == nil {
+					return true
+				}
+			}
+			return false
+		}, time.Minute, 5*time.Millisecond, "a sandbox gets ready")
+		status, _, err := request(context.Background(), http.MethodPost, "/v1/sessions",
+			mustJSON(t, api.CreateSessionRequest{UserID: user, SessionID: id}))
+		if err != nil {
+			return id
+		}
+		require.Equal(t, http.StatusCreated, status, "create %s", id)
+		deleteIfThere(t, id)
+	}
+	require.Fail(t, "no bind", "no create bound a ready sandbox")
+	return ""
 }
 
 func deleteIfThere(t *testing.T, id string) {
@@ -116,9 +179,32 @@ func TestKillPointsLeaveNothingHalfDone(t *testing.T) {
 	setup(t)
 	const user = "kp-user"
 	for round := range 3 {
+		// A ready sandbox is bound to a session at create:bind; one is
+		// started at ready:created, while the daemon starts.
+		id := fmt.Sprintf("kp-c%d-create-bind", round)
+		d := crashAt(t, "create:bind")
+		require.NoError(t, d.ready(), "daemon up")
+		id = createUntilDeath(t, d, user, id)
+		awaitDeath(t, d, "create:bind")
+		mustDaemon(t)
+		wholeOrGone(t, user, id)
+		nothingStray(t)
+		deleteIfThere(t, id)
+		createSession(t, user, id)
+		deleteIfThere(t, id)
+		d = crashAt(t, "ready:created")
+		awaitDeath(t, d, "ready:created")
+		mustDaemon(t)
+		nothingStray(t)
 		for _, step := range []string{"create:dir", "create:sandbox", "sandbox:created", "create:commit"} {
 			id := fmt.Sprintf("kp-c%d-%s", round, strings.ReplaceAll(step, ":", "-"))
-			d := crashAt(t, step)
+			// A session starts its own sandbox (sandbox:created) only
+			// where none is ready.
+			config := suite.config
+			if step == "sandbox:created" {
+				config = suite.configOwn
+			}
+			d := crashAtWith(t, config, step)
 			require.NoError(t, d.ready(), "daemon up")
 			_, _, err := request(context.Background(), http.MethodPost, "/v1/sessions",
 				mustJSON(t, api.CreateSessionRequest{UserID: user, SessionID: id}))

@@ -58,6 +58,9 @@ var suite struct {
 	config string // --config
 	// metrics is the TCP address the daemons serve /metrics on.
 	metrics string
+	// configOwn is the same without ready sandboxes: each session starts
+	// its own.
+	configOwn string
 
 	mu      sync.Mutex
 	cur     *daemon // the daemon tests talk to, if running
@@ -105,6 +108,10 @@ func setupSuite() error {
 	if err := os.WriteFile(suite.config, []byte(cfg), 0o644); err != nil {
 		return err
 	}
+	suite.configOwn = filepath.Join(dir, "sandboxd-own.yaml")
+	if err := os.WriteFile(suite.configOwn, []byte(cfg+"ready_sandboxes: 0\n"), 0o644); err != nil {
+		return err
+	}
 	suite.client = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -136,7 +143,7 @@ func teardownSuite() error {
 			}
 		}
 	}
-	for _, pid := range pidsUnderParent() {
+	for _, pid := range pidsUnderParent(underParent) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, dir := range parentDirs() {
@@ -218,6 +225,11 @@ func startDaemon(env ...string) (*daemon, error) {
 // spawnDaemon starts a daemon on the shared state dir, its environment
 // adding env, and returns at once.
 func spawnDaemon(env ...string) (*daemon, error) {
+	return spawnDaemonWith(suite.config, env...)
+}
+
+// spawnDaemonWith is spawnDaemon with the configuration file config.
+func spawnDaemonWith(config string, env ...string) (*daemon, error) {
 	suite.mu.Lock()
 	suite.started++
 	n := suite.started
@@ -233,7 +245,7 @@ func spawnDaemon(env ...string) (*daemon, error) {
 	}
 	defer logFile.Close() // the daemon has its own descriptor
 	cmd := exec.Command(exe, "--state-dir", suite.state, "--socket", suite.socket,
-		"--cgroup-parent", suite.parent, "--config", suite.config)
+		"--cgroup-parent", suite.parent, "--config", config)
 	cmd.Env = append(append(os.Environ(), daemonEnv+"=1"), env...)
 	// A file, not a pipe: Wait must not wait for sandboxes that might
 	// hold an inherited descriptor.
@@ -557,6 +569,22 @@ func underParent(p string) bool {
 	return p == suite.parent || strings.HasPrefix(p, suite.parent+"/")
 }
 
+// The daemon keeps sandboxes started ahead of need (ready_sandboxes): their
+// container state is named ready.<id>, their cgroup is under user_.ready.
+const (
+	readyPrefix = "ready."
+	readyUser   = "user_.ready"
+)
+
+// inReady reports whether the cgroup path p is a ready sandbox's.
+func inReady(p string) bool {
+	return strings.HasPrefix(p, suite.parent+"/"+readyUser+"/") || p == suite.parent+"/"+readyUser
+}
+
+// sessionsUnderParent reports whether the cgroup path p is below the parent
+// and not a ready sandbox's.
+func sessionsUnderParent(p string) bool { return underParent(p) && !inReady(p) }
+
 // proc is one live (not zombie) process.
 type proc struct {
 	pid     int
@@ -596,11 +624,12 @@ func (p proc) inCgroup(match func(string) bool) bool {
 	return slices.ContainsFunc(p.cgroups, match)
 }
 
-// pidsUnderParent lists the live processes in any cgroup below the parent.
-func pidsUnderParent() []int {
+// pidsUnderParent lists the live processes in any cgroup below the parent
+// for which match holds.
+func pidsUnderParent(match func(string) bool) []int {
 	var pids []int
 	for _, p := range processes() {
-		if p.inCgroup(underParent) {
+		if p.inCgroup(match) {
 			pids = append(pids, p.pid)
 		}
 	}
@@ -659,16 +688,34 @@ func sandboxInit(t *testing.T, userID, sessionID string) int {
 }
 
 // cgroupDirsBelowParent lists every directory below the parent in every
-// hierarchy.
+// hierarchy but the ready sandboxes'.
 func cgroupDirsBelowParent() []string {
 	var out []string
 	for _, dir := range parentDirs() {
 		_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() && e.Name() == readyUser && filepath.Dir(p) == dir {
+				return filepath.SkipDir
+			}
 			if err == nil && e.IsDir() && p != dir {
 				out = append(out, p)
 			}
 			return nil
 		})
+	}
+	return out
+}
+
+// sessionContainers lists the container state of the sessions, not of the
+// ready sandboxes.
+func sessionContainers(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(suite.state, "containers"))
+	require.NoError(t, err, "list container state")
+	var out []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), readyPrefix) {
+			out = append(out, e.Name())
+		}
 	}
 	return out
 }
@@ -681,7 +728,12 @@ func diskSnapshot(t *testing.T) []string {
 	for _, pattern := range []string{"workspaces/*", "workspaces/*/*", "workspaces/*/sessions/*", "containers/*"} {
 		m, err := filepath.Glob(filepath.Join(suite.state, pattern))
 		require.NoError(t, err, "glob %s", pattern)
-		out = append(out, m...)
+		for _, p := range m {
+			// Ready sandboxes come and go on their own.
+			if !strings.HasPrefix(filepath.Base(p), readyPrefix) {
+				out = append(out, p)
+			}
+		}
 	}
 	// Names with path separators or dots that escape the tree would land
 	// next to workspaces/ and containers/.
@@ -794,11 +846,9 @@ func TestKill9RestartAdoptsSessions(t *testing.T) {
 		assert.NoDirExists(t, filepath.Join(suite.state, "containers", s.id), "container state of %s", s.id)
 	}
 	assert.Empty(t, listSessionIDs(t), "no session is listed after deleting all")
-	assert.Empty(t, pidsUnderParent(), "no process is left in any cgroup under %s", suite.parent)
+	assert.Empty(t, pidsUnderParent(sessionsUnderParent), "no process is left in any cgroup under %s but the ready sandboxes'", suite.parent)
 	assert.Empty(t, cgroupDirsBelowParent(), "no session or user cgroup is left under %s in any hierarchy", suite.parent)
-	containers, err := os.ReadDir(filepath.Join(suite.state, "containers"))
-	require.NoError(t, err, "list container state")
-	assert.Empty(t, containers, "no container state is left")
+	assert.Empty(t, sessionContainers(t), "no container state is left but the ready sandboxes'")
 }
 
 func TestOutputIsCappedAndDaemonMemoryBounded(t *testing.T) {

@@ -105,8 +105,9 @@ static void check_listener(void) {
 
 static struct shim_layer layer;
 
-// spawn forks the supervisor for conn, into cgroup when that is not -1.
-static void spawn(int conn, int cgroup) {
+// spawn forks the supervisor for conn, into cgroup when that is not -1,
+// which then joins the njoin cgroup v1 files of join.
+static void spawn(int conn, int cgroup, const int *join, int njoin) {
 	pid_t self = getpid(), pid;
 	int migrate = -1;
 	if (cgroup >= 0) {
@@ -130,7 +131,7 @@ static void spawn(int conn, int cgroup) {
 		return;
 	}
 	if (pid == 0)
-		shim_supervise(conn, migrate, &layer, self);
+		shim_supervise(conn, migrate, join, njoin, &layer, self);
 }
 
 enum { SERVED, AGAIN };
@@ -141,30 +142,35 @@ static int serve(int conn) {
 		struct shim_spawn s;
 		unsigned char b[SHIM_SPAWN_LEN + 1];
 	} m;
+	// Room for one fd more than a spawn may carry, so that too many
+	// are seen rather than cut off.
 	union {
 		struct cmsghdr h;
-		char b[CMSG_SPACE(4 * sizeof(int))];
+		char b[CMSG_SPACE((SHIM_MAX_JOIN + 2) * sizeof(int))];
 	} ctl;
 	struct iovec iov = {.iov_base = m.b, .iov_len = sizeof(m.b)};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b)};
 	ssize_t n = recvmsg(conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return AGAIN;
-	int fds[1];
-	int nfds = n < 0 ? 0 : shim_take_fds(&mh, fds, 1);
+	enum { MAX_FDS = SHIM_MAX_JOIN + 1 };
+	int fds[MAX_FDS];
+	int nfds = n < 0 ? 0 : shim_take_fds(&mh, fds, MAX_FDS);
 	if (n > 0) {
 		const struct shim_spawn *s = &m.s;
-		int cgroup = (n == SHIM_SPAWN_LEN && (s->flags & SHIM_SPAWN_CGROUP)) ? 1 : 0;
+		int whole = n == SHIM_SPAWN_LEN;
+		int cgroup = (whole && (s->flags & SHIM_SPAWN_CGROUP)) ? 1 : 0;
+		uint32_t njoin = whole ? s->njoin : 0;
 		if (n >= SHIM_HEADER_LEN && s->h.magic == SHIM_WIRE_MAGIC && s->h.version != SHIM_PROTOCOL_VERSION)
 			shim_send_reply(conn, SHIM_MSG_FAILED, SHIM_STAGE_VERSION, SHIM_PROTOCOL_VERSION);
-		else if (n != SHIM_SPAWN_LEN || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || s->h.magic != SHIM_WIRE_MAGIC ||
-			 s->h.type != SHIM_MSG_SPAWN || (s->flags & ~(uint32_t)SHIM_SPAWN_CGROUP) || s->reserved ||
-			 nfds != cgroup)
+		else if (!whole || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || s->h.magic != SHIM_WIRE_MAGIC ||
+			 s->h.type != SHIM_MSG_SPAWN || (s->flags & ~(uint32_t)SHIM_SPAWN_CGROUP) ||
+			 njoin > SHIM_MAX_JOIN || nfds != cgroup + (int)njoin)
 			shim_send_reply(conn, SHIM_MSG_FAILED, SHIM_STAGE_PROTOCOL, 0);
 		else
-			spawn(conn, cgroup ? fds[0] : -1);
+			spawn(conn, cgroup ? fds[0] : -1, fds + cgroup, (int)njoin);
 	}
-	shim_close_fds(fds, nfds < 1 ? nfds : 1);
+	shim_close_fds(fds, nfds < MAX_FDS ? nfds : MAX_FDS);
 	close(conn);
 	return SERVED;
 }

@@ -565,7 +565,7 @@ func TestAgentRefusesMalformedRequests(t *testing.T) {
 	uid, gid := commandIDs()
 	valid, err := encodeExec(command{args: []string{"true"}, cwd: "/", uid: uid, gid: gid})
 	require.NoError(t, err)
-	spawn := encodeSpawn(false)
+	spawn := encodeSpawn(false, 0)
 	with := func(m []byte, change func([]byte) []byte) []byte { return change(append([]byte(nil), m...)) }
 	put32 := func(off int, v uint32) func([]byte) []byte {
 		return func(b []byte) []byte { binary.NativeEndian.PutUint32(b[off:], v); return b }
@@ -592,7 +592,10 @@ func TestAgentRefusesMalformedRequests(t *testing.T) {
 		{name: "other version", spawn: with(spawn, put16(4, 9)), wantStage: stageVersion, wantAgentV: true},
 		{name: "exec first", spawn: valid, execFDs: 3, wantStage: stageProtocol},
 		{name: "unknown spawn flag", spawn: with(spawn, put32(8, 2)), wantStage: stageProtocol},
-		{name: "reserved set", spawn: with(spawn, put32(12, 1)), wantStage: stageProtocol},
+		{name: "join count without its fds", spawn: with(spawn, put32(12, 1)), wantStage: stageProtocol},
+		{name: "join count beyond the maximum", spawn: with(spawn, put32(12, maxJoin+1)), spawnFDs: maxJoin + 1, wantStage: stageProtocol},
+		{name: "join count huge", spawn: with(spawn, put32(12, 0xffffffff)), spawnFDs: 2, wantStage: stageProtocol},
+		{name: "join count one short", spawn: with(spawn, put32(12, 1)), spawnFDs: 2, wantStage: stageProtocol},
 		{name: "cgroup flag without its fd", spawn: with(spawn, put32(8, spawnCgroup)), wantStage: stageProtocol},
 		{name: "fds with spawn", spawn: spawn, spawnFDs: 5, wantStage: stageProtocol},
 		{name: "no fds with exec", spawn: spawn, exec: valid, wantStage: stageProtocol},
@@ -672,7 +675,7 @@ func TestAgentIsNotHeldUpByPeers(t *testing.T) {
 		idle = append(idle, rawConn(t, a))
 	}
 	stalled := rawConn(t, a)
-	_, err := stalled.Write(encodeSpawn(false))
+	_, err := stalled.Write(encodeSpawn(false, 0))
 	require.NoError(t, err)
 
 	res := a.run(t, request("echo", "served"))
@@ -686,7 +689,7 @@ func TestAgentIsNotHeldUpByPeers(t *testing.T) {
 func TestAgentHangUpBeforeExec(t *testing.T) {
 	a := startAgent(t, agentOptions{})
 	c := rawConn(t, a)
-	_, err := c.Write(encodeSpawn(false))
+	_, err := c.Write(encodeSpawn(false, 0))
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
 	res := a.run(t, request("echo", "next"))
@@ -957,6 +960,67 @@ func TestAgentStartsInCgroup(t *testing.T) {
 	}
 }
 
+// TestWaitSupervisorEndsOnceItExited: by the time WaitSupervisor
+// returns, the supervisor has exited (a zombie until the agent reaps it,
+// or gone), so that the daemon can remove the command's cgroup at once.
+func TestWaitSupervisorEndsOnceItExited(t *testing.T) {
+	a := startAgent(t, agentOptions{})
+	for range 20 {
+		p, err := Start(context.Background(), a.path, request("true"))
+		require.NoError(t, err)
+		exit, err := p.Wait()
+		require.NoError(t, err)
+		require.Zero(t, exit.Code)
+		p.WaitSupervisor()
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.HostPID()))
+		if err == nil {
+			s := string(stat)
+			assert.Equal(t, "Z", s[strings.LastIndexByte(s, ')')+2:][:1], "the supervisor %d has exited: %s", p.HostPID(), s)
+		}
+	}
+}
+
+// TestAgentJoinsCgroupFiles: a supervisor writes itself into each
+// cgroup.procs file it is given, so that it and its command start there,
+// in as many hierarchies as there are files.
+func TestAgentJoinsCgroupFiles(t *testing.T) {
+	requireRoot(t, "makes cgroups")
+	var roots []string
+	for _, root := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpuacct", cgroup2Root()} {
+		var st unix.Statfs_t
+		if root != "" && unix.Statfs(root, &st) == nil && (st.Type == unix.CGROUP_SUPER_MAGIC || st.Type == unix.CGROUP2_SUPER_MAGIC) {
+			roots = append(roots, root)
+		}
+	}
+	if len(roots) == 0 {
+		t.Skip("no cgroup hierarchy")
+	}
+	a := startAgent(t, agentOptions{seccomp: true})
+	req := request("cat", "/proc/self/cgroup")
+	var want []string
+	for _, root := range roots {
+		cg := testCgroup(t, root)
+		f, err := os.OpenFile(filepath.Join(cg, "cgroup.procs"), os.O_WRONLY, 0)
+		require.NoError(t, err, "open %s", cg)
+		defer f.Close()
+		req.Join = append(req.Join, f)
+		want = append(want, ":"+strings.TrimPrefix(cg, root)+"\n")
+	}
+	res := a.run(t, req)
+	require.NoError(t, res.err)
+	for _, w := range want {
+		assert.Contains(t, res.out, w, "the command is in each cgroup")
+	}
+	res = a.run(t, request("cat", "/proc/self/cgroup"))
+	require.NoError(t, res.err)
+	for _, w := range want {
+		assert.NotContains(t, res.out, w, "a command without files stays where the agent is")
+	}
+	req.Join = make([]*os.File, maxJoin+1)
+	_, err := Start(context.Background(), a.path, req)
+	assert.ErrorIs(t, err, ErrInvalid, "more files than the protocol carries")
+}
+
 func TestAgentRefusesPeersOfOtherUsers(t *testing.T) {
 	requireRoot(t, "connects as another user")
 	python := "/usr/bin/python3"
@@ -975,7 +1039,7 @@ try:
     print(len(s.recv(64)))
 except (BrokenPipeError, ConnectionResetError):
     print(0)  # closed before or after the send: unanswered either way
-`, a.path, fmt.Sprintf("%x", encodeSpawn(false)))
+`, a.path, fmt.Sprintf("%x", encodeSpawn(false, 0)))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -72,6 +74,10 @@ type Request struct {
 	// Cgroup, when set, is a cgroup v2 directory the supervisor and the
 	// command start in.
 	Cgroup *os.File
+	// Join are cgroup v1 cgroup.procs files (at most 4), open for
+	// writing, that the supervisor writes itself into before it forks
+	// the command, which so starts in them.
+	Join []*os.File
 	// Hold stops the supervisor before it forks the command, until
 	// Process.Go: meanwhile the daemon moves HostPID into its cgroups
 	// (cgroup v1).
@@ -85,6 +91,10 @@ type Process struct {
 	conn    *net.UnixConn
 	pid     int
 	hostPID int
+	// supervisor is a pidfd of the supervisor (hostPID), or nil;
+	// WaitSupervisor or Close releases it.
+	supervisor  *os.File
+	releaseOnce sync.Once
 	// started passes a held command's start (nil) or failure from wait
 	// to Go.
 	started chan error
@@ -108,6 +118,9 @@ func Start(ctx context.Context, socketPath string, req Request) (*Process, error
 	rec, err := encodeExec(command{args: req.Args, env: req.Env, cwd: req.Cwd, uid: req.UID, gid: req.GID, group: req.Group, hold: req.Hold})
 	if err != nil {
 		return nil, err
+	}
+	if len(req.Join) > maxJoin || slices.Contains(req.Join, nil) {
+		return nil, fmt.Errorf("%w: %d cgroup files to join, at most %d and none nil", ErrInvalid, len(req.Join), maxJoin)
 	}
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		// Replies carry the sender's pid, translated into the daemon's
@@ -152,12 +165,15 @@ func Start(ctx context.Context, socketPath string, req Request) (*Process, error
 // send writes spawn and exec, with their fds.
 func (p *Process) send(ctx context.Context, req Request, rec []byte) error {
 	var cgroup []int
-	if req.Cgroup != nil {
-		fd, err := blockingFD(req.Cgroup)
+	for _, f := range append([]*os.File{req.Cgroup}, req.Join...) {
+		if f == nil {
+			continue
+		}
+		fd, err := blockingFD(f)
 		if err != nil {
 			return fmt.Errorf("cgroup fd: %w", err)
 		}
-		cgroup = []int{fd}
+		cgroup = append(cgroup, fd)
 	}
 	var devNull *os.File
 	stdio := []*os.File{req.Stdin, req.Stdout, req.Stderr}
@@ -192,13 +208,14 @@ func (p *Process) send(ctx context.Context, req Request, rec []byte) error {
 	if len(cgroup) > 0 {
 		oob = unix.UnixRights(cgroup...)
 	}
-	_, _, err := p.conn.WriteMsgUnix(encodeSpawn(req.Cgroup != nil), oob, nil)
+	_, _, err := p.conn.WriteMsgUnix(encodeSpawn(req.Cgroup != nil, len(req.Join)), oob, nil)
 	if err != nil {
 		return p.ioError(ctx, "send request", err)
 	}
 	_, _, err = p.conn.WriteMsgUnix(rec, unix.UnixRights(fds...), nil)
 	runtime.KeepAlive(stdio)
 	runtime.KeepAlive(req.Cgroup)
+	runtime.KeepAlive(req.Join)
 	if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
 		// The agent refused the spawn already; its reply says why.
 		return nil
@@ -237,8 +254,15 @@ func (p *Process) awaitStart(ctx context.Context, want msgType) error {
 		if want == msgStarted {
 			p.pid = int(r.a)
 		}
-		if p.hostPID == 0 {
+		if p.hostPID == 0 && hostPID > 0 {
 			p.hostPID = hostPID
+			// The supervisor is alive until it reported the command's
+			// end, which comes after this reply. (Were it killed in
+			// between and its pid reused at once, WaitSupervisor would
+			// only wait for another process, for at most exitWait.)
+			if fd, err := unix.PidfdOpen(hostPID, 0); err == nil {
+				p.supervisor = os.NewFile(uintptr(fd), "pidfd")
+			}
 		}
 		return nil
 	}
@@ -319,6 +343,39 @@ func (p *Process) wait() {
 	}
 }
 
+// exitWait bounds how long the supervisor may take to exit after its last
+// report; it exits right after sending it.
+const exitWait = time.Second
+
+// WaitSupervisor waits, once Wait returned, until the supervisor has
+// exited (for at most a second: it exits right after its report). The
+// kernel takes a process out of its cgroups only as it exits, after it
+// closed its files, so even its hang-up comes too early: once this
+// returned, the command's cgroup can be removed. It must not run
+// concurrently with Close.
+func (p *Process) WaitSupervisor() {
+	<-p.done
+	if p.supervisor != nil {
+		fds := []unix.PollFd{{Fd: int32(p.supervisor.Fd()), Events: unix.POLLIN}}
+		deadline := time.Now().Add(exitWait)
+		// Readable once the process has exited.
+		for left := exitWait; left > 0; left = time.Until(deadline) {
+			if _, err := unix.Poll(fds, int(left.Milliseconds())+1); !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+	}
+	p.release()
+}
+
+func (p *Process) release() {
+	p.releaseOnce.Do(func() {
+		if p.supervisor != nil {
+			_ = p.supervisor.Close()
+		}
+	})
+}
+
 // PID is the command's pid inside the sandbox (0 while held).
 func (p *Process) PID() int { return p.pid }
 
@@ -374,6 +431,7 @@ func (p *Process) Wait() (Exit, error) {
 // Close hangs up: the supervisor kills whatever of the command still runs.
 // Wait then returns ErrNoReport unless the end was reported first.
 func (p *Process) Close() error {
+	p.release()
 	if err := p.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}

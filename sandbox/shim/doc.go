@@ -18,10 +18,18 @@
 // the daemon hangs up. The protocol is protocol.go and its generated C
 // header wire.h.
 //
-// Both programs are C, run from an ELF constructor before the Go runtime
-// starts (as libcontainer's nsenter does), because they live inside the
-// session's pids limit: written in Go each would cost several threads of
-// a small pid budget and milliseconds of start-up per command.
+// The binder ("<exe> sandbox-bind", BindMode, run by Bind) finishes a
+// sandbox that was started ahead of need, before any command ran in it: it
+// enters its mount and UTS namespaces, sets its hostname and attaches the
+// session's mounts, which the daemon made detached (open_tree, fsmount).
+// It is a process of its own because only a single-threaded process may
+// enter a mount namespace.
+//
+// These programs are C, run from an ELF constructor before the Go runtime
+// starts (as libcontainer's nsenter does): the agent and the supervisor
+// live inside the session's pids limit, where written in Go each would
+// cost several threads of a small pid budget and milliseconds of start-up
+// per command.
 //
 // A program importing this package must be the sandboxd binary itself (or
 // a test binary standing in for it): the package's init runs

@@ -10,7 +10,8 @@ package shim
 // ends run on one host). Every message starts with the same 8-byte header,
 // in every version: magic u32, version u16, type u16.
 //
-//	daemon → PID 1       spawn  {flags u32, reserved u32}      + cgroup fd if flags&spawnCgroup
+//	daemon → PID 1       spawn  {flags u32, njoin u32}         + cgroup fd if flags&spawnCgroup,
+//	                                                           then njoin cgroup.procs fds
 //	daemon → supervisor  exec   {uid, gid, argc, envc, flags, group u32}
 //	                            cwd\0 argv[0]\0 … env[0]\0 …    + stdin, stdout, stderr fds
 //	daemon → supervisor  go, kill, term                        (header only)
@@ -37,8 +38,9 @@ import (
 const (
 	wireMagic = 0x44584253 // "SBXD" in little-endian bytes
 	// ProtocolVersion is the version of this protocol; an agent answers a
-	// request of another version with a version failure.
-	ProtocolVersion = 1
+	// request of another version with a version failure. Version 2: spawn
+	// carries the cgroup v1 files the supervisor joins (njoin).
+	ProtocolVersion = 2
 	headerLen       = 8
 )
 
@@ -48,6 +50,13 @@ const (
 	seccompFD  = 4 // optional: the compiled seccomp programs
 	// connFD is where a supervisor keeps its connection.
 	connFD = 3
+)
+
+// fd layout of the binder ("<exe> sandbox-bind", BindMode).
+const (
+	bindMntnsFD  = 3 // the sandbox's mount namespace
+	bindUtsnsFD  = 4 // its UTS namespace
+	bindMountsFD = 5 // the first detached mount; one per target
 )
 
 type msgType uint16
@@ -103,6 +112,9 @@ const (
 	// maxPending bounds the connections PID 1 holds before their spawn
 	// arrives; the oldest is dropped beyond it.
 	maxPending = 64
+	// maxJoin bounds the cgroup.procs files of one spawn: one per v1
+	// hierarchy an exec cgroup is in.
+	maxJoin = 4
 	// The seccomp file at seccompFD: magic u32, version u32, number of
 	// base programs u32, number of layer programs u32, the length of
 	// each program u32 (in instructions), then the programs as struct
@@ -120,12 +132,13 @@ func putHeader(b []byte, t msgType) {
 	binary.NativeEndian.PutUint16(b[6:], uint16(t))
 }
 
-func encodeSpawn(cgroup bool) []byte {
+func encodeSpawn(cgroup bool, join int) []byte {
 	b := make([]byte, spawnLen)
 	putHeader(b, msgSpawn)
 	if cgroup {
 		binary.NativeEndian.PutUint32(b[8:], spawnCgroup)
 	}
+	binary.NativeEndian.PutUint32(b[12:], uint32(join))
 	return b
 }
 

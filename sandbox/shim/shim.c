@@ -13,4 +13,6 @@ __attribute__((constructor)) static void sandboxd_shim(int argc, char **argv, ch
 		return;
 	if (strcmp(argv[1], "sandbox-init") == 0)
 		shim_agent();
+	if (strcmp(argv[1], "sandbox-bind") == 0)
+		shim_bind(argc, argv);
 }

@@ -22,7 +22,8 @@ _Static_assert(sizeof(struct shim_header) == SHIM_HEADER_LEN, "header layout");
 struct shim_spawn {
 	struct shim_header h;
 	uint32_t flags;
-	uint32_t reserved;
+	// njoin counts the cgroup.procs fds after the cgroup directory's.
+	uint32_t njoin;
 };
 _Static_assert(sizeof(struct shim_spawn) == SHIM_SPAWN_LEN, "spawn layout");
 
@@ -78,6 +79,9 @@ void shim_kill_tree(void);
 // shim_agent is the sandbox's PID 1.
 __attribute__((noreturn)) void shim_agent(void);
 
+// shim_bind is the binder: "<exe> sandbox-bind HOSTNAME TARGET...".
+__attribute__((noreturn)) void shim_bind(int argc, char **argv);
+
 // shim_layer is the seccomp programs each supervisor adds before forking
 // its command.
 struct shim_layer {
@@ -87,6 +91,8 @@ struct shim_layer {
 
 // shim_supervise is a supervisor, forked from the agent for one
 // connection. cgroup, when not -1, is a cgroup v2 directory the supervisor
-// still has to move itself into.
-__attribute__((noreturn)) void shim_supervise(int conn, int cgroup, const struct shim_layer *layer, pid_t agent);
+// still has to move itself into; join are njoin cgroup v1 cgroup.procs
+// files it writes itself into.
+__attribute__((noreturn)) void shim_supervise(int conn, int cgroup, const int *join, int njoin,
+					      const struct shim_layer *layer, pid_t agent);
 #endif

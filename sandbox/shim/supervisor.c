@@ -288,7 +288,7 @@ static void wait_go(void) {
 	}
 }
 
-void shim_supervise(int conn, int cgroup, const struct shim_layer *layer, pid_t agent) {
+void shim_supervise(int conn, int cgroup, const int *join, int njoin, const struct shim_layer *layer, pid_t agent) {
 	if (cgroup >= 0) {
 		int procs = openat(cgroup, "cgroup.procs", O_WRONLY | O_CLOEXEC);
 		if (procs < 0 || write(procs, "0", 1) != 1) {
@@ -296,6 +296,14 @@ void shim_supervise(int conn, int cgroup, const struct shim_layer *layer, pid_t 
 			_exit(0);
 		}
 		close(procs);
+	}
+	// Before anything else, so that all the supervisor and the command
+	// do is accounted there. The files close with the other fds below.
+	for (int i = 0; i < njoin; i++) {
+		if (write(join[i], "0", 1) != 1) {
+			shim_send_reply(conn, SHIM_MSG_FAILED, SHIM_STAGE_CGROUP, errno);
+			_exit(0);
+		}
 	}
 	// Keep the connection alone: the agent's listener, its other
 	// connections and fds must not live on here.

@@ -47,6 +47,10 @@ type Config struct {
 		Max     Limits `yaml:"max"`
 	} `yaml:"limits"`
 
+	// ReadySandboxes are kept started ahead of need, so that a new
+	// session gets one at once.
+	ReadySandboxes int `yaml:"ready_sandboxes"`
+
 	Quota struct {
 		MaxSessions        int   `yaml:"max_sessions"`
 		MaxWorkspaceSizeMB int64 `yaml:"max_workspace_size_mb"`
@@ -81,6 +85,10 @@ type Config struct {
 	MetricsPerSessionMax int  `yaml:"metrics_per_session_max"`
 }
 
+// maxReadySandboxes bounds ready_sandboxes: each is a running sandbox
+// that no session uses yet.
+const maxReadySandboxes = 16
+
 // Limits are a session's resource limits as the file writes them.
 type Limits struct {
 	CPUs     float64 `yaml:"cpus"`
@@ -110,6 +118,7 @@ func Default() Config {
 	c.MaxBodyBytes = 8 << 20
 	c.Limits.Default = Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}
 	c.Limits.Max = Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}
+	c.ReadySandboxes = 1
 	c.Quota.MaxSessions = 10
 	c.Quota.MaxWorkspaceSizeMB = 1024
 	c.Exec.TimeoutSec = 30
@@ -160,6 +169,8 @@ func (c *Config) Validate() error {
 		return errors.New("config: limits.default must all be positive")
 	case d.CPUs > m.CPUs || d.MemoryMB > m.MemoryMB || d.Pids > m.Pids || d.TmpMB > m.TmpMB:
 		return errors.New("config: limits.default must not exceed limits.max")
+	case c.ReadySandboxes < 0 || c.ReadySandboxes > maxReadySandboxes:
+		return fmt.Errorf("config: ready_sandboxes must be 0 to %d", maxReadySandboxes)
 	case c.Exec.TimeoutSec <= 0 || c.Exec.MaxTimeoutSec < c.Exec.TimeoutSec:
 		return errors.New("config: exec.timeout_sec must be positive and at most exec.max_timeout_sec")
 	case c.Exec.OutputLimitBytes <= 0:
@@ -213,6 +224,7 @@ func (c *Config) Sandbox(helper, version string) sandbox.Config {
 		BasePackages:            c.BasePackages,
 		DefaultLimits:           c.Limits.Default.sandbox(),
 		MaxLimits:               c.Limits.Max.sandbox(),
+		ReadySandboxes:          c.ReadySandboxes,
 		MaxSessionsPerUser:      c.Quota.MaxSessions,
 		MaxWorkspaceMB:          c.Quota.MaxWorkspaceSizeMB,
 		ExecTimeout:             seconds(c.Exec.TimeoutSec),

@@ -111,6 +111,9 @@ func TestValidate(t *testing.T) {
 		{"no per-session metrics cap", func(c *Config) { c.MetricsPerSessionMax = 0 }, false},
 		{"base package not a requirement", func(c *Config) { c.BasePackages = []string{"pandas>=>2"} }, false},
 		{"no base packages", func(c *Config) { c.BasePackages = nil }, true},
+		{"no ready sandboxes", func(c *Config) { c.ReadySandboxes = 0 }, true},
+		{"negative ready sandboxes", func(c *Config) { c.ReadySandboxes = -1 }, false},
+		{"too many ready sandboxes", func(c *Config) { c.ReadySandboxes = maxReadySandboxes + 1 }, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,6 +156,7 @@ func TestSandboxConfig(t *testing.T) {
 	assert.Equal(t, c.StateDir, sc.StateDir, "state dir")
 	assert.Equal(t, c.CgroupParent, sc.CgroupParent, "cgroup parent")
 	assert.Equal(t, []string{"pandas", "numpy", "reportlab", "python-pptx", "openpyxl", "matplotlib", "requests"}, sc.BasePackages, "the design's packages")
+	assert.Equal(t, 1, sc.ReadySandboxes, "ready sandboxes")
 }
 
 // The file the package installs states the defaults; it must stay equal

@@ -1,0 +1,256 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/cgroups/manager"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/sandbox/shim"
+)
+
+// bindWait bounds the binder's run.
+const bindWait = 10 * time.Second
+
+// startNewSandbox starts a new session's sandbox: a ready one bound to it
+// when there is one, else one of its own. Its files are the daemon's own,
+// just made: a restarted session's, which its sandbox could write, get a
+// sandbox of their own (startSandbox), mounted by libcontainer.
+func (m *Manager) startNewSandbox(s *session) error {
+	b := m.ready.take()
+	if b == nil {
+		return m.startSandbox(s)
+	}
+	if err := m.fault("create:bind"); err != nil {
+		m.discardReady(b)
+		return err
+	}
+	err := m.bindReady(s, b)
+	if err == nil {
+		return nil
+	}
+	m.log.Warn("a ready sandbox could not be bound; the session starts its own", "session", s.meta.ID, "err", err)
+	return m.startSandbox(s)
+}
+
+// bindReady makes the ready sandbox b the session's: its cgroup with its
+// limits (made as libcontainer makes a container's), its mounts and
+// hostname, then the session's name for its container state and agent
+// socket. On failure it destroys b and undoes what it did.
+func (m *Manager) bindReady(s *session, b *readyBox) (err error) {
+	defer func() {
+		if err != nil {
+			m.discardReady(b)
+			err = errors.Join(err, m.removeContainer(s.meta.ID), m.cg.Remove(m.cg.SessionPath(s.meta.UserID, s.meta.ID)))
+		}
+	}()
+	s.meta.Agent = shim.ProtocolVersion
+	st, err := b.c.State()
+	if err != nil {
+		return fmt.Errorf("ready sandbox %s: %w", b.id, err)
+	}
+	pid := st.InitProcessPid
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("ready sandbox %s: pidfd of its PID 1: %w", b.id, err)
+	}
+	defer unix.Close(pidfd)
+	mntns, utsns, err := namespaces(pid, pidfd)
+	if err != nil {
+		return fmt.Errorf("ready sandbox %s: %w", b.id, err)
+	}
+	defer mntns.Close()
+	defer utsns.Close()
+	// Started at readyNice; the session's commands, which PID 1 forks,
+	// run at the daemon's.
+	if err := unix.Setpriority(unix.PRIO_PROCESS, pid, 0); err != nil {
+		return fmt.Errorf("ready sandbox %s: priority: %w", b.id, err)
+	}
+
+	// The move into the session's cgroup waits, on v1, for an RCU grace
+	// period (the kernel's lock for moves between cgroups): it runs while
+	// the mounts are made and attached, which need none of it.
+	spec := m.boxSpec(s)
+	moved := make(chan error, 1)
+	go func() { moved <- m.moveIntoSession(spec, pid) }()
+	trees, err := detachMounts(mounts.SessionMounts(m.mountSpec(s)))
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), bindWait)
+		err = shim.Bind(ctx, m.cfg.Helper, mntns, utsns, spec.hostname, trees)
+		cancel()
+	}
+	for _, t := range trees {
+		_ = t.Tree.Close()
+	}
+	if err = errors.Join(err, <-moved); err != nil {
+		return fmt.Errorf("session %q: %w", s.meta.ID, err)
+	}
+	// The session's names for what the ready sandbox's were.
+	if err := m.removeContainer(s.meta.ID); err != nil {
+		return err
+	}
+	if err := os.Rename(m.agentSocket(b.id), m.agentSocket(s.meta.ID)); err != nil {
+		return fmt.Errorf("session %q: agent socket: %w", s.meta.ID, err)
+	}
+	stateRoot := m.layout.Containers()
+	if err := os.Rename(filepath.Join(stateRoot, b.id), filepath.Join(stateRoot, s.meta.ID)); err != nil {
+		return fmt.Errorf("session %q: container state: %w", s.meta.ID, err)
+	}
+	c, err := libcontainer.Load(stateRoot, s.meta.ID)
+	if err != nil {
+		return fmt.Errorf("session %q: container state: %w", s.meta.ID, err)
+	}
+	if err := m.attach(s, c); err != nil {
+		return err
+	}
+	// Empty now; a daemon that dies first removes it on its start.
+	ready := m.cg.SessionPath(readyUser, b.id)
+	m.cleanup.Go(func() {
+		if err := m.cg.Remove(ready); err != nil {
+			m.log.Warn("remove a ready sandbox's cgroup", "cgroup", ready, "err", err)
+		}
+	})
+	return nil
+}
+
+// moveIntoSession makes the session's cgroup with its limits and moves
+// pid, the sandbox's PID 1, into it, as libcontainer does for a container
+// it starts (the same cgroup manager and configuration).
+func (m *Manager) moveIntoSession(spec boxSpec, pid int) error {
+	cg := containerConfig(spec).Cgroups
+	cgm, err := manager.New(cg)
+	if err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	if err := cgm.Apply(pid); err != nil {
+		return fmt.Errorf("move PID 1 into its cgroup: %w", err)
+	}
+	if err := cgm.Set(cg.Resources); err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	return nil
+}
+
+// namespaces opens the mount and UTS namespaces of pid, the process of
+// pidfd.
+func namespaces(pid, pidfd int) (mnt, uts *os.File, err error) {
+	if mnt, err = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid)); err != nil {
+		return nil, nil, err
+	}
+	if uts, err = os.Open(fmt.Sprintf("/proc/%d/ns/uts", pid)); err != nil {
+		_ = mnt.Close()
+		return nil, nil, err
+	}
+	// Alive after the opens: then the pid was still its.
+	if n, perr := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0); perr != nil || n != 0 {
+		_ = mnt.Close()
+		_ = uts.Close()
+		return nil, nil, errors.Join(perr, errors.New("PID 1 exited"))
+	}
+	return mnt, uts, nil
+}
+
+// detachMounts makes a detached mount of each of ms, to attach with the
+// binder: bind mounts with open_tree(2), others with fsopen(2) and
+// fsmount(2), each with its flags as mount attributes. The sources are the
+// daemon's paths; none is followed if it is a symlink.
+func detachMounts(ms []*configs.Mount) ([]shim.Mount, error) {
+	var out []shim.Mount
+	for _, m := range ms {
+		attr, rec, err := mountAttrs(m.Flags)
+		if err != nil {
+			return out, fmt.Errorf("mount %s: %w", m.Destination, err)
+		}
+		var fd int
+		if m.Device == "bind" {
+			fd, err = detachBind(m.Source, attr, rec)
+		} else {
+			fd, err = detachNew(m.Device, m.Data, attr)
+		}
+		if err != nil {
+			return out, fmt.Errorf("mount %s: %w", m.Destination, err)
+		}
+		out = append(out, shim.Mount{Target: m.Destination, Tree: os.NewFile(uintptr(fd), m.Destination)})
+	}
+	return out, nil
+}
+
+// mountAttrs turns mount(2) flags into mount_setattr(2) attributes, and
+// whether a bind is recursive. Flags it does not know are an error, not
+// dropped.
+func mountAttrs(flags int) (attr uint64, rec bool, err error) {
+	for _, f := range []struct {
+		flag int
+		attr uint64
+	}{
+		{unix.MS_RDONLY, unix.MOUNT_ATTR_RDONLY}, {unix.MS_NOSUID, unix.MOUNT_ATTR_NOSUID},
+		{unix.MS_NODEV, unix.MOUNT_ATTR_NODEV}, {unix.MS_NOEXEC, unix.MOUNT_ATTR_NOEXEC},
+		{unix.MS_STRICTATIME, unix.MOUNT_ATTR_STRICTATIME}, {unix.MS_NOATIME, unix.MOUNT_ATTR_NOATIME},
+	} {
+		if flags&f.flag != 0 {
+			attr |= f.attr
+			flags &^= f.flag
+		}
+	}
+	rec = flags&unix.MS_REC != 0
+	if flags &^= unix.MS_BIND | unix.MS_REC; flags != 0 {
+		return 0, false, fmt.Errorf("mount flags %#x have no mount attribute", flags)
+	}
+	return attr, rec, nil
+}
+
+func detachBind(source string, attr uint64, rec bool) (int, error) {
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC | unix.AT_SYMLINK_NOFOLLOW)
+	setFlags := uint(unix.AT_EMPTY_PATH)
+	if rec {
+		flags |= unix.AT_RECURSIVE
+		setFlags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, source, flags)
+	if err != nil {
+		return -1, fmt.Errorf("open_tree %s: %w", source, err)
+	}
+	if err := unix.MountSetattr(fd, "", setFlags, &unix.MountAttr{Attr_set: attr}); err != nil {
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("mount_setattr %s: %w", source, err)
+	}
+	return fd, nil
+}
+
+func detachNew(fstype, data string, attr uint64) (int, error) {
+	fs, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("fsopen %s: %w", fstype, err)
+	}
+	defer unix.Close(fs)
+	if data != "" {
+		for _, opt := range strings.Split(data, ",") {
+			k, v, ok := strings.Cut(opt, "=")
+			if ok {
+				err = unix.FsconfigSetString(fs, k, v)
+			} else {
+				err = unix.FsconfigSetFlag(fs, k)
+			}
+			if err != nil {
+				return -1, fmt.Errorf("%s option %s: %w", fstype, opt, err)
+			}
+		}
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return -1, fmt.Errorf("create %s: %w", fstype, err)
+	}
+	fd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, int(attr))
+	if err != nil {
+		return -1, fmt.Errorf("fsmount %s: %w", fstype, err)
+	}
+	return fd, nil
+}
