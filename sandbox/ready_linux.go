@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/mounts"
 )
 
@@ -64,6 +65,16 @@ func (m *Manager) startReady() {
 	}
 	if err := unix.MountSetattr(-1, "", unix.AT_EMPTY_PATH, &unix.MountAttr{}); errors.Is(err, unix.ENOSYS) {
 		m.log.Warn("no ready sandboxes: this kernel has no mount_setattr(2); each session starts its own")
+		return
+	}
+	// On v2 a sandbox's cgroup namespace is rooted at the cgroup it
+	// started in; a ready one, moved into its session's cgroup, could not
+	// start its commands in cgroups beneath it (clone3 into a cgroup
+	// outside the namespace fails). Ready sandboxes need the session's
+	// cgroup to be the one they started in (a rename, which v2 allows only
+	// within one parent): until then, each session starts its own there.
+	if m.cg.Mode() == cgroup.ModeV2 {
+		m.log.Info("no ready sandboxes on cgroup v2: each session starts its own")
 		return
 	}
 	p := &m.ready
