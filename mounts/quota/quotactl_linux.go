@@ -28,14 +28,14 @@ const (
 	fsQuotaPDQAcct   = 1 << 4
 	fsQuotaPDQEnfd   = 1 << 5
 
-	fsIOCFSGetXAttr   = 0x801c581f // _IOR('X', 31, struct fsxattr)
-	fsIOCFSSetXAttr   = 0x401c5820 // _IOW('X', 32, struct fsxattr)
+	fsIOCFSGetXAttr    = 0x801c581f // _IOR('X', 31, struct fsxattr)
+	fsIOCFSSetXAttr    = 0x401c5820 // _IOW('X', 32, struct fsxattr)
 	fsXFlagProjInherit = 0x200
 )
 
 // dqblk is struct if_dqblk.
 type dqblk struct {
-	BHardLimit, BSoftLimit, CurSpace   uint64
+	BHardLimit, BSoftLimit, CurSpace  uint64
 	IHardLimit, ISoftLimit, CurInodes uint64
 	BTime, ITime                      uint64
 	Valid                             uint32
@@ -55,16 +55,16 @@ type fsQFileStatV struct {
 
 // fsQuotaStatV is struct fs_quota_statv.
 type fsQuotaStatV struct {
-	Version                               int8
-	_                                     uint8
-	Flags                                 uint16
-	IncoreDqs                             uint32
-	UQuota, GQuota, PQuota                fsQFileStatV
-	BTimeLimit, ITimeLimit, RTBTimeLimit  int32
-	BWarnLimit, IWarnLimit, RTBWarnLimit  uint16
-	_                                     uint16
-	_                                     uint32
-	_                                     [7]uint64
+	Version                              int8
+	_                                    uint8
+	Flags                                uint16
+	IncoreDqs                            uint32
+	UQuota, GQuota, PQuota               fsQFileStatV
+	BTimeLimit, ITimeLimit, RTBTimeLimit int32
+	BWarnLimit, IWarnLimit, RTBWarnLimit uint16
+	_                                    uint16
+	_                                    uint32
+	_                                    [7]uint64
 }
 
 func qcmd(cmd, typ int) int { return cmd<<8 | typ&0xff }
