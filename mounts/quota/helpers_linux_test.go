@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -134,9 +135,23 @@ func cleanupMounts(t testing.TB, dir string) {
 	if len(leftover) > 0 {
 		t.Logf("cleanup unmounted %v", leftover)
 	}
-	if devs := loopsUnder(dir); len(devs) > 0 {
+	if devs := loopsLeft(dir); len(devs) > 0 {
 		t.Errorf("loop devices left bound to images under %s: %v", dir, devs)
 	}
+}
+
+// loopsLeft is loopsUnder once the devices had their chance to come free.
+// Autoclear frees a device at its last close, which is ours unless
+// another process (a scan of loop devices) has it open for a moment:
+// wait for that, within reason.
+func loopsLeft(dir string) []string {
+	deadline := time.Now().Add(5 * time.Second)
+	devs := loopsUnder(dir)
+	for len(devs) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		devs = loopsUnder(dir)
+	}
+	return devs
 }
 
 // writeUntilFull writes zeros into path in 1 MiB steps until an error,

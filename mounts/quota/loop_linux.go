@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"unsafe"
@@ -92,6 +93,9 @@ func (b *loopBackend) attachUser(ctx context.Context, u *user) error {
 		return err
 	}
 	defer dir.Close()
+	if err := notOtherMode(dir, ModeLoop); err != nil {
+		return err
+	}
 	if err := removeTemps(dir); err != nil {
 		return err
 	}
@@ -245,6 +249,13 @@ func (b *loopBackend) ensureMounted(ctx context.Context, dir *os.File, name stri
 	defer mp.Close()
 	if err := checkOwned(mp, rootOwner); err != nil {
 		return nil, err
+	}
+	// Mounting would hide what is there (files of another mode's layout,
+	// say): refuse rather than lose sight of them.
+	if names, err := mp.Readdirnames(1); len(names) > 0 {
+		return nil, fmt.Errorf("%w: %s is not empty (%s): move its content away first", ErrForeign, mp.Name(), names[0])
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("list %s: %w", mp.Name(), err)
 	}
 	if !fresh {
 		// A loop device may still hold the image (a lazily unmounted

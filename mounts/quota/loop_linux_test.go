@@ -231,7 +231,7 @@ func TestLoopAttachIsIdempotentAndSurvivesRestart(t *testing.T) {
 	// Unmounted (a reboot), then attached again by a new Manager.
 	require.NoError(t, s.m.DetachUser(bg, "alice"))
 	assert.Empty(t, mountsUnder(t, s.dir), "detach unmounts everything")
-	assert.Empty(t, loopsUnder(s.dir), "and frees the loop devices")
+	assert.Empty(t, loopsLeft(s.dir), "and frees the loop devices")
 	_, err = s.m.Usage("alice")
 	require.ErrorIs(t, err, ErrNotAttached)
 
@@ -382,5 +382,5 @@ func TestDetect(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Empty(t, entries, "the probes leave nothing behind")
-	assert.Empty(t, loopsUnder(dir), "nor a loop device")
+	assert.Empty(t, loopsLeft(dir), "nor a loop device")
 }

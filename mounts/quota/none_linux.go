@@ -15,13 +15,16 @@ type noneBackend struct {
 }
 
 // userTree opens the user's disk directory, made if missing, with its
-// shared_files and sessions directories.
-func userTree(u *user, sandbox owner) (*os.File, error) {
+// shared_files and sessions directories, for the directory-based modes.
+func userTree(u *user, mode Mode, sandbox owner) (*os.File, error) {
 	dir, err := openUserDir(u.dir)
 	if err != nil {
 		return nil, err
 	}
 	defer dir.Close()
+	if err := notOtherMode(dir, mode); err != nil {
+		return nil, err
+	}
 	disk, err := ensureDir(dir, diskDir, 0o711, rootOwner)
 	if err != nil {
 		return nil, err
@@ -41,8 +44,23 @@ func userTree(u *user, sandbox owner) (*os.File, error) {
 	return disk, nil
 }
 
+// notOtherMode refuses a user directory laid out for another mode: in
+// loop mode disk/ is the mount point of disk.img, in the directory modes
+// (project, none) a plain directory. Using one layout with the other mode
+// would split or hide the user's files: a state directory keeps its mode.
+func notOtherMode(dir *os.File, mode Mode) error {
+	other, marker := ModeLoop, userImage
+	if mode == ModeLoop {
+		other, marker = ModeProject, projectsFile
+	}
+	if err := unix.Faccessat(int(dir.Fd()), marker, unix.F_OK, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		return fmt.Errorf("%w: %s/%s: the user's disk was laid out in %s mode, not %s", ErrForeign, dir.Name(), marker, other, mode)
+	}
+	return nil
+}
+
 func (b *noneBackend) attachUser(ctx context.Context, u *user) error {
-	disk, err := userTree(u, b.sandbox)
+	disk, err := userTree(u, ModeNone, b.sandbox)
 	if err != nil {
 		return err
 	}
@@ -50,7 +68,7 @@ func (b *noneBackend) attachUser(ctx context.Context, u *user) error {
 }
 
 func (b *noneBackend) reserveSession(ctx context.Context, u *user, sid string, l SessionLimits) (SessionDirs, error) {
-	disk, err := userTree(u, b.sandbox)
+	disk, err := userTree(u, ModeNone, b.sandbox)
 	if err != nil {
 		return SessionDirs{}, err
 	}

@@ -60,7 +60,7 @@ func (b *projectBackend) attachUser(ctx context.Context, u *user) error {
 	if err != nil {
 		return err
 	}
-	disk, err := userTree(u, b.sandbox)
+	disk, err := userTree(u, ModeProject, b.sandbox)
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func (b *projectBackend) reserveSession(ctx context.Context, u *user, sid string
 	if err != nil {
 		return SessionDirs{}, err
 	}
-	disk, err := userTree(u, b.sandbox)
+	disk, err := userTree(u, ModeProject, b.sandbox)
 	if err != nil {
 		return SessionDirs{}, err
 	}
