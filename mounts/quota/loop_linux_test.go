@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -383,4 +384,56 @@ func TestDetect(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, entries, "the probes leave nothing behind")
 	assert.Empty(t, loopsLeft(dir), "nor a loop device")
+}
+
+func TestModesDoNotMix(t *testing.T) {
+	s := newLoopState(t)
+	none, err := New(bg, Config{Mode: ModeNone, SandboxUID: sandboxUID, SandboxGID: sandboxUID})
+	require.NoError(t, err)
+
+	// A user laid out without limits (none mode) holds files in disk/:
+	// loop mode must not mount over them.
+	d := s.userDir(t, "alice")
+	ud, err := none.AttachUser(bg, "alice", d, UserLimits{Bytes: 64 * mib})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(ud.SharedFiles, "doc"), []byte("mine"), 0o644))
+	_, err = s.m.AttachUser(bg, "alice", d, UserLimits{Bytes: 64 * mib})
+	require.ErrorIs(t, err, ErrForeign, "loop mode refuses a disk/ holding files")
+	assert.Empty(t, mountsUnder(t, d), "nothing mounted over the files")
+	b, err := os.ReadFile(filepath.Join(ud.SharedFiles, "doc"))
+	require.NoError(t, err)
+	assert.Equal(t, "mine", string(b))
+
+	// A user laid out in loop mode is refused by the directory modes.
+	s.attach(t, "bob", 64*mib)
+	_, err = none.AttachUser(bg, "bob", filepath.Join(s.dir, "user_bob"), UserLimits{Bytes: 64 * mib})
+	require.ErrorIs(t, err, ErrForeign, "none mode refuses a loop-mode user")
+}
+
+func TestNoneModeLaysOutAndSaysSo(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	m, err := New(bg, Config{Mode: ModeNone, SandboxUID: sandboxUID, SandboxGID: sandboxUID})
+	require.NoError(t, err)
+	d := filepath.Join(dir, "user_alice")
+	require.NoError(t, os.Mkdir(d, 0o700))
+	ud, err := m.AttachUser(bg, "alice", d, UserLimits{Bytes: 64 * mib})
+	require.NoError(t, err)
+	sd, err := m.ReserveSession(bg, "alice", "s1", SessionLimits{Bytes: 16 * mib, Files: 100})
+	require.NoError(t, err)
+	for _, p := range []string{ud.SharedFiles, sd.Files, sd.Logs, sd.VenvUpper, sd.VenvWork} {
+		st, err := os.Stat(p)
+		require.NoError(t, err, p)
+		assert.True(t, st.IsDir(), p)
+	}
+	st, err := os.Stat(sd.Files)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(sandboxUID), st.Sys().(*syscall.Stat_t).Uid, "files/ is the sandbox user's")
+	u, err := m.Usage("alice")
+	require.NoError(t, err)
+	assert.False(t, u.Enforced, "none mode says limits are not enforced")
+	assert.Contains(t, u.Sessions, "s1")
+	require.NoError(t, m.ReleaseSession(bg, "alice", "s1"))
+	_, err = os.Stat(sd.Root)
+	assert.ErrorIs(t, err, os.ErrNotExist)
 }
