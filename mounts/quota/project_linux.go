@@ -161,24 +161,26 @@ func (b *projectBackend) reserveSession(ctx context.Context, u *user, sid string
 		return SessionDirs{}, err
 	}
 	defer disk.Close()
-	s, ok := rec.Sessions[sid]
-	if !ok {
-		if s, err = b.reserve(disk, u, rec, sid, l); err != nil {
-			return SessionDirs{}, err
-		}
-	}
-	// The root is made before it gets its project (the project moves its
-	// inode along), the layout after, so that it inherits the project.
-	root, err := openSessionRoot(disk, sid)
-	if err != nil {
-		return SessionDirs{}, err
-	}
-	root.Close()
 	sessions, err := openAt(disk, sessionsDir, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
 		return SessionDirs{}, err
 	}
 	defer sessions.Close()
+	// The root first: one that is not the daemon's stops the reservation
+	// before anything is taken. It gets its project after (which moves its
+	// inode along), the layout last, so that the layout inherits it.
+	root, err := openSessionRoot(disk, sid)
+	if err != nil {
+		return SessionDirs{}, err
+	}
+	root.Close()
+	s, ok := rec.Sessions[sid]
+	if !ok {
+		if s, err = b.reserve(disk, u, rec, sid, l); err != nil {
+			_ = removeAt(sessions, sid, unix.AT_REMOVEDIR)
+			return SessionDirs{}, err
+		}
+	}
 	if err := b.applySession(disk, sessions, sid, s); err != nil {
 		return SessionDirs{}, err
 	}
@@ -277,6 +279,9 @@ func (b *projectBackend) usage(u *user) (UserUsage, error) {
 		return UserUsage{}, err
 	}
 	defer dir.Close()
+	if rec.Shared == 0 {
+		return UserUsage{}, ErrNotAttached
+	}
 	q, err := getProjectQuota(dir, rec.Shared)
 	if err != nil {
 		return UserUsage{}, err
