@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,6 +64,7 @@ func (r Report) Err() error {
 // images; each probe makes and removes a small thing there.
 func Detect(ctx context.Context, dir string) Report {
 	r := Report{Dir: dir, FS: fsName(dir)}
+	removeProbeLeftovers(dir)
 	if r.ProjectErr = probeProject(ctx, dir); r.ProjectErr == nil {
 		r.Mode = ModeProject
 		return r
@@ -121,15 +123,31 @@ func fsName(dir string) string {
 	}
 }
 
+const probePrefix = ".quota-probe-"
+
 // probeDir makes a root-only scratch directory in dir.
 func probeDir(dir string) (string, func(), error) {
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	p := dir + "/.quota-probe-" + hex.EncodeToString(rnd[:])
+	p := dir + "/" + probePrefix + hex.EncodeToString(rnd[:])
 	if err := os.Mkdir(p, 0o700); err != nil {
 		return "", nil, err
 	}
 	return p, func() { _ = os.RemoveAll(p) }, nil
+}
+
+// removeProbeLeftovers removes what a probe interrupted by a crash left
+// (a probe's mount, if any, stays, and so does its directory).
+func removeProbeLeftovers(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), probePrefix) {
+			_ = os.RemoveAll(dir + "/" + e.Name())
+		}
+	}
 }
 
 // probeLoop makes a small image in dir, binds a loop device to it and
@@ -165,32 +183,20 @@ func probeLoop(ctx context.Context, dir string) (bool, error) {
 		return false, err
 	}
 	mp.Close()
-	dev, err := attachLoop(img, true)
+	b := &loopBackend{tools: t, directIO: true}
+	root, err := b.ensureMounted(ctx, d, "mnt", img, st, true)
 	if err != nil {
 		return false, err
 	}
-	dio := dev.dio
-	mp, err = openAt(d, "mnt", unix.O_PATH|unix.O_DIRECTORY)
+	defer root.Close()
+	rst, err := fstat(root)
+	var dev *loopDev
 	if err == nil {
-		err = mountLoop(dev, mp)
-		mp.Close()
+		dev, err = openLoop(rst.Dev)
 	}
-	dev.Close()
-	if err != nil {
-		return false, err
+	dio := err == nil && dev.dio
+	if dev != nil {
+		dev.Close()
 	}
-	root, dev, err := mounted(d, "mnt", st)
-	if err == nil && dev == nil {
-		err = errors.New("the probe's mount did not appear")
-	}
-	if err != nil {
-		if root != nil {
-			root.Close()
-		}
-		return false, err
-	}
-	dev.Close()
-	err = unmount(root)
-	root.Close()
-	return dio, err
+	return dio, errors.Join(err, unmount(root))
 }

@@ -125,8 +125,9 @@ func (m *Manager) ReserveSession(ctx context.Context, userID, sessionID string, 
 // ReleaseSession gives the session's reservation back to its user and
 // deletes the session's tree: files to keep must be copied out first (a
 // rename cannot leave a session's filesystem or project: EXDEV). The
-// session's sandbox must be stopped. Releasing a session that holds
-// nothing is not an error.
+// session's sandbox must be stopped: in loop mode a process still using
+// the session's filesystem keeps it, and its space, until it ends.
+// Releasing a session that holds nothing is not an error.
 func (m *Manager) ReleaseSession(ctx context.Context, userID, sessionID string) error {
 	if err := checkName("session", sessionID); err != nil {
 		return err
