@@ -37,6 +37,30 @@ func BenchmarkReserveSession(b *testing.B) {
 	})
 }
 
+// BenchmarkAttachedUser times the calls a create makes on a user already
+// attached: AttachUser again (it finds the disk mounted) and Usage with
+// ten sessions.
+func BenchmarkAttachedUser(b *testing.B) {
+	s := newLoopState(b)
+	d := s.attach(b, "alice", 1024*mib)
+	for i := range 10 {
+		_, err := s.m.ReserveSession(bg, "alice", "s"+strconv.Itoa(i), SessionLimits{Bytes: 50 * mib, Files: 1000})
+		require.NoError(b, err)
+	}
+	b.Run("attach", func(b *testing.B) {
+		for b.Loop() {
+			_, err := s.m.AttachUser(bg, "alice", filepath.Dir(d.Disk), UserLimits{Bytes: 1024 * mib})
+			require.NoError(b, err)
+		}
+	})
+	b.Run("usage", func(b *testing.B) {
+		for b.Loop() {
+			_, err := s.m.Usage("alice")
+			require.NoError(b, err)
+		}
+	})
+}
+
 // BenchmarkWrite writes 256 MiB sequentially in 1 MiB writes and fsyncs,
 // on the plain disk, in a user's shared_files (one loop level) and in a
 // session (two levels), with the loop devices in direct I/O and, for
