@@ -251,3 +251,12 @@ func TestProjectStructsMatchTheKernel(t *testing.T) {
 	assert.Equal(t, 0x80000802, qcmd(qSetQuota, prjQuota), "QCMD(Q_SETQUOTA, PRJQUOTA)")
 	assert.Equal(t, 0x580802, qcmd(qXGetQStatV, prjQuota), "QCMD(Q_XGETQSTATV, PRJQUOTA)")
 }
+
+// projectOf returns the project id of f.
+func projectOf(f *os.File) (uint32, error) {
+	var a fsxattr
+	if err := ioctlPtr(f, fsIOCFSGetXAttr, unsafe.Pointer(&a)); err != nil {
+		return 0, err
+	}
+	return a.ProjID, nil
+}

@@ -145,15 +145,6 @@ func setProject(dir *os.File, id uint32) error {
 	return nil
 }
 
-// projectOf returns the project id of f.
-func projectOf(f *os.File) (uint32, error) {
-	var a fsxattr
-	if err := ioctlPtr(f, fsIOCFSGetXAttr, unsafe.Pointer(&a)); err != nil {
-		return 0, fmt.Errorf("FS_IOC_FSGETXATTR %s: %w", f.Name(), err)
-	}
-	return a.ProjID, nil
-}
-
 func ioctlPtr(f *os.File, req uintptr, arg unsafe.Pointer) error {
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), req, uintptr(arg))
 	if errno != 0 {
