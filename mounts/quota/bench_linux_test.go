@@ -49,7 +49,7 @@ func BenchmarkAttachedUser(b *testing.B) {
 	}
 	b.Run("attach", func(b *testing.B) {
 		for b.Loop() {
-			_, err := s.m.AttachUser(bg, "alice", filepath.Dir(d.Disk), UserLimits{Bytes: 1024 * mib})
+			_, err := s.m.AttachUser(bg, "alice", filepath.Dir(d.Disk), sandboxOwner, UserLimits{Bytes: 1024 * mib})
 			require.NoError(b, err)
 		}
 	})

@@ -80,22 +80,21 @@ func Detect(ctx context.Context, dir string) Report {
 // New returns a Manager for cfg.Mode.
 func New(ctx context.Context, cfg Config) (*Manager, error) {
 	m := &Manager{mode: cfg.Mode, users: make(map[string]*user)}
-	sandbox := owner{cfg.SandboxUID, cfg.SandboxGID}
 	switch cfg.Mode {
 	case ModeLoop:
 		t, err := findTools(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("quota: %w", err)
 		}
-		m.backend = &loopBackend{tools: t, sandbox: sandbox, directIO: true}
+		m.backend = &loopBackend{tools: t, directIO: true}
 	case ModeProject:
-		p, err := newProjectBackend(cfg.Dir, sandbox)
+		p, err := newProjectBackend(cfg.Dir)
 		if err != nil {
 			return nil, fmt.Errorf("quota: %w", err)
 		}
 		m.backend = p
 	case ModeNone:
-		m.backend = &noneBackend{sandbox: sandbox}
+		m.backend = &noneBackend{}
 	default:
 		return nil, fmt.Errorf("quota: %w: mode %q", ErrInvalid, cfg.Mode)
 	}

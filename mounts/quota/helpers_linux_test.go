@@ -18,9 +18,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sandboxUID owns the sandbox-writable directories in the tests, as in
-// the daemon's default configuration.
+// sandboxUID owns the sandbox-writable directories in the tests, as a
+// user's own uid does in the daemon.
 const sandboxUID = 10000
+
+var sandboxOwner = Owner{UID: sandboxUID, GID: sandboxUID}
 
 func requireRoot(t testing.TB) {
 	t.Helper()
@@ -71,7 +73,7 @@ func (s *testState) detachAll(t testing.TB) {
 
 func newLoopManager(t testing.TB) *Manager {
 	t.Helper()
-	m, err := New(context.Background(), Config{Mode: ModeLoop, SandboxUID: sandboxUID, SandboxGID: sandboxUID})
+	m, err := New(context.Background(), Config{Mode: ModeLoop})
 	require.NoError(t, err, "loop-mode manager")
 	return m
 }
@@ -91,7 +93,7 @@ func (s *testState) attach(t testing.TB, id string, budget int64) UserDirs {
 	if _, err := os.Stat(d); err != nil {
 		s.userDir(t, id)
 	}
-	dirs, err := s.m.AttachUser(context.Background(), id, d, UserLimits{Bytes: budget})
+	dirs, err := s.m.AttachUser(context.Background(), id, d, sandboxOwner, UserLimits{Bytes: budget})
 	require.NoError(t, err, "attach user %s", id)
 	return dirs
 }

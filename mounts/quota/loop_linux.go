@@ -21,7 +21,6 @@ import (
 // and every limit is the hard ENOSPC of a filesystem that is full.
 type loopBackend struct {
 	tools     tools
-	sandbox   owner
 	directIO  bool
 	templates templates
 }
@@ -113,7 +112,7 @@ func (b *loopBackend) attachUser(ctx context.Context, u *user) error {
 		name string
 		mode uint32
 		o    owner
-	}{{imagesDir, 0o700, rootOwner}, {sessionsDir, 0o711, rootOwner}, {sharedDir, 0o750, b.sandbox}} {
+	}{{imagesDir, 0o700, rootOwner}, {sessionsDir, 0o711, rootOwner}, {sharedDir, 0o750, u.owner}} {
 		f, err := ensureDir(root, d.name, d.mode, d.o)
 		if err != nil {
 			return err
@@ -508,25 +507,25 @@ func (b *loopBackend) reserveSession(ctx context.Context, u *user, sid string, l
 		return SessionDirs{}, err
 	}
 	defer root.Close()
-	if err := makeSessionLayout(root, b.sandbox); err != nil {
+	if err := makeSessionLayout(root, u.owner); err != nil {
 		return SessionDirs{}, err
 	}
 	return sessionDirs(u.dir, sid), nil
 }
 
 // makeSessionLayout makes (or checks) the directories of a session's
-// tree, with the owners mounts.Layout.CreateSession gives them: the
-// overlay's upper dir is the sandbox user's, like the base venv's root.
-func makeSessionLayout(root *os.File, sandbox owner) error {
+// tree: what its sandbox writes belongs to the user's owner o, and so
+// does the overlay's upper dir, whose owner the overlay's root takes.
+func makeSessionLayout(root *os.File, o owner) error {
 	for _, d := range []struct {
 		name string
 		mode uint32
 		o    owner
 	}{
-		{sessionFiles, 0o750, sandbox},
-		{sessionLogs, 0o750, sandbox},
+		{sessionFiles, 0o750, o},
+		{sessionLogs, 0o750, o},
 		{sessionVenv, 0o700, rootOwner},
-		{sessionVenv + "/" + venvUpper, 0o755, sandbox},
+		{sessionVenv + "/" + venvUpper, 0o755, o},
 		{sessionVenv + "/" + venvWork, 0o700, rootOwner},
 	} {
 		parent, name := root, d.name

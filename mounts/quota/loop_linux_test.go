@@ -312,7 +312,7 @@ func TestLoopHostileLayout(t *testing.T) {
 		d := s.userDir(t, "alice")
 		target := filepath.Join(outside(t), "precious")
 		require.NoError(t, os.Symlink(target, filepath.Join(d, userImage)))
-		_, err := s.m.AttachUser(bg, "alice", d, UserLimits{Bytes: 64 * mib})
+		_, err := s.m.AttachUser(bg, "alice", d, sandboxOwner, UserLimits{Bytes: 64 * mib})
 		require.ErrorIs(t, err, ErrForeign)
 		b, err := os.ReadFile(target)
 		require.NoError(t, err)
@@ -324,7 +324,7 @@ func TestLoopHostileLayout(t *testing.T) {
 		d := s.userDir(t, "alice")
 		target := outside(t)
 		require.NoError(t, os.Symlink(target, filepath.Join(d, diskDir)))
-		_, err := s.m.AttachUser(bg, "alice", d, UserLimits{Bytes: 64 * mib})
+		_, err := s.m.AttachUser(bg, "alice", d, sandboxOwner, UserLimits{Bytes: 64 * mib})
 		require.ErrorIs(t, err, ErrForeign)
 		assertUntouched(t, s, target)
 	})
@@ -333,7 +333,7 @@ func TestLoopHostileLayout(t *testing.T) {
 		target := outside(t)
 		d := filepath.Join(s.dir, "user_alice")
 		require.NoError(t, os.Symlink(target, d))
-		_, err := s.m.AttachUser(bg, "alice", d, UserLimits{Bytes: 64 * mib})
+		_, err := s.m.AttachUser(bg, "alice", d, sandboxOwner, UserLimits{Bytes: 64 * mib})
 		require.Error(t, err)
 		assertUntouched(t, s, target)
 	})
@@ -388,16 +388,16 @@ func TestDetect(t *testing.T) {
 
 func TestModesDoNotMix(t *testing.T) {
 	s := newLoopState(t)
-	none, err := New(bg, Config{Mode: ModeNone, SandboxUID: sandboxUID, SandboxGID: sandboxUID})
+	none, err := New(bg, Config{Mode: ModeNone})
 	require.NoError(t, err)
 
 	// A user laid out without limits (none mode) holds files in disk/:
 	// loop mode must not mount over them.
 	d := s.userDir(t, "alice")
-	ud, err := none.AttachUser(bg, "alice", d, UserLimits{Bytes: 64 * mib})
+	ud, err := none.AttachUser(bg, "alice", d, sandboxOwner, UserLimits{Bytes: 64 * mib})
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(ud.SharedFiles, "doc"), []byte("mine"), 0o644))
-	_, err = s.m.AttachUser(bg, "alice", d, UserLimits{Bytes: 64 * mib})
+	_, err = s.m.AttachUser(bg, "alice", d, sandboxOwner, UserLimits{Bytes: 64 * mib})
 	require.ErrorIs(t, err, ErrForeign, "loop mode refuses a disk/ holding files")
 	assert.Empty(t, mountsUnder(t, d), "nothing mounted over the files")
 	b, err := os.ReadFile(filepath.Join(ud.SharedFiles, "doc"))
@@ -406,18 +406,18 @@ func TestModesDoNotMix(t *testing.T) {
 
 	// A user laid out in loop mode is refused by the directory modes.
 	s.attach(t, "bob", 64*mib)
-	_, err = none.AttachUser(bg, "bob", filepath.Join(s.dir, "user_bob"), UserLimits{Bytes: 64 * mib})
+	_, err = none.AttachUser(bg, "bob", filepath.Join(s.dir, "user_bob"), sandboxOwner, UserLimits{Bytes: 64 * mib})
 	require.ErrorIs(t, err, ErrForeign, "none mode refuses a loop-mode user")
 }
 
 func TestNoneModeLaysOutAndSaysSo(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()
-	m, err := New(bg, Config{Mode: ModeNone, SandboxUID: sandboxUID, SandboxGID: sandboxUID})
+	m, err := New(bg, Config{Mode: ModeNone})
 	require.NoError(t, err)
 	d := filepath.Join(dir, "user_alice")
 	require.NoError(t, os.Mkdir(d, 0o700))
-	ud, err := m.AttachUser(bg, "alice", d, UserLimits{Bytes: 64 * mib})
+	ud, err := m.AttachUser(bg, "alice", d, sandboxOwner, UserLimits{Bytes: 64 * mib})
 	require.NoError(t, err)
 	sd, err := m.ReserveSession(bg, "alice", "s1", SessionLimits{Bytes: 16 * mib, Files: 100})
 	require.NoError(t, err)

@@ -22,8 +22,6 @@ type backend interface {
 type Config struct {
 	// Mode is what Detect found (or ModeNone to enforce nothing).
 	Mode Mode
-	// SandboxUID and SandboxGID own the directories sandboxes write to.
-	SandboxUID, SandboxGID int
 	// Dir is a root-only directory of the state filesystem the package
 	// keeps its own records in (project mode: the last project id given
 	// out). It must exist.
@@ -50,6 +48,8 @@ type user struct {
 	// Guarded by lock.
 	attached bool
 	limits   UserLimits
+	// owner owns the user's sandbox-writable directories.
+	owner owner
 }
 
 // Mode is the mode the Manager enforces limits with.
@@ -57,12 +57,13 @@ func (m *Manager) Mode() Mode { return m.mode }
 
 // AttachUser makes the user's disk ready under dir (the user's
 // directory, root's, which must exist) with the budget l, and returns
-// where the user's trees are. It is idempotent, and it is what recovery
+// where the user's trees are. The directories the user's sandboxes write
+// (shared_files, each session's files, logs and venv layer) belong to o. It is idempotent, and it is what recovery
 // calls at start for every user: after a reboot it mounts the image
 // again, after a daemon restart it finds it mounted. A budget below what
 // the user already uses leaves the user attached with the previous one
 // and returns an ErrBelowUsage error.
-func (m *Manager) AttachUser(ctx context.Context, userID, dir string, l UserLimits) (UserDirs, error) {
+func (m *Manager) AttachUser(ctx context.Context, userID, dir string, o Owner, l UserLimits) (UserDirs, error) {
 	if err := checkName("user", userID); err != nil {
 		return UserDirs{}, err
 	}
@@ -72,12 +73,12 @@ func (m *Manager) AttachUser(ctx context.Context, userID, dir string, l UserLimi
 	m.mu.Lock()
 	u := m.users[userID]
 	if u == nil {
-		u = &user{id: userID, dir: dir, lock: make(chan struct{}, 1)}
+		u = &user{id: userID, dir: dir, lock: make(chan struct{}, 1), owner: owner{o.UID, o.GID}}
 		m.users[userID] = u
 	}
 	m.mu.Unlock()
-	if u.dir != dir {
-		return UserDirs{}, fmt.Errorf("quota: user %q: %w: attached at %s, not %s", userID, ErrInvalid, u.dir, dir)
+	if u.dir != dir || u.owner != (owner{o.UID, o.GID}) {
+		return UserDirs{}, fmt.Errorf("quota: user %q: %w: attached at %s for uid %d, not %s for uid %d", userID, ErrInvalid, u.dir, u.owner.uid, dir, o.UID)
 	}
 	unlock, err := acquire(ctx, u)
 	if err != nil {

@@ -10,13 +10,11 @@ import (
 
 // noneBackend lays the trees out as the other modes do, on the state
 // filesystem, and enforces nothing.
-type noneBackend struct {
-	sandbox owner
-}
+type noneBackend struct{}
 
 // userTree opens the user's disk directory, made if missing, with its
 // shared_files and sessions directories, for the directory-based modes.
-func userTree(u *user, mode Mode, sandbox owner) (*os.File, error) {
+func userTree(u *user, mode Mode) (*os.File, error) {
 	dir, err := openUserDir(u.dir)
 	if err != nil {
 		return nil, err
@@ -33,7 +31,7 @@ func userTree(u *user, mode Mode, sandbox owner) (*os.File, error) {
 		name string
 		mode uint32
 		o    owner
-	}{{sessionsDir, 0o711, rootOwner}, {sharedDir, 0o750, sandbox}} {
+	}{{sessionsDir, 0o711, rootOwner}, {sharedDir, 0o750, u.owner}} {
 		f, err := ensureDir(disk, d.name, d.mode, d.o)
 		if err != nil {
 			disk.Close()
@@ -60,7 +58,7 @@ func notOtherMode(dir *os.File, mode Mode) error {
 }
 
 func (b *noneBackend) attachUser(ctx context.Context, u *user) error {
-	disk, err := userTree(u, ModeNone, b.sandbox)
+	disk, err := userTree(u, ModeNone)
 	if err != nil {
 		return err
 	}
@@ -68,7 +66,7 @@ func (b *noneBackend) attachUser(ctx context.Context, u *user) error {
 }
 
 func (b *noneBackend) reserveSession(ctx context.Context, u *user, sid string, l SessionLimits) (SessionDirs, error) {
-	disk, err := userTree(u, ModeNone, b.sandbox)
+	disk, err := userTree(u, ModeNone)
 	if err != nil {
 		return SessionDirs{}, err
 	}
@@ -78,7 +76,7 @@ func (b *noneBackend) reserveSession(ctx context.Context, u *user, sid string, l
 		return SessionDirs{}, err
 	}
 	defer root.Close()
-	if err := makeSessionLayout(root, b.sandbox); err != nil {
+	if err := makeSessionLayout(root, u.owner); err != nil {
 		return SessionDirs{}, err
 	}
 	return sessionDirs(u.dir, sid), nil

@@ -24,14 +24,13 @@ import (
 // On ext4, CAP_SYS_RESOURCE also passes over limits: the daemon's own
 // writes into a session (uploads) must be made without it.
 type projectBackend struct {
-	ids     idAllocator
-	sandbox owner
+	ids idAllocator
 }
 
 // sessionBaseInodes: a session's root directory and its layout.
 const sessionBaseInodes = 1 + sessionLayout
 
-func newProjectBackend(dir string, sandbox owner) (*projectBackend, error) {
+func newProjectBackend(dir string) (*projectBackend, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: project mode needs a directory for its records", ErrInvalid)
 	}
@@ -42,7 +41,7 @@ func newProjectBackend(dir string, sandbox owner) (*projectBackend, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%w: %s is not a directory", ErrInvalid, dir)
 	}
-	return &projectBackend{ids: idAllocator{path: filepath.Join(dir, "next-project-id")}, sandbox: sandbox}, nil
+	return &projectBackend{ids: idAllocator{path: filepath.Join(dir, "next-project-id")}}, nil
 }
 
 func recordPath(u *user) string { return filepath.Join(u.dir, projectsFile) }
@@ -60,7 +59,7 @@ func (b *projectBackend) attachUser(ctx context.Context, u *user) error {
 	if err != nil {
 		return err
 	}
-	disk, err := userTree(u, ModeProject, b.sandbox)
+	disk, err := userTree(u, ModeProject)
 	if err != nil {
 		return err
 	}
@@ -156,7 +155,7 @@ func (b *projectBackend) reserveSession(ctx context.Context, u *user, sid string
 	if err != nil {
 		return SessionDirs{}, err
 	}
-	disk, err := userTree(u, ModeProject, b.sandbox)
+	disk, err := userTree(u, ModeProject)
 	if err != nil {
 		return SessionDirs{}, err
 	}
@@ -189,7 +188,7 @@ func (b *projectBackend) reserveSession(ctx context.Context, u *user, sid string
 		return SessionDirs{}, err
 	}
 	defer root.Close()
-	if err := makeSessionLayout(root, b.sandbox); err != nil {
+	if err := makeSessionLayout(root, u.owner); err != nil {
 		return SessionDirs{}, err
 	}
 	return sessionDirs(u.dir, sid), nil

@@ -38,7 +38,7 @@ func newProjectState(t *testing.T) *testState {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	records := filepath.Join(dir, "quota")
 	require.NoError(t, os.Mkdir(records, 0o700))
-	m, err := New(context.Background(), Config{Mode: ModeProject, SandboxUID: sandboxUID, SandboxGID: sandboxUID, Dir: records})
+	m, err := New(context.Background(), Config{Mode: ModeProject, Dir: records})
 	require.NoError(t, err)
 	s := &testState{dir: dir, m: m}
 	t.Cleanup(func() { s.detachAll(t) })
@@ -146,7 +146,7 @@ func TestProjectSurvivesRestart(t *testing.T) {
 	before, err := s.m.Usage("alice")
 	require.NoError(t, err)
 
-	m, err := New(bg, Config{Mode: ModeProject, SandboxUID: sandboxUID, SandboxGID: sandboxUID, Dir: filepath.Join(s.dir, "quota")})
+	m, err := New(bg, Config{Mode: ModeProject, Dir: filepath.Join(s.dir, "quota")})
 	require.NoError(t, err)
 	s.m = m
 	s.attach(t, "alice", 64*mib)

@@ -63,6 +63,10 @@ const (
 // session is reserved.
 const dirAllowance = 1 * mib
 
+// Owner is the uid and gid a user's sandbox-writable directories belong
+// to: the user's own, under which their commands run.
+type Owner struct{ UID, GID int }
+
 // UserLimits is a user's budget.
 type UserLimits struct {
 	// Bytes is U: shared_files and every session's reservation together.
@@ -141,12 +145,12 @@ type UserDirs struct {
 	// Disk holds the user's quota-limited trees.
 	Disk string
 	// SharedFiles is the user's shared files (the sandbox's
-	// /workspace/shared), owned by the sandbox user.
+	// /workspace/shared), owned by the user's Owner.
 	SharedFiles string
 }
 
 // SessionDirs is where a session's writable trees live once reserved.
-// Files, Logs and VenvUpper belong to the sandbox user, like the
+// Files, Logs and VenvUpper belong to the user's Owner, like the
 // directories mounts.Layout.CreateSession makes; VenvWork is root's.
 type SessionDirs struct {
 	Root      string
