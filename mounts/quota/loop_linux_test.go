@@ -187,6 +187,16 @@ func TestLoopResizeWhileInUse(t *testing.T) {
 	require.ErrorIs(t, err, ErrBelowUsage)
 	assert.Equal(t, int64(32*mib), limit(), "a refused shrink changes nothing")
 
+	// At start (a new Manager), a budget below usage leaves the user
+	// attached as they were.
+	s.m = newLoopManager(t)
+	dirs, err := s.m.AttachUser(bg, "alice", filepath.Dir(ud.Disk), sandboxOwner, UserLimits{Bytes: 24 * mib})
+	require.ErrorIs(t, err, ErrBelowUsage, "attach below usage")
+	assert.Equal(t, ud, dirs, "the user's directories come with the error")
+	assert.Equal(t, int64(32*mib), limit(), "attached with the budget the disk had")
+	_, err = s.m.ReserveSession(bg, "alice", "s1", SessionLimits{Bytes: 16 * mib, Files: 100})
+	require.NoError(t, err, "the user is attached: the session is found again")
+
 	// Grow back within what the image was made for: the ballast shrinks.
 	require.NoError(t, s.m.SetUserLimits(bg, "alice", UserLimits{Bytes: 64 * mib}))
 	n2 := fillShared("b")

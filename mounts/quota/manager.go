@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -60,9 +61,10 @@ func (m *Manager) Mode() Mode { return m.mode }
 // where the user's trees are. The directories the user's sandboxes write
 // (shared_files, each session's files, logs and venv layer) belong to o. It is idempotent, and it is what recovery
 // calls at start for every user: after a reboot it mounts the image
-// again, after a daemon restart it finds it mounted. A budget below what
-// the user already uses leaves the user attached with the previous one
-// and returns an ErrBelowUsage error.
+// again, after a daemon restart it finds it mounted. A budget the disk
+// cannot take (below what the user already uses: ErrBelowUsage; beyond
+// what it can grow to: ErrCannotGrow) leaves the user attached with the
+// budget the disk had, and returns the user's directories with the error.
 func (m *Manager) AttachUser(ctx context.Context, userID, dir string, o Owner, l UserLimits) (UserDirs, error) {
 	if err := checkName("user", userID); err != nil {
 		return UserDirs{}, err
@@ -89,6 +91,11 @@ func (m *Manager) AttachUser(ctx context.Context, userID, dir string, o Owner, l
 	u.limits = l
 	if err := m.backend.attachUser(ctx, u); err != nil {
 		u.limits = prev
+		if errors.Is(err, ErrBelowUsage) || errors.Is(err, ErrCannotGrow) {
+			// The budget is applied last: the disk is ready.
+			u.attached = true
+			return userDirs(dir), fmt.Errorf("quota: user %q: %w", userID, err)
+		}
 		if !u.attached {
 			m.forget(u)
 		}
