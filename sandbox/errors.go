@@ -26,4 +26,11 @@ var (
 	ErrPidsLimit = errors.New("pids limit reached")
 	// ErrUnavailable: the session or daemon cannot serve the request now.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrExpired: the session outlived its user's
+	// max_session_duration_hours; it was stopped and serves nothing but
+	// describe and delete.
+	ErrExpired = errors.New("session expired")
+	// ErrInvalidQuota: the user's quota.json cannot be read or used; the
+	// error names the file and what is wrong with it.
+	ErrInvalidQuota = errors.New("invalid quota.json")
 )

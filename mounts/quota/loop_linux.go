@@ -103,6 +103,16 @@ func (b *loopBackend) attachUser(ctx context.Context, u *user) error {
 		return err
 	}
 	mp.Close()
+	if u.limits == KeepBudget {
+		img, err := openRegular(dir, userImage, unix.O_RDONLY)
+		if errIsNotExist(err) {
+			return fmt.Errorf("%w: no budget for a new disk", ErrInvalid)
+		}
+		if err != nil {
+			return err
+		}
+		img.Close()
+	}
 	root, st, err := b.mountUserDisk(ctx, dir, u.limits.Bytes)
 	if err != nil {
 		return err
@@ -125,7 +135,7 @@ func (b *loopBackend) attachUser(ctx context.Context, u *user) error {
 	}
 	err = removeTemps(images)
 	images.Close()
-	if err != nil {
+	if err != nil || u.limits == KeepBudget {
 		return err
 	}
 	return b.setBudget(ctx, &userDisk{dir: dir, root: root, image: st}, u.limits.Bytes)

@@ -196,6 +196,12 @@ func TestLoopResizeWhileInUse(t *testing.T) {
 	assert.Equal(t, int64(32*mib), limit(), "attached with the budget the disk had")
 	_, err = s.m.ReserveSession(bg, "alice", "s1", SessionLimits{Bytes: 16 * mib, Files: 100})
 	require.NoError(t, err, "the user is attached: the session is found again")
+	s.m = newLoopManager(t)
+	_, err = s.m.AttachUser(bg, "alice", filepath.Dir(ud.Disk), sandboxOwner, KeepBudget)
+	require.NoError(t, err, "attach keeping the budget")
+	assert.Equal(t, int64(32*mib), limit(), "the budget the disk had")
+	_, err = s.m.AttachUser(bg, "bob", s.userDir(t, "bob"), sandboxOwner, KeepBudget)
+	require.ErrorIs(t, err, ErrInvalid, "a new disk needs a budget")
 
 	// Grow back within what the image was made for: the ballast shrinks.
 	require.NoError(t, s.m.SetUserLimits(bg, "alice", UserLimits{Bytes: 64 * mib}))

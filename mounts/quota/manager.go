@@ -65,11 +65,13 @@ func (m *Manager) Mode() Mode { return m.mode }
 // cannot take (below what the user already uses: ErrBelowUsage; beyond
 // what it can grow to: ErrCannotGrow) leaves the user attached with the
 // budget the disk had, and returns the user's directories with the error.
+// A zero budget (KeepBudget) attaches the user's disk with the budget it
+// has; for a user without a disk yet that is ErrInvalid.
 func (m *Manager) AttachUser(ctx context.Context, userID, dir string, o Owner, l UserLimits) (UserDirs, error) {
 	if err := checkName("user", userID); err != nil {
 		return UserDirs{}, err
 	}
-	if err := l.check(); err != nil {
+	if err := l.check(); err != nil && l != KeepBudget {
 		return UserDirs{}, fmt.Errorf("quota: user %q: %w", userID, err)
 	}
 	m.mu.Lock()

@@ -59,6 +59,9 @@ func (b *projectBackend) attachUser(ctx context.Context, u *user) error {
 	if err != nil {
 		return err
 	}
+	if u.limits == KeepBudget && rec.Budget == 0 {
+		return fmt.Errorf("%w: no budget for a new disk", ErrInvalid)
+	}
 	disk, err := userTree(u, ModeProject)
 	if err != nil {
 		return err
@@ -92,7 +95,11 @@ func (b *projectBackend) attachUser(ctx context.Context, u *user) error {
 			return fmt.Errorf("session %q: %w", sid, err)
 		}
 	}
-	return b.setBudget(disk, u, rec, u.limits.Bytes)
+	budget := u.limits.Bytes
+	if u.limits == KeepBudget {
+		budget = rec.Budget
+	}
+	return b.setBudget(disk, u, rec, budget)
 }
 
 // setBudget applies budget: the shared project gets what the sessions do

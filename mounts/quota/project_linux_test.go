@@ -155,6 +155,16 @@ func TestProjectSurvivesRestart(t *testing.T) {
 	after, err := s.m.Usage("alice")
 	require.NoError(t, err)
 	assert.Equal(t, before.Reserved, after.Reserved, "the reservation is the one recorded")
+
+	// A daemon that cannot read the user's limits keeps the budget.
+	m, err = New(bg, Config{Mode: ModeProject, Dir: filepath.Join(s.dir, "quota")})
+	require.NoError(t, err)
+	s.m = m
+	_, err = s.m.AttachUser(bg, "alice", filepath.Join(s.dir, "user_alice"), sandboxOwner, KeepBudget)
+	require.NoError(t, err, "attach keeping the budget")
+	kept, err := s.m.Usage("alice")
+	require.NoError(t, err)
+	assert.Equal(t, before.LimitBytes, kept.LimitBytes, "the budget recorded")
 	n, _ := writeAsSandbox(t, filepath.Join(sd.Files, "big"))
 	assert.LessOrEqual(t, n, int64(16*mib), "the limit holds after a restart")
 	ids, err := s.m.Sessions("alice")

@@ -82,6 +82,10 @@ type SessionLimits struct {
 	Files int64
 }
 
+// KeepBudget, given to AttachUser, keeps the budget the user's disk has:
+// what a restarted daemon uses when the user's own limits cannot be read.
+var KeepBudget = UserLimits{}
+
 func (l UserLimits) check() error {
 	if l.Bytes < MinUserBytes {
 		return fmt.Errorf("%w: user budget %d bytes is below the minimum %d", ErrInvalid, l.Bytes, MinUserBytes)
