@@ -56,13 +56,14 @@ func (m *Manager) boxSpec(s *session) boxSpec {
 		limits:     limits,
 		swap:       m.swap,
 		mounts: mounts.Mounts(mounts.Spec{
-			Layout:   m.layout,
-			UserID:   s.meta.UserID,
-			Session:  s.dir,
-			BaseEnv:  m.layout.BaseEnv(),
-			Helper:   m.cfg.Helper,
-			TmpBytes: limits.TmpMB * mib,
-			Identity: m.layout.Identity(s.owner.UID),
+			Files:       s.trees.Files,
+			SharedFiles: s.shared,
+			VenvUpper:   s.trees.VenvUpper,
+			VenvWork:    s.trees.VenvWork,
+			BaseEnv:     m.layout.BaseEnv(),
+			Helper:      m.cfg.Helper,
+			TmpBytes:    limits.TmpMB * mib,
+			Identity:    m.layout.Identity(s.owner.UID),
 		}),
 	}
 }

@@ -1,15 +1,19 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/cgroup"
+	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/mounts/quota"
 )
 
 // Check is one thing the host must offer for sessions to be confined.
@@ -26,7 +30,8 @@ type Check struct {
 // Doctor checks that this host can sandbox: root, cgroups with the cpu,
 // memory and pids controllers, the namespaces, overlayfs and the
 // Python the base venv is made from. The daemon refuses to start when a
-// check fails rather than run commands unconfined.
+// check fails rather than run commands unconfined. The optional quota
+// check says how disk limits are enforced, if they are.
 func Doctor(cfg Config) []Check {
 	var checks []Check
 	add := func(name, detail string, err error) {
@@ -66,7 +71,32 @@ func Doctor(cfg Config) []Check {
 		err = fmt.Errorf("%s cannot make venvs (install python3-venv): %w: %s", cfg.Python, err, strings.TrimSpace(string(out)))
 	}
 	add("python", cfg.Python+" "+strings.TrimSpace(string(out)), err)
-	return checks
+	return append(checks, quotaCheck(cfg))
+}
+
+// quotaCheck says which mechanism enforces disk limits on the state
+// directory's filesystem (quota.Detect, on the state directory or, before
+// the first start, the nearest directory above it), and the mode the
+// state directory was laid out with, if any. It is optional: without a
+// mechanism the daemon runs and enforces no disk limit.
+func quotaCheck(cfg Config) Check {
+	dir := cfg.StateDir
+	for {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	r := quota.Detect(context.Background(), dir)
+	detail := r.String()
+	if data, err := os.ReadFile(filepath.Join(mounts.Layout{Root: cfg.StateDir}.Quota(), "mode")); err == nil {
+		detail += fmt.Sprintf("; the state directory is laid out in %s mode", strings.TrimSpace(string(data)))
+	}
+	return Check{Name: "quota", Detail: detail, Err: r.Err(), Optional: true}
 }
 
 // Healthy returns the failed required checks joined, or nil.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/mounts/quota"
 )
 
 // Manager owns every session of the daemon.
@@ -46,6 +47,19 @@ type Manager struct {
 	// marks the uids given or being given.
 	userUIDs map[string]int
 	uidTaken map[int]bool
+
+	// quota enforces the users' and sessions' disk limits
+	// (quota_linux.go); disks are the users attached to it.
+	quota *quota.Manager
+	disks map[string]*userDisk
+	// chargeWrites: the daemon's own writes into the users' trees must
+	// drop CAP_SYS_RESOURCE to be charged to quotas (charged_linux.go).
+	chargeWrites bool
+
+	// stopJanitor ends the janitor (lifetime_linux.go), which closes
+	// janitorDone when it has.
+	stopJanitor context.CancelFunc
+	janitorDone chan struct{}
 }
 
 // NewManager prepares the state tree and the cgroup parent, then recovers
@@ -77,6 +91,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		envOwner:    mounts.Owner{UID: cfg.SandboxUID, GID: cfg.SandboxGID},
 		userUIDs:    map[string]int{},
 		uidTaken:    map[int]bool{},
+		disks:       map[string]*userDisk{},
 		swap:        swapAccounting(cg.Mode()),
 		controllers: controllers,
 		sessions:    map[string]*session{},
@@ -103,10 +118,22 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		m.Close()
 		return nil, err
 	}
+	mode, err := m.quotaMode(ctx)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	if m.quota, err = quota.New(ctx, quota.Config{Mode: mode, Dir: m.layout.Quota()}); err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.chargeWrites = mode == quota.ModeProject
+	m.attachUsers(ctx)
 	if err := m.recover(ctx); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("recover sessions: %w", err)
 	}
+	m.startJanitor()
 	return m, nil
 }
 
@@ -124,9 +151,13 @@ func lockState(l mounts.Layout) (*os.File, error) {
 	return f, nil
 }
 
-// Close releases the state tree. Sessions keep running, for the next
-// daemon to adopt.
+// Close ends the janitor and releases the state tree. Sessions keep
+// running, for the next daemon to adopt.
 func (m *Manager) Close() {
+	if m.stopJanitor != nil {
+		m.stopJanitor()
+		<-m.janitorDone
+	}
 	m.mu.Lock()
 	for _, s := range m.sessions {
 		s.release()
@@ -156,7 +187,7 @@ func (m *Manager) Info(context.Context) Info {
 	m.mu.Lock()
 	n := 0
 	for _, s := range m.sessions {
-		if s.phase != phaseCreating {
+		if s.phase != phaseCreating && s.phase != phaseExpired {
 			n++
 		}
 	}
@@ -169,6 +200,7 @@ func (m *Manager) Info(context.Context) Info {
 		DefaultLimits: m.cfg.DefaultLimits,
 		MaxLimits:     m.cfg.MaxLimits,
 		Sessions:      n,
+		QuotaMode:     string(m.quota.Mode()),
 	}
 }
 
