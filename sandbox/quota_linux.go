@@ -152,13 +152,17 @@ func (m *Manager) disk(userID string) (*userDisk, error) {
 	return d, nil
 }
 
+// daemonInodes are the inodes of a session's disk that are not the
+// session's doing: the mount point of shared_files in its files, and the
+// work directory overlayfs makes in its venv's.
+const daemonInodes = 2
+
 // reserveTrees reserves the session's share of its user's disk and gives
 // it its trees (idempotent: a session already reserved gets its own back,
-// mounted). l is the user's limits; F is one more than the user's limit
-// for the mount point of shared_files the session's files hold.
+// mounted). l is the user's limits.
 func (m *Manager) reserveTrees(ctx context.Context, s *session, l UserLimits) error {
 	dirs, err := m.quota.ReserveSession(ctx, s.meta.UserID, s.meta.ID,
-		quota.SessionLimits{Bytes: l.SessionDiskMB * mib, Files: l.MaxFilesPerSession + 1})
+		quota.SessionLimits{Bytes: l.SessionDiskMB * mib, Files: l.MaxFilesPerSession + daemonInodes})
 	switch {
 	case errors.Is(err, quota.ErrNoRoom):
 		return fmt.Errorf("%w: user %q: max_workspace_size_mb %d MiB cannot hold another session of session_disk_mb %d MiB: %w",
@@ -271,9 +275,7 @@ func (m *Manager) userUsage(userID string) (UserUsage, error) {
 		Sessions:      make(map[string]DiskUsage, len(u.Sessions)),
 	}
 	for id, su := range u.Sessions {
-		// The mount point of shared_files is the daemon's, not the
-		// session's.
-		su.Files, su.LimitFiles = max(su.Files-1, 0), max(su.LimitFiles-1, 0)
+		su.Files, su.LimitFiles = max(su.Files-daemonInodes, 0), max(su.LimitFiles-daemonInodes, 0)
 		out.Sessions[id] = DiskUsage(su)
 		out.UsedBytes += su.Bytes
 		out.Files += su.Files
