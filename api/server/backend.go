@@ -26,6 +26,7 @@ type Backend interface {
 	ExecStream(ctx context.Context, id string, req sandbox.ExecRequest, emit func(sandbox.Output) error) (sandbox.ExecResult, error)
 	ProcessBackend
 	FileBackend
+	UserBackend
 }
 
 // ProcessBackend is the background processes of a session: commands

@@ -35,6 +35,7 @@ func wireInfo(i sandbox.Info) api.Info {
 		DefaultLimits: wireLimits(i.DefaultLimits),
 		MaxLimits:     wireLimits(i.MaxLimits),
 		Sessions:      i.Sessions,
+		QuotaMode:     i.QuotaMode,
 	}
 }
 

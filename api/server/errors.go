@@ -32,6 +32,8 @@ var kinds = []struct {
 	{sandbox.ErrQuota, api.ErrQuotaExceeded},
 	{sandbox.ErrPidsLimit, api.ErrPidsLimit},
 	{sandbox.ErrUnavailable, api.ErrUnavailable},
+	{sandbox.ErrExpired, api.ErrExpired},
+	{sandbox.ErrInvalidQuota, api.ErrInvalidQuota},
 }
 
 // statuses gives each wire code its HTTP status. A code missing here (and
@@ -48,6 +50,8 @@ var statuses = map[string]int{
 	api.CodeQuotaExceeded:   http.StatusTooManyRequests,
 	api.CodePidsLimit:       http.StatusTooManyRequests,
 	api.CodeUnavailable:     http.StatusServiceUnavailable,
+	api.CodeExpired:         http.StatusGone,
+	api.CodeInvalidQuota:    http.StatusBadRequest,
 }
 
 // classify returns the status and code err answers with.

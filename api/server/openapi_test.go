@@ -144,10 +144,15 @@ var schemaTypes = map[string]reflect.Type{
 	"Process":              reflect.TypeFor[api.Process](),
 	"ProcessList":          reflect.TypeFor[api.ProcessList](),
 	"ProcessOutput":        reflect.TypeFor[api.ProcessOutput](),
+	"User":                 reflect.TypeFor[api.User](),
+	"UserLimits":           reflect.TypeFor[api.UserLimits](),
+	"UserUsage":            reflect.TypeFor[api.UserUsage](),
+	"DiskUsage":            reflect.TypeFor[api.DiskUsage](),
+	"SessionDisk":          reflect.TypeFor[api.SessionDisk](),
 }
 
 func TestOpenAPISchemasCoverEveryWireType(t *testing.T) {
-	for _, file := range []string{"../types.go", "../files.go", "../process.go"} {
+	for _, file := range []string{"../types.go", "../files.go", "../process.go", "../users.go"} {
 		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
 		require.NoError(t, err, "parse %s", file)
 		for _, decl := range f.Decls {
@@ -240,7 +245,7 @@ func TestOpenAPIListsEveryErrorCode(t *testing.T) {
 	codes := []string{
 		api.CodeInvalidArgument, api.CodePermission, api.CodeNotFound, "method_not_allowed", api.CodeConflict,
 		api.CodeAlreadyExists, api.CodeTooLarge, api.CodeUnsupported, api.CodeQuotaExceeded, api.CodePidsLimit,
-		api.CodeUnavailable, api.CodeInternal,
+		api.CodeUnavailable, api.CodeInternal, api.CodeExpired, api.CodeInvalidQuota,
 	}
 	assert.ElementsMatch(t, codes, doc.Components.Schemas.Error.Properties.Code.Enum, "Error.code enum")
 }

@@ -51,6 +51,7 @@ var routes = []route{
 	{http.MethodGet, "/v1/sessions/{id}/processes", defaultLimit, (*Server).listProcesses},
 	{http.MethodGet, "/v1/sessions/{id}/processes/{pid}/output", defaultLimit, (*Server).processOutput},
 	{http.MethodDelete, "/v1/sessions/{id}/processes/{pid}", defaultLimit, (*Server).killProcess},
+	{http.MethodGet, "/v1/users/{user_id}", defaultLimit, (*Server).getUser},
 }
 
 // muxPattern is the route's ServeMux pattern, which the mux also reports

@@ -268,6 +268,8 @@ func TestBackendErrorsMapToStatus(t *testing.T) {
 		{sandbox.ErrQuota, http.StatusTooManyRequests, api.CodeQuotaExceeded},
 		{sandbox.ErrPidsLimit, http.StatusTooManyRequests, api.CodePidsLimit},
 		{sandbox.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
+		{sandbox.ErrExpired, http.StatusGone, api.CodeExpired},
+		{sandbox.ErrInvalidQuota, http.StatusBadRequest, api.CodeInvalidQuota},
 		// An *api.Error keeps its own code, whoever wraps it.
 		{api.ErrConflict, http.StatusConflict, api.CodeConflict},
 		{api.ErrInternal, http.StatusInternalServerError, api.CodeInternal},
@@ -314,6 +316,7 @@ func TestEveryRouteReportsBackendErrors(t *testing.T) {
 		{http.MethodGet, "/v1/sessions/s1/processes", ""},
 		{http.MethodGet, "/v1/sessions/s1/processes/p1/output", ""},
 		{http.MethodDelete, "/v1/sessions/s1/processes/p1", ""},
+		{http.MethodGet, "/v1/users/u1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {

@@ -44,6 +44,7 @@ Commands:
   mv ID FROM TO                 move a session's file
   edit --old X --new Y ID PATH  replace text in a session's file
   download USER NAME [DST]      download a user's kept output file
+  user ID                       a user's limits, disk usage and sessions
 
 Files commands take --root workspace (the default) or --root shared.
 
@@ -131,6 +132,8 @@ func dispatch(ctx context.Context, c *client.Client, args []string, std stdio) e
 		return processLogs(ctx, c, rest, std)
 	case "kill":
 		return processKill(ctx, c, rest, std)
+	case "user":
+		return user(ctx, c, rest, std)
 	default:
 		return usagef("unknown command %q; see sandboxctl --help", cmd)
 	}

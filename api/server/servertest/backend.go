@@ -169,6 +169,7 @@ func (b *Backend) Info(context.Context) sandbox.Info {
 		DefaultLimits: b.DefaultLimits(),
 		MaxLimits:     b.MaxLimits(),
 		Sessions:      len(b.sessions),
+		QuotaMode:     "loop",
 	}
 }
 
