@@ -78,6 +78,7 @@ func wholeOrGone(t *testing.T, user, id string) bool {
 	}
 	require.Equal(t, http.StatusNotFound, status, "a session is there or not found: %s", data)
 	assert.NoDirExists(t, filepath.Join(suite.state, "workspaces", "user_"+user, "sessions", id), "no directory of %s", id)
+	assert.NoDirExists(t, filepath.Join(suite.state, "workspaces", "user_"+user, "disk", "sessions", id), "no disk of %s", id)
 	assert.NoDirExists(t, filepath.Join(suite.state, "containers", id), "no container state of %s", id)
 	for _, r := range cgroupRoots() {
 		assert.NoDirExists(t, filepath.Join(r, sessionCgroup(user, id)), "no cgroup of %s", id)
@@ -143,7 +144,7 @@ func TestKillPointsLeaveNothingHalfDone(t *testing.T) {
 			awaitDeath(t, d, step)
 			mustDaemon(t)
 			assert.False(t, wholeOrGone(t, user, id), "a delete that began is finished")
-			kept, err := os.ReadFile(filepath.Join(suite.state, "workspaces", "user_"+user, "shared_files", "outputs", id+".pdf"))
+			kept, err := os.ReadFile(filepath.Join(suite.state, "workspaces", "user_"+user, "disk", "shared_files", "outputs", id+".pdf"))
 			require.NoError(t, err, "the file was kept")
 			assert.Equal(t, id+"\n", string(kept), "once, whole")
 			nothingStray(t)
@@ -191,7 +192,7 @@ func TestKillDuringRecovery(t *testing.T) {
 		assert.Equal(t, id+"\n", res.Stdout, "with its files")
 	}
 	assert.False(t, wholeOrGone(t, users["kr-del"], "kr-del"), "the interrupted delete is finished")
-	assert.FileExists(t, filepath.Join(suite.state, "workspaces", "user_kr-u2", "shared_files", "outputs", "kr-del.pdf"), "with its file kept")
+	assert.FileExists(t, filepath.Join(suite.state, "workspaces", "user_kr-u2", "disk", "shared_files", "outputs", "kr-del.pdf"), "with its file kept")
 	nothingStray(t)
 }
 

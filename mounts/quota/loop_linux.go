@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -610,13 +611,33 @@ func (b *loopBackend) unmountSession(images, sessions *os.File, sid string) erro
 	return unmount(mp)
 }
 
+// sessions names the sessions with an image, and those with only a mount
+// point: a reservation a crash cut short before its image was in place.
 func (b *loopBackend) sessions(u *user) ([]string, error) {
 	d, err := b.open(u)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
-	return listSessions(d.root)
+	ids, err := listSessions(d.root)
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := openAt(d.root, sessionsDir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer sessions.Close()
+	names, err := sessions.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", sessions.Name(), err)
+	}
+	for _, n := range names {
+		if checkName("session", n) == nil && !slices.Contains(ids, n) {
+			ids = append(ids, n)
+		}
+	}
+	return ids, nil
 }
 
 // listSessions names the sessions that have an image.

@@ -257,6 +257,14 @@ func TestLoopAttachIsIdempotentAndSurvivesRestart(t *testing.T) {
 	ids, err := s.m.Sessions("alice")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"s1"}, ids, "recovery finds the reserved session")
+
+	// A create cut short between the mount point and the image.
+	require.NoError(t, os.Mkdir(filepath.Join(ud.Disk, sessionsDir, "cut"), 0o755))
+	ids, err = s.m.Sessions("alice")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"s1", "cut"}, ids, "a mount point without an image is a reservation to release")
+	require.NoError(t, s.m.ReleaseSession(bg, "alice", "cut"), "release it")
+	assert.NoDirExists(t, filepath.Join(ud.Disk, sessionsDir, "cut"), "nothing of it is left")
 	_, err = s.m.ReserveSession(bg, "alice", "s1", SessionLimits{Bytes: 16 * mib, Files: 100})
 	require.NoError(t, err, "re-attach the session")
 	b, err := os.ReadFile(filepath.Join(sd.Files, "a"))

@@ -13,8 +13,10 @@ from .client import API_VERSION, NDJSON, Client, ExecStream
 from .errors import (
     AlreadyExists,
     Conflict,
+    Expired,
     InternalError,
     InvalidArgument,
+    InvalidQuota,
     MethodNotAllowed,
     NotFound,
     PermissionDenied,
@@ -27,6 +29,7 @@ from .errors import (
 )
 from .types import (
     DeleteSessionResult,
+    DiskUsage,
     EditResult,
     ExecEvent,
     ExecResult,
@@ -37,8 +40,12 @@ from .types import (
     Process,
     ProcessOutput,
     Session,
+    SessionDisk,
     TextFile,
     TextLine,
+    User,
+    UserLimits,
+    UserUsage,
     WriteResult,
 )
 
@@ -62,7 +69,10 @@ __all__ = [
     "PidsLimit",
     "Unavailable",
     "InternalError",
+    "Expired",
+    "InvalidQuota",
     "DeleteSessionResult",
+    "DiskUsage",
     "EditResult",
     "ExecEvent",
     "ExecResult",
@@ -73,7 +83,11 @@ __all__ = [
     "Process",
     "ProcessOutput",
     "Session",
+    "SessionDisk",
     "TextFile",
     "TextLine",
+    "User",
+    "UserLimits",
+    "UserUsage",
     "WriteResult",
 ]

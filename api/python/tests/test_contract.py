@@ -90,6 +90,11 @@ SCHEMAS: Dict[str, Any] = {
     "Process": Model(types.Process),
     "ProcessList": Listing("processes", "Process"),
     "ProcessOutput": Model(types.ProcessOutput),
+    "User": Model(types.User),
+    "UserLimits": Model(types.UserLimits),
+    "UserUsage": Model(types.UserUsage),
+    "DiskUsage": Model(types.DiskUsage),
+    "SessionDisk": Model(types.SessionDisk),
 }
 
 #: Properties whose Python type is not the one the schema's type maps to,
@@ -131,6 +136,7 @@ OPERATIONS: Dict[str, Optional[List[Callable[[sandboxd.Client], Any]]]] = {
     "listProcesses": [lambda c: c.list_processes(S)],
     "processOutput": [lambda c: c.process_output(S, P, filter="x")],
     "killProcess": [lambda c: c.kill_process(S, P, grace=2)],
+    "getUser": [lambda c: c.user(U)],
 }
 
 
