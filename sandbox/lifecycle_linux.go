@@ -85,6 +85,9 @@ type session struct {
 	// reports.
 	life   sync.Mutex
 	frozen atomic.Bool
+	// expiring is closed when an expiry the janitor began is over;
+	// Manager.mu guards the field.
+	expiring chan struct{}
 }
 
 func newSession(meta sessionMeta, dir mounts.Session) *session {
@@ -370,13 +373,21 @@ func (m *Manager) ListSessions(_ context.Context, userID string) ([]Session, err
 func (m *Manager) DeleteSession(ctx context.Context, id string, keepFiles bool) (DeleteResult, error) {
 	m.mu.Lock()
 	s, ok := m.sessions[id]
+	// One being expired is deleted once it has (the expiry is short).
+	for ok && s.phase == phaseExpiring {
+		done := s.expiring
+		m.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return DeleteResult{}, fmt.Errorf("session %q: wait for its expiry: %w", id, ctx.Err())
+		}
+		m.mu.Lock()
+		s, ok = m.sessions[id]
+	}
 	if !ok || s.phase == phaseCreating || s.phase == phaseDeleting {
 		m.mu.Unlock()
 		return DeleteResult{}, fmt.Errorf("%w: session %q", ErrNotFound, id)
-	}
-	if s.phase == phaseExpiring {
-		m.mu.Unlock()
-		return DeleteResult{}, fmt.Errorf("%w: session %q is expiring: delete it once it has", ErrUnavailable, id)
 	}
 	s.phase = phaseDeleting
 	m.mu.Unlock()

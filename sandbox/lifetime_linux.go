@@ -232,7 +232,10 @@ func (m *Manager) expire(ctx context.Context, s *session, reason string) error {
 		return nil
 	}
 	s.phase, s.reason = phaseExpiring, reason
+	s.expiring = make(chan struct{})
+	done := s.expiring
 	m.mu.Unlock()
+	defer close(done)
 	s.close()
 	s.calls.Wait()
 	if err := m.thawForStop(s); err != nil {
@@ -255,12 +258,21 @@ func (m *Manager) expire(ctx context.Context, s *session, reason string) error {
 // written: sandbox stopped, documents kept, disk given back, done.
 func (m *Manager) finishExpiry(ctx context.Context, s *session) error {
 	if !s.meta.Expired.Done {
+		if err := m.fault("expire:sandbox"); err != nil {
+			return err
+		}
 		if err := m.destroySandbox(s); err != nil {
 			return err
 		}
 		s.procs.wait()
+		if err := m.fault("expire:keep"); err != nil {
+			return err
+		}
 		var res DeleteResult
 		m.keepFiles(s, &res)
+		if err := m.fault("expire:release"); err != nil {
+			return err
+		}
 		if err := m.releaseTrees(ctx, s); err != nil {
 			return err
 		}

@@ -243,3 +243,43 @@ for name, req, arg in (("fssetxattr", 0x401c5820, bytes(28)), ("setflags", 0x400
 '`, 10)
 	assert.Equal(t, "fssetxattr 1\nsetflags 1\n", res.Stdout, "both refused with EPERM: %s", res.Stderr)
 }
+
+// gate is a Faults that holds the step it is set for until opened.
+type gate struct {
+	step    string
+	reached chan struct{}
+	open    chan struct{}
+}
+
+func (g *gate) At(step string) error {
+	if step == g.step {
+		close(g.reached)
+		<-g.open
+	}
+	return nil
+}
+
+func TestDeleteDuringAnExpiryWaitsForIt(t *testing.T) {
+	g := &gate{step: "expire:keep", reached: make(chan struct{}), open: make(chan struct{})}
+	e, ctx := isolated(t, func(c *Config) { c.Faults = g }), context.Background()
+	e.writeQuota(t, "expire-delete", `{"limits":{"max_session_duration_hours":1}}`)
+	s := e.session(t, "expire-delete", nil)
+	require.Equal(t, 0, e.run(t, s.ID, "echo r > /workspace/r.xlsx", 10).ExitCode)
+	go e.m.sweep(ctx, s.CreatedAt.Add(2*time.Hour))
+	<-g.reached
+	assert.Equal(t, StateExpired, e.state(t, s.ID), "described as expired while it expires")
+	deleted := make(chan DeleteResult)
+	go func() {
+		res, err := e.m.DeleteSession(ctx, s.ID, false)
+		assert.NoError(t, err, "the delete")
+		deleted <- res
+	}()
+	select {
+	case <-deleted:
+		t.Fatal("the delete did not wait for the expiry")
+	case <-time.After(100 * time.Millisecond): // the experiment: nothing may happen
+	}
+	close(g.open)
+	res := <-deleted
+	assert.Equal(t, []string{"r.xlsx"}, res.Kept, "it answers once the expiry is over, with what it kept")
+}

@@ -224,3 +224,30 @@ func TestRandomKillsDuringCreate(t *testing.T) {
 	ids := listSessionIDs(t)
 	assert.False(t, slices.ContainsFunc(ids, func(id string) bool { return strings.HasPrefix(id, "kx-") }), "all cleaned up")
 }
+
+// TestKillDuringExpiry kills the daemon at each step of a session's
+// expiry: the next start finishes it.
+func TestKillDuringExpiry(t *testing.T) {
+	setup(t)
+	const user = "ke-user"
+	writeQuotaFile(t, user, `{"limits":{"max_session_duration_hours":0.0003}}`) // about a second
+	for _, step := range []string{"expire:sandbox", "expire:keep", "expire:release"} {
+		id := "ke-" + strings.ReplaceAll(step, ":", "-")
+		d := crashAt(t, step)
+		require.NoError(t, d.ready(), "daemon up")
+		createSession(t, user, id)
+		res := execIn(t, id, "echo "+id+" > /workspace/"+id+".pdf", 30)
+		require.Equal(t, 0, res.ExitCode, "write a file to keep: %s", res.Stderr)
+		awaitDeath(t, d, step) // the janitor expires the session within its 10 s
+		mustDaemon(t)
+		assert.Equal(t, "expired", sessionStatus(t, id), "the expiry is finished")
+		kept, err := os.ReadFile(filepath.Join(suite.state, "workspaces", "user_"+user, "disk", "shared_files", "outputs", id+".pdf"))
+		require.NoError(t, err, "the file was kept")
+		assert.Equal(t, id+"\n", string(kept), "once, whole")
+		assert.NoDirExists(t, filepath.Join(suite.state, "workspaces", "user_"+user, "disk", "sessions", id), "its disk given back")
+		assert.NoDirExists(t, filepath.Join(suite.state, "containers", id), "no sandbox")
+		status, data := call(t, http.MethodDelete, "/v1/sessions/"+id, "")
+		require.Equal(t, http.StatusOK, status, "delete it: %s", data)
+		nothingStray(t)
+	}
+}
