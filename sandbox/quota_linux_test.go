@@ -78,6 +78,24 @@ func TestDiskLimitsHoldAtWriteTime(t *testing.T) {
 	assert.Contains(t, res.Stderr, "No space left on device", "the venv layer is limited too")
 	require.Equal(t, 0, e.run(t, a.ID, "rm -f /workspace/big /opt/venv/big", 10).ExitCode, "free the session's disk")
 
+	// Logs: a background process's log is written by the daemon into the
+	// session's disk, and stops there when it is full.
+	res = e.run(t, a.ID, "head -c 40M /dev/zero > /workspace/big", 60)
+	require.Contains(t, res.Stderr, "No space left on device", "the session's disk is full again")
+	p, err := e.m.StartProcess(ctx, a.ID, Command{Shell: "head -c 3000000 /dev/zero | tr '\\0' x | fold -w 100"})
+	require.NoError(t, err, "a background process")
+	require.Eventually(t, func() bool {
+		out, err := e.m.ProcessOutput(ctx, a.ID, p.ID, "")
+		return err == nil && out.State != ProcessRunning
+	}, 30*time.Second, 20*time.Millisecond, "it ends")
+	logSize := int64(0)
+	if st, err := os.Stat(filepath.Join(e.treesOf(t, a).Logs, "process-"+p.ID+".log")); err == nil {
+		logSize = st.Size()
+	}
+	assert.Less(t, logSize, int64(3000000), "its log stopped at the full disk")
+	assert.LessOrEqual(t, diskOf(t, e, a).Bytes, d.LimitBytes, "nothing past the limit")
+	require.Equal(t, 0, e.run(t, a.ID, "rm -f /workspace/big", 10).ExitCode, "free the session's disk")
+
 	// Files, counted: every file a command makes.
 	res = e.run(t, a.ID, `mkdir /workspace/many && python3 -c '
 import os

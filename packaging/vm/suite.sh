@@ -268,6 +268,28 @@ else
 	bad quota "cannot create a session for carol: $code $body"
 fi
 
+# --- 4c. an idle session is frozen (cgroup v2 freezer), its next call thaws it -
+qdir=/var/lib/sandboxd/workspaces/user_dave
+mkdir -p -m 0700 "$qdir"
+echo '{"limits":{"idle_freeze_after":"1s"}}' >"$qdir/quota.json"
+if create dave idle1; then
+	run idle1 60 'echo kept > /tmp/t'
+	frozen=
+	for _ in $(seq 60); do # the janitor looks every 10 s
+		req GET /v1/sessions/idle1
+		[ "$(jget 'd["status"]')" = frozen ] && frozen=1 && break
+		sleep 1
+	done
+	fz=$(cat "$CG/user_dave/idle1/cgroup.freeze" 2>/dev/null)
+	check idle-frozen "status $(jget 'd["status"]'), cgroup.freeze=$fz" test -n "$frozen" -a "$fz" = 1
+	run idle1 60 'cat /tmp/t'
+	out=$(jget 'd["stdout"]')
+	check idle-thawed "HTTP $code stdout '$out' after the freeze" test "$code" = 200 -a "$out" = kept
+	req DELETE /v1/sessions/idle1
+else
+	bad idle "cannot create a session for dave: $code $body"
+fi
+
 # --- 5. restart with two live sessions ----------------------------------------
 if create bob r1 && create bob r2; then
 	run r1 60 'echo one > /workspace/f'
