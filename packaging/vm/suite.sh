@@ -206,7 +206,7 @@ qmode=$(REQ_TIMEOUT=60 req GET /v1 && jget 'd["quota_mode"]')
 check quota-mode-project "GET /v1 quota_mode=$qmode, want project" test "$qmode" = project
 doc=$(sandboxd --config /etc/sandboxd/config.yaml doctor 2>&1)
 check doctor-quota "doctor: $(echo "$doc" | grep -E ' quota ')" \
-	eval 'echo "$doc" | grep -E "^ok +quota +project quotas on ext4 at /var/lib/sandboxd"'
+	eval 'echo "$doc" | grep -qE "^ok +quota +project quotas on ext4 at /var/lib/sandboxd"'
 # U = 64 MiB, S = 16 MiB, F = 100.
 qdir=/var/lib/sandboxd/workspaces/user_carol
 mkdir -p -m 0700 "$qdir"
