@@ -18,9 +18,7 @@ func reportP50(b *testing.B, d []time.Duration) {
 // BenchmarkSession times a session's create, an exec of `true` and its
 // delete, each on its own, and reports each one's median.
 func BenchmarkSession(b *testing.B) {
-	if env == nil {
-		b.Skip("needs root: creates namespaces, cgroups and mounts")
-	}
+	requireRoot(b)
 	ctx := context.Background()
 	b.Run("create", func(b *testing.B) {
 		var ds []time.Duration

@@ -356,9 +356,7 @@ func TestFilesDownloadKeptOutput(t *testing.T) {
 
 // BenchmarkListFiles lists a 10,000-file directory through the files API.
 func BenchmarkListFiles(b *testing.B) {
-	if env == nil {
-		b.Skip("needs root: creates namespaces, cgroups and mounts")
-	}
+	requireRoot(b)
 	ctx := context.Background()
 	s, err := env.m.CreateSession(ctx, CreateRequest{UserID: "bench"})
 	if err != nil {

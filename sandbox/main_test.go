@@ -49,9 +49,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireRoot skips a test that needs namespaces, cgroups and mounts when
-// not root, and otherwise makes sure the shared Manager exists.
-func requireRoot(t *testing.T) {
+// requireRoot skips a test or benchmark that needs namespaces, cgroups
+// and mounts when not root, and otherwise makes sure the shared Manager
+// exists.
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates namespaces, cgroups and mounts")
