@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,12 +19,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// hostFree is what is free on the file system of the state directory.
-func hostFree(t *testing.T, e *testEnv) int64 {
+// hostBytes is what a user's disk takes of the host's: in loop mode the
+// blocks of their image, which holds their sessions' images too (the
+// host's free space moves with every other job on the machine). 0 in the
+// other modes.
+func hostBytes(t *testing.T, e *testEnv, userID string) int64 {
 	t.Helper()
-	var st unix.Statfs_t
-	require.NoError(t, unix.Statfs(e.cfg.StateDir, &st), "statfs the state directory")
-	return int64(st.Bavail) * st.Bsize
+	var st unix.Stat_t
+	err := unix.Stat(filepath.Join(e.m.layout.User(userID).Dir, "disk.img"), &st)
+	if errors.Is(err, unix.ENOENT) {
+		return 0
+	}
+	require.NoError(t, err, "stat the user's image")
+	return st.Blocks * 512
 }
 
 // diskOf is a session's disk as the mechanism counts it.
@@ -58,7 +66,7 @@ func TestDiskLimitsHoldAtWriteTime(t *testing.T) {
 	e.writeQuota(t, "disk-a", `{"limits":{"max_workspace_size_mb":64,"max_sessions":4,"max_files_per_session":300}}`)
 	a := e.session(t, "disk-a", nil)
 	b := e.session(t, "disk-b", nil)
-	free := hostFree(t, e)
+	host := hostBytes(t, e, a.UserID)
 	d := diskOf(t, e, a)
 	assert.LessOrEqual(t, d.LimitBytes, int64(16*mib), "the session's disk is its reservation")
 	assert.Greater(t, d.LimitBytes, int64(14*mib), "most of which its files may take")
@@ -143,7 +151,7 @@ except OSError as e:
 	noTemporaries(t, shared)
 
 	// The host's disk and the other user noticed nothing.
-	assert.InDelta(t, free, hostFree(t, e), float64(8*mib), "the host's free space is what it was")
+	assert.Equal(t, host, hostBytes(t, e, a.UserID), "the user's disk takes no more of the host's than before")
 	res = e.run(t, b.ID, "head -c 30M /dev/zero > /workspace/big && head -c 30M /dev/zero > /workspace/shared/big && echo ok", 60)
 	assert.Equal(t, "ok\n", res.Stdout, "another user writes on: %s", res.Stderr)
 	assert.Equal(t, "ok\n", e.run(t, a.ID, "echo x > /workspace/small && echo ok", 10).Stdout, "and the full session again, once it has room")
