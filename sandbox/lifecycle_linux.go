@@ -92,13 +92,14 @@ type session struct {
 
 func newSession(meta sessionMeta, dir mounts.Session) *session {
 	s := &session{meta: meta, dir: dir, closing: make(chan struct{})}
-	// Idle since it was last active before a restart, or since created.
-	s.persisted = meta.LastActive
+	// Idle since it was last active before a restart, or since created:
+	// what session.json says already.
 	since := meta.CreatedAt
 	if meta.LastActive.After(since) {
 		since = meta.LastActive
 	}
 	s.lastActive.Store(since.UnixNano())
+	s.persisted = since
 	return s
 }
 

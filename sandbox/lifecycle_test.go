@@ -140,13 +140,7 @@ func TestRecoveryAdoptsRestartsAndFinishes(t *testing.T) {
 	require.NoError(t, err, "load container")
 	require.NoError(t, c.Signal(syscall.SIGKILL), "kill the sandbox")
 	// deleting: the daemon died half-way through a keep_files delete.
-	dir := e.m.layout.Session(deleting.UserID, deleting.ID)
-	meta, err := readMeta(dir)
-	require.NoError(t, err, "read metadata")
-	meta.Deleting = &deleteIntent{KeepFiles: true}
-	require.NoError(t, writeMeta(dir, meta), "record the delete")
-
-	e.restart(t)
+	e.crashWith(t, deleting, func(meta *sessionMeta) { meta.Deleting = &deleteIntent{KeepFiles: true} })
 
 	tmp := e.run(t, adopted.ID, "cat /tmp/t /workspace/file.docx /opt/venv/pkg", 10)
 	assert.Equal(t, "in-tmp\nkept\npkg\n", tmp.Stdout, "a running sandbox is adopted as it was")

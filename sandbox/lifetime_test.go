@@ -174,13 +174,7 @@ func TestInterruptedExpiryIsFinished(t *testing.T) {
 	s := e.session(t, "expire-crash", nil)
 	require.Equal(t, 0, e.run(t, s.ID, "echo report > /workspace/report.docx", 10).ExitCode)
 	// The daemon died just after writing the expiry's intent.
-	dir := e.m.layout.Session(s.UserID, s.ID)
-	meta, err := readMeta(dir)
-	require.NoError(t, err)
-	meta.Expired = &expiry{At: time.Now().UTC(), Reason: "expired in a test"}
-	require.NoError(t, writeMeta(dir, meta))
-
-	e.restart(t)
+	e.crashWith(t, s, func(meta *sessionMeta) { meta.Expired = &expiry{At: time.Now().UTC(), Reason: "expired in a test"} })
 	got, err := e.m.GetSession(ctx, s.ID)
 	require.NoError(t, err)
 	assert.Equal(t, StateExpired, got.State, "the expiry is finished")

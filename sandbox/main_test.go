@@ -100,6 +100,22 @@ func newTestEnv(cfg Config) (*testEnv, error) {
 	return &testEnv{m: m, cfg: cfg}, nil
 }
 
+// crashWith stops the Manager, edits a session's session.json as a daemon
+// that died half-way would have left it, and starts a new Manager on the
+// same state (with the janitor stopped meanwhile, nothing else writes it).
+func (e *testEnv) crashWith(t *testing.T, s Session, edit func(*sessionMeta)) {
+	t.Helper()
+	e.m.Close()
+	dir := e.m.layout.Session(s.UserID, s.ID)
+	meta, err := readMeta(dir)
+	require.NoError(t, err, "read session.json")
+	edit(&meta)
+	require.NoError(t, writeMeta(dir, meta), "write session.json")
+	m, err := NewManager(context.Background(), e.cfg)
+	require.NoError(t, err, "a new manager recovers the state")
+	e.m = m
+}
+
 // restart replaces the Manager by a new one on the same state, as a
 // restarted daemon would be.
 func (e *testEnv) restart(t *testing.T) {
