@@ -42,6 +42,11 @@ const (
 	CodeUnsupported     = "unsupported_content"
 	CodeUnavailable     = "unavailable"
 	CodeInternal        = "internal"
+	// CodeExpired: the session outlived its user's
+	// max_session_duration_hours (HTTP 410).
+	CodeExpired = "expired"
+	// CodeInvalidQuota: the user's quota.json cannot be used (HTTP 400).
+	CodeInvalidQuota = "invalid_quota"
 )
 
 // Sentinel errors, one per code. The Go client's errors match them with
@@ -67,4 +72,10 @@ var (
 	ErrUnsupported = &Error{Code: CodeUnsupported, Message: "unsupported content"}
 	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "unavailable"}
 	ErrInternal    = &Error{Code: CodeInternal, Message: "internal error"}
+	// ErrExpired: the session was stopped at its maximum duration; it can
+	// be described and deleted, nothing else.
+	ErrExpired = &Error{Code: CodeExpired, Message: "session expired"}
+	// ErrInvalidQuota: the user's quota.json is malformed or its limits
+	// cannot be used; the message names the file's error.
+	ErrInvalidQuota = &Error{Code: CodeInvalidQuota, Message: "invalid quota.json"}
 )

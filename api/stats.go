@@ -35,11 +35,3 @@ type SessionStats struct {
 	// does not measure it.
 	Disk *DiskUsage `json:"disk,omitempty"`
 }
-
-// DiskUsage is a session's disk use against its quota (0: no quota).
-type DiskUsage struct {
-	Bytes      uint64 `json:"bytes"`
-	QuotaBytes uint64 `json:"quota_bytes"`
-	Files      uint64 `json:"files"`
-	QuotaFiles uint64 `json:"quota_files"`
-}

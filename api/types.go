@@ -32,6 +32,10 @@ type Info struct {
 	// Env is the base environment new sessions get, with what it has and
 	// lacks of the declared packages; absent before one is built.
 	Env *Env `json:"env,omitempty"`
+	// QuotaMode is how disk limits are enforced: "project" (the state
+	// filesystem's project quotas), "loop" (loop-mounted images) or "none"
+	// (not enforced).
+	QuotaMode string `json:"quota_mode"`
 }
 
 // CreateSessionRequest is the body of POST /v1/sessions.
@@ -47,9 +51,11 @@ type Session struct {
 	UserID    string    `json:"user_id"`
 	CreatedAt time.Time `json:"created_at"`
 	Limits    Limits    `json:"limits"`
-	// Status is "running", "stopped" (the sandbox died; the next daemon
-	// start gives the session a new one) or "broken" (the daemon could not
-	// restore it; Reason says why).
+	// Status is "running", "frozen" (idle: its sandbox is frozen until its
+	// next call, which thaws it), "stopped" (the sandbox died; the next
+	// daemon start gives the session a new one), "expired" (stopped at its
+	// maximum duration, its documents kept; Reason says when) or "broken"
+	// (the daemon could not restore it; Reason says why).
 	Status string `json:"status"`
 	// Reason says why a session is not running.
 	Reason string `json:"reason,omitempty"`

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -135,8 +136,10 @@ func (m *Manager) SessionStats(cgPath string) (SessionStats, error) {
 
 // Freeze stops every process of the session at cgPath (memory kept, no
 // CPU) and returns once they are all frozen. Freezing a frozen session
-// does nothing. On v2 a freeze that does not complete within 10 s is
-// undone and reported.
+// does nothing. A freeze that does not complete within 10 s (freezeTimeout)
+// is undone and reported: on v1 a task that cannot be frozen now (one in
+// the middle of an execve, waiting in the kernel for its frozen threads to
+// die) would keep the cgroup FREEZING for as long as it stays so.
 func (m *Manager) Freeze(cgPath string) error {
 	if err := checkSession(m.parent, cgPath); err != nil {
 		return err
@@ -156,14 +159,43 @@ func (m *Manager) Freeze(cgPath string) error {
 		}
 		return nil
 	}
-	cg, err := m.sessionFreezer(cgPath)
-	if err != nil {
+	if _, err := m.sessionFreezer(cgPath); err != nil {
 		return err
 	}
-	if err := cg.Freeze(); err != nil {
+	// Not containerd's cgroup1 Freeze: it waits for FROZEN for ever.
+	if err := freezeV1(subsystemDir(m.v1.freezer[0], cgPath), freezeTimeout); err != nil {
 		return fmt.Errorf("freeze session %s: %w", cgPath, err)
 	}
 	return nil
+}
+
+// freezeTimeout bounds a freeze.
+const freezeTimeout = 10 * time.Second
+
+// freezeV1 asks the v1 freezer of the cgroup at dir for FROZEN until it
+// is (each write makes the kernel try the tasks not frozen yet again), or
+// thaws it after timeout.
+func freezeV1(dir string, timeout time.Duration) error {
+	state := filepath.Join(dir, "freezer.state")
+	deadline := time.Now().Add(timeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 10*time.Millisecond) {
+		if err := os.WriteFile(state, []byte("FROZEN"), 0); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(state)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(b)) == "FROZEN" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.Join(fmt.Errorf("not frozen after %s: a task cannot be frozen now; thawed", timeout),
+				os.WriteFile(state, []byte("THAWED"), 0))
+		}
+		// The kernel's state to poll: the freezer gives no event for it.
+		time.Sleep(wait)
+	}
 }
 
 // Thaw resumes the session at cgPath. Thawing a running session does

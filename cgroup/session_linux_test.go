@@ -1,6 +1,8 @@
 package cgroup
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -115,4 +117,17 @@ func TestAnExecInAFrozenSessionIsRemovedOnceThawed(t *testing.T) {
 	assert.Empty(t, existingDirs(m, e.Path()), "exec removed")
 	assert.False(t, alive(spinner.pid()), "the spinner is gone")
 	assert.True(t, alive(s.init.pid()), "the sandbox's PID 1 lives")
+}
+
+// TestFreezeV1GivesUpAndThaws: a freezer that never reports FROZEN (here
+// a freezer.state that discards what is written, as a cgroup with a task
+// that cannot be frozen keeps reading FREEZING) is given up on at the
+// timeout, not waited for.
+func TestFreezeV1GivesUpAndThaws(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Symlink("/dev/null", filepath.Join(dir, "freezer.state")), "a state that never changes")
+	start := time.Now()
+	err := freezeV1(dir, 50*time.Millisecond)
+	assert.ErrorContains(t, err, "not frozen after 50ms", "given up on")
+	assert.Less(t, time.Since(start), 5*time.Second, "at the timeout, not for ever")
 }

@@ -3,6 +3,7 @@ package mounts
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -34,21 +35,26 @@ type NotKept struct {
 	Err  error
 }
 
-// KeepOutputs moves the regular single-link files at the top of a
+// KeepOutputs copies the regular single-link files at the top of a
 // session's files whose extension is in exts (case-insensitive, with the
 // dot: ".pdf") into the outputs/ directory of the user's sharedFiles,
 // never replacing a file there: a taken name gets a "-N" before its
-// extension.
+// extension. A copy, not a rename: the session's files and shared_files
+// are different filesystems or quota projects (a rename between them is
+// EXDEV), and a copy is charged to shared_files' limit like any write. The
+// originals stay, to go with the session's tree.
 //
 // outputs/ is opened without following; made, owned by o, if missing;
 // and if it is anything but a directory (a symlink, a file, a FIFO) that
 // entry itself is renamed aside to "outputs.invalid-N" and a new outputs/
-// made, which Repaired reports. Files move into the directory's
-// descriptor, so a name swapped meanwhile changes nothing.
+// made, which Repaired reports. Copies are created in the directory's
+// descriptor (O_EXCL, O_NOFOLLOW, owned by o), so a name swapped meanwhile
+// changes nothing, and read from the very file that was checked.
 //
 // A file that cannot be kept — a symlink, FIFO, device, directory or hard
-// link, a failed move, or no outputs/ to be had however often it is
-// repaired — is reported in NotKept and the others go on. The error is
+// link, a failed copy (shared_files full: ENOSPC or EDQUOT; the partial
+// copy is removed), or no outputs/ to be had however often it is repaired
+// — is reported in NotKept and the others go on. The error is
 // only for the daemon's own I/O: reading files, or opening or making
 // outputs/.
 func KeepOutputs(files, sharedFiles *Dir, exts []string, o Owner) (KeptOutputs, error) {
@@ -79,7 +85,7 @@ func keepInto(files, parent *Dir, outName string, exts []string, o Owner) (KeptO
 	}
 	defer out.Close()
 	for _, name := range names {
-		kept, err := keepFile(files, name, out)
+		kept, err := keepFile(files, name, out, o)
 		if err != nil {
 			res.NotKept = append(res.NotKept, NotKept{Name: name, Err: err})
 			continue
@@ -154,16 +160,18 @@ func moveAside(dir *Dir, name string) (string, error) {
 	return "", fmt.Errorf("%s: %w: no free name to move it aside", dir.join(name), errNoOutputs)
 }
 
-// keepFile moves the regular single-link file name of files into out.
-func keepFile(files *Dir, name string, out *Dir) (string, error) {
-	st, err := files.lstat(name)
+// keepFile copies the regular single-link file name of files into out,
+// under the first free name, owned by o with the original's permissions.
+func keepFile(files *Dir, name string, out *Dir, o Owner) (string, error) {
+	src, err := files.OpenFile(name)
 	if err != nil {
 		return "", err
 	}
-	if err := checkRegular(name, fileMode(st.Mode), uint64(st.Nlink)); err != nil {
+	defer src.Close()
+	st, err := src.Stat()
+	if err != nil {
 		return "", err
 	}
-	files.between(name)
 	ext := filepath.Ext(name)
 	stem := strings.TrimSuffix(name, ext)
 	for i := range maxNameTries {
@@ -171,15 +179,35 @@ func keepFile(files *Dir, name string, out *Dir) (string, error) {
 		if i > 0 {
 			candidate = stem + "-" + strconv.Itoa(i) + ext
 		}
-		err := files.Move(name, out, candidate)
-		if err == nil {
-			return candidate, nil
+		dst, err := out.CreateFile(candidate, st.Mode().Perm(), o)
+		if errors.Is(err, fs.ErrExist) {
+			continue
 		}
-		if !errors.Is(err, fs.ErrExist) {
+		if err != nil {
 			return "", err
 		}
+		if err := copyFile(dst, src); err != nil {
+			// What stands at the name is the partial copy or, if a
+			// sandbox swapped it meanwhile, something of its own tree.
+			_ = out.Remove(candidate)
+			return "", fmt.Errorf("copy %s to %s: %w", files.join(name), out.join(candidate), err)
+		}
+		return candidate, nil
 	}
 	return "", fmt.Errorf("no free name for %s in %s", name, out.path)
+}
+
+// copyFile copies src to dst (copy_file_range where the kernel can) and
+// closes dst, synced: a kept file outlives the session it came from.
+func copyFile(dst, src *os.File) error {
+	_, err := io.Copy(dst, src)
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // OpenOutput opens the file name of sharedFiles/outputs/ for the download

@@ -93,7 +93,7 @@ func TestKeepOutputsRepairsWhatStandsAtOutputs(t *testing.T) {
 			assert.Equal(t, pl.found, lstatType(t, u.outputs+".invalid-1"), "the bad entry itself was moved aside")
 			assertOwnedDir(t, u.outputs, testOwner())
 			assert.Equal(t, []string{kept}, listDir(t, u.outputs), "the file is in the new outputs/")
-			assert.Equal(t, []string{"notes.txt"}, listDir(t, u.files), "the rest stays")
+			assert.ElementsMatch(t, []string{kept, "notes.txt"}, listDir(t, u.files), "the originals stay with the session")
 			v.assertIntact(t)
 			assert.Equal(t, []string{"theirs.pdf"}, listDir(t, other.outputs), "another user's outputs are untouched")
 		})
@@ -334,4 +334,46 @@ func TestKeepOutputsReportsNoRoomToMoveOutputsAside(t *testing.T) {
 	assert.Equal(t, fs.ModeSymlink, lstatType(t, u.outputs), "outputs is left, not followed")
 	assert.Equal(t, []string{"a.pdf"}, listDir(t, u.files), "the file stays")
 	v.assertIntact(t)
+}
+
+func TestKeepOutputsCopies(t *testing.T) {
+	u := newUserTree(t)
+	u.write(t, filepath.Join(u.files, "a.pdf"), "content of a")
+	require.NoError(t, os.Chmod(filepath.Join(u.files, "a.pdf"), 0o4755), "setuid on the original")
+	res := u.keep(t, ".pdf")
+	assert.Equal(t, []string{"a.pdf"}, res.Kept, "kept")
+	data, err := os.ReadFile(filepath.Join(u.outputs, "a.pdf"))
+	require.NoError(t, err, "read the copy")
+	assert.Equal(t, "content of a", string(data), "the copy's content")
+	fi, err := os.Lstat(filepath.Join(u.outputs, "a.pdf"))
+	require.NoError(t, err, "lstat the copy")
+	st := fi.Sys().(*syscall.Stat_t)
+	o := testOwner()
+	assert.Equal(t, [2]int{o.UID, o.GID}, [2]int{int(st.Uid), int(st.Gid)}, "the copy belongs to the user")
+	assert.Equal(t, fs.FileMode(0o755), fi.Mode()&(fs.ModePerm|fs.ModeSetuid), "the original's permissions, no set-id bit")
+	assert.Equal(t, uint64(1), uint64(st.Nlink), "a file of its own, not a link")
+	assert.Equal(t, []string{"a.pdf"}, listDir(t, u.files), "the original stays")
+}
+
+// TestKeepOutputsReportsAFullSharedFiles: shared_files on a filesystem
+// with room for one file of two. The other is reported with ENOSPC, and
+// nothing of it is left in outputs/.
+func TestKeepOutputsReportsAFullSharedFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	u := newUserTree(t)
+	require.NoError(t, syscall.Mount("tmpfs", u.shared, "tmpfs", 0, "size=256k,nr_inodes=64"), "mount a small shared_files")
+	t.Cleanup(func() { assert.NoError(t, syscall.Unmount(u.shared, 0), "unmount") })
+	require.NoError(t, os.Mkdir(u.outputs, 0o750), "outputs")
+	big := make([]byte, 200<<10)
+	require.NoError(t, os.WriteFile(filepath.Join(u.files, "a.pdf"), big, 0o644), "a")
+	require.NoError(t, os.WriteFile(filepath.Join(u.files, "b.pdf"), big, 0o644), "b")
+	res := u.keep(t, ".pdf")
+	assert.Equal(t, []string{"a.pdf"}, res.Kept, "the first fits")
+	require.Len(t, res.NotKept, 1, "the second is reported")
+	assert.Equal(t, "b.pdf", res.NotKept[0].Name, "which")
+	assert.ErrorIs(t, res.NotKept[0].Err, syscall.ENOSPC, "why")
+	assert.Equal(t, []string{"a.pdf"}, listDir(t, u.outputs), "no partial copy is left")
+	assert.Equal(t, []string{"a.pdf", "b.pdf"}, listDir(t, u.files), "the originals stay")
 }

@@ -46,9 +46,18 @@ func ValidateID(kind, id string) error {
 //	containers/                        libcontainer's state
 //	agents/<id>.sock                   each sandbox's PID 1 listens here
 //	identity/<uid>/{passwd,group}      what sandboxes running as uid see in /etc
+//	quota/                             the disk quota mechanism's records (mounts/quota)
 //	workspaces/user_<id>/user.json     the user's own uid
-//	workspaces/user_<id>/shared_files/{data,outputs}/
-//	workspaces/user_<id>/sessions/<sid>/{files,logs,venv/{upper,work}}
+//	workspaces/user_<id>/quota.json    the user's limits, and their usage the daemon writes
+//	workspaces/user_<id>/sessions/<sid>/session.json
+//	workspaces/user_<id>/disk/         the user's quota-limited trees (mounts/quota):
+//	    shared_files/{data,outputs}/
+//	    sessions/<sid>/{files,logs,venv/{upper,work}}
+//
+// Everything a sandbox can write is under disk/, where package quota
+// lays it out and limits it; what the daemon keeps of a user and a
+// session (user.json, quota.json, session.json) stays outside, root-only,
+// so that a full disk never keeps the daemon from writing it.
 type Layout struct {
 	Root string
 }
@@ -59,6 +68,7 @@ func (l Layout) PackageCache() string    { return filepath.Join(l.Root, "package
 func (l Layout) Rootfs() string          { return filepath.Join(l.Root, "rootfs") }
 func (l Layout) Containers() string      { return filepath.Join(l.Root, "containers") }
 func (l Layout) Agents() string          { return filepath.Join(l.Root, "agents") }
+func (l Layout) Quota() string           { return filepath.Join(l.Root, "quota") }
 
 // Identity is the directory of the passwd and group files of sandboxes
 // whose commands run as uid.
@@ -72,7 +82,8 @@ func (l Layout) User(userID string) User {
 	return User{Dir: filepath.Join(l.Workspaces(), "user_"+userID)}
 }
 
-// Session returns the directories of one session; both ids must be valid.
+// Session returns the daemon's directory of one session; both ids must
+// be valid.
 func (l Layout) Session(userID, sessionID string) Session {
 	return Session{Dir: filepath.Join(l.User(userID).Dir, "sessions", sessionID)}
 }
@@ -80,20 +91,16 @@ func (l Layout) Session(userID, sessionID string) Session {
 // User is one user's workspace directory.
 type User struct{ Dir string }
 
-func (u User) SharedFiles() string { return filepath.Join(u.Dir, "shared_files") }
-func (u User) Outputs() string     { return filepath.Join(u.Dir, "shared_files", "outputs") }
-func (u User) Sessions() string    { return filepath.Join(u.Dir, "sessions") }
-func (u User) QuotaFile() string   { return filepath.Join(u.Dir, "quota.json") }
-func (u User) Record() string      { return filepath.Join(u.Dir, "user.json") }
+func (u User) Sessions() string  { return filepath.Join(u.Dir, "sessions") }
+func (u User) QuotaFile() string { return filepath.Join(u.Dir, "quota.json") }
+func (u User) Record() string    { return filepath.Join(u.Dir, "user.json") }
 
-// Session is one session's directory.
+// Session is the daemon's directory of one session (root-only): its
+// session.json. Its trees are the quota mechanism's (under the user's
+// disk/).
 type Session struct{ Dir string }
 
-func (s Session) Files() string     { return filepath.Join(s.Dir, "files") }
-func (s Session) Logs() string      { return filepath.Join(s.Dir, "logs") }
-func (s Session) VenvUpper() string { return filepath.Join(s.Dir, "venv", "upper") }
-func (s Session) VenvWork() string  { return filepath.Join(s.Dir, "venv", "work") }
-func (s Session) Meta() string      { return filepath.Join(s.Dir, "session.json") }
+func (s Session) Meta() string { return filepath.Join(s.Dir, "session.json") }
 
 // Init creates the daemon-owned part of the tree. Everything is root-only
 // except what the sandbox user must reach, which is granted per directory.
@@ -103,9 +110,12 @@ func (l Layout) Init() error {
 			return fmt.Errorf("create state dir: %w", err)
 		}
 	}
-	// Only root may connect to a sandbox's agent.
-	if err := os.MkdirAll(l.Agents(), 0o700); err != nil {
-		return fmt.Errorf("create state dir: %w", err)
+	// Only root may connect to a sandbox's agent, or read the quota
+	// records.
+	for _, d := range []string{l.Agents(), l.Quota()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create state dir: %w", err)
+		}
 	}
 	return nil
 }
@@ -114,72 +124,69 @@ func (l Layout) Init() error {
 // to are created owned by it.
 type Owner struct{ UID, GID int }
 
-// EnsureUser creates the user's tree if missing: sessions/ (the daemon's)
-// and shared_files/{data,outputs}/ (the sandbox user's). shared_files/ is
-// bound into every session of the user, so what is in it may be anything
-// a sandbox made: its entries are made through descriptors, following
-// nothing, and whatever already stands at a name is left for the code that
-// uses it to judge.
-func (l Layout) EnsureUser(userID string, o Owner) (User, error) {
+// EnsureUser creates the daemon's part of the user's directory if
+// missing: the directory itself and sessions/, root-only. The user's disk/
+// is the quota mechanism's to make.
+func (l Layout) EnsureUser(userID string) (User, error) {
 	u := l.User(userID)
 	if err := os.MkdirAll(u.Sessions(), 0o700); err != nil {
 		return u, fmt.Errorf("user %q: %w", userID, err)
 	}
-	if err := mkdirOwned(u.SharedFiles(), o); err != nil {
+	if err := os.Chmod(u.Dir, 0o700); err != nil {
 		return u, fmt.Errorf("user %q: %w", userID, err)
 	}
-	shared, err := OpenDir(u.SharedFiles())
+	return u, nil
+}
+
+// EnsureShared makes data/ and outputs/ in a user's shared_files, owned
+// by o, where missing. shared_files is bound into every session of the
+// user, so what is in it may be anything a sandbox made: its entries are
+// made through descriptors, following nothing, and whatever already stands
+// at a name is left for the code that uses it to judge.
+func EnsureShared(sharedFiles string, o Owner) error {
+	shared, err := OpenDir(sharedFiles)
 	if err != nil {
-		return u, fmt.Errorf("user %q: %w", userID, err)
+		return err
 	}
 	defer shared.Close()
-	for _, name := range []string{"data", "outputs"} {
+	for _, name := range []string{"data", outputsName} {
 		d, err := shared.Mkdir(name, 0o750, o)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
-			return u, fmt.Errorf("user %q: %w", userID, err)
+			return err
 		}
 		_ = d.Close()
 	}
-	return u, nil
+	return nil
 }
 
-// CreateSession creates a new session directory; it fails with an
-// fs.ErrExist error if the directory already exists.
-func (l Layout) CreateSession(userID, sessionID string, o Owner) (Session, error) {
+// CreateSession creates the daemon's directory of a new session; it fails
+// with an fs.ErrExist error if the directory already exists.
+func (l Layout) CreateSession(userID, sessionID string) (Session, error) {
 	s := l.Session(userID, sessionID)
 	if err := os.Mkdir(s.Dir, 0o700); err != nil {
-		return s, fmt.Errorf("session %q: %w", sessionID, err)
-	}
-	for _, d := range []string{s.Files(), s.Logs()} {
-		if err := mkdirOwned(d, o); err != nil {
-			return s, fmt.Errorf("session %q: %w", sessionID, err)
-		}
-	}
-	// The overlay's root takes its owner and mode from the upper dir, so
-	// the upper dir is the sandbox user's, like the base venv's root.
-	if err := os.MkdirAll(s.VenvWork(), 0o700); err != nil {
-		return s, fmt.Errorf("session %q: %w", sessionID, err)
-	}
-	if err := os.Mkdir(s.VenvUpper(), 0o755); err != nil {
-		return s, fmt.Errorf("session %q: %w", sessionID, err)
-	}
-	if err := os.Lchown(s.VenvUpper(), o.UID, o.GID); err != nil {
-		return s, fmt.Errorf("session %q: %w", sessionID, err)
-	}
-	// The mount point of shared_files inside /workspace; root's, so the
-	// sandbox cannot replace it.
-	if err := os.Mkdir(filepath.Join(s.Files(), "shared"), 0o755); err != nil {
 		return s, fmt.Errorf("session %q: %w", sessionID, err)
 	}
 	return s, nil
 }
 
-func mkdirOwned(dir string, o Owner) error {
-	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+// MakeSharedMountPoint makes the mount point of shared_files in a
+// session's files (/workspace/shared), root's, so that the sandbox cannot
+// replace it; one already there is left as it is.
+func MakeSharedMountPoint(files string) error {
+	d, err := OpenDir(files)
+	if err != nil {
 		return err
 	}
-	return os.Lchown(dir, o.UID, o.GID)
+	defer d.Close()
+	sub, err := d.Mkdir("shared", 0o755, Owner{})
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return sub.Close()
 }

@@ -123,9 +123,11 @@ func touch(p string) error {
 
 // Spec is what one sandbox's mount table is composed from.
 type Spec struct {
-	Layout  Layout
-	UserID  string
-	Session Session
+	// Files is the session's files (/workspace), SharedFiles its user's
+	// (/workspace/shared), VenvUpper and VenvWork its layer of /opt/venv:
+	// the trees the quota mechanism gives the session and its user.
+	Files, SharedFiles  string
+	VenvUpper, VenvWork string
 	// BaseEnv is the overlay's read-only lower layer: the version of the
 	// base environment the session started on.
 	BaseEnv string
@@ -187,10 +189,10 @@ func ReadyMounts(helper, wheels string) []*configs.Mount {
 // overlay, so that a ready sandbox can be given them afterwards.
 func SessionMounts(s Spec) []*configs.Mount {
 	return append(identityAndTmp(s.Identity, s.TmpBytes),
-		&configs.Mount{Source: s.Session.Files(), Destination: WorkspaceDir, Device: "bind", Flags: rwBind},
-		&configs.Mount{Source: s.Layout.User(s.UserID).SharedFiles(), Destination: SharedDir, Device: "bind", Flags: rwBind},
+		&configs.Mount{Source: s.Files, Destination: WorkspaceDir, Device: "bind", Flags: rwBind},
+		&configs.Mount{Source: s.SharedFiles, Destination: SharedDir, Device: "bind", Flags: rwBind},
 		&configs.Mount{Source: "overlay", Destination: VenvDir, Device: "overlay", Flags: unix.MS_NOSUID | unix.MS_NODEV,
-			Data: "lowerdir=" + s.BaseEnv + ",upperdir=" + s.Session.VenvUpper() + ",workdir=" + s.Session.VenvWork()},
+			Data: "lowerdir=" + s.BaseEnv + ",upperdir=" + s.VenvUpper + ",workdir=" + s.VenvWork},
 	)
 }
 

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -81,7 +82,12 @@ func (m *Manager) bindReady(s *session, b *readyBox) (err error) {
 	// the mounts are made and attached, which need none of it.
 	spec := m.boxSpec(s)
 	moved := make(chan error, 1)
-	go func() { moved <- m.moveIntoSession(spec, pid) }()
+	var cgPaths map[string]string
+	go func() {
+		var err error
+		cgPaths, err = m.moveIntoSession(spec, pid)
+		moved <- err
+	}()
 	trees, err := detachMounts(mounts.SessionMounts(m.mountSpec(s)))
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), bindWait)
@@ -105,6 +111,9 @@ func (m *Manager) bindReady(s *session, b *readyBox) (err error) {
 	if err := os.Rename(filepath.Join(stateRoot, b.id), filepath.Join(stateRoot, s.meta.ID)); err != nil {
 		return fmt.Errorf("session %q: container state: %w", s.meta.ID, err)
 	}
+	if err := rebindState(filepath.Join(stateRoot, s.meta.ID), spec, cgPaths); err != nil {
+		return fmt.Errorf("session %q: container state: %w", s.meta.ID, err)
+	}
 	c, err := libcontainer.Load(stateRoot, s.meta.ID)
 	if err != nil {
 		return fmt.Errorf("session %q: container state: %w", s.meta.ID, err)
@@ -124,20 +133,50 @@ func (m *Manager) bindReady(s *session, b *readyBox) (err error) {
 
 // moveIntoSession makes the session's cgroup with its limits and moves
 // pid, the sandbox's PID 1, into it, as libcontainer does for a container
-// it starts (the same cgroup manager and configuration).
-func (m *Manager) moveIntoSession(spec boxSpec, pid int) error {
+// it starts (the same cgroup manager and configuration). It returns the
+// cgroup's directories, as libcontainer records them.
+func (m *Manager) moveIntoSession(spec boxSpec, pid int) (map[string]string, error) {
 	cg := containerConfig(spec).Cgroups
 	cgm, err := manager.New(cg)
 	if err != nil {
-		return fmt.Errorf("cgroup: %w", err)
+		return nil, fmt.Errorf("cgroup: %w", err)
 	}
 	if err := cgm.Apply(pid); err != nil {
-		return fmt.Errorf("move PID 1 into its cgroup: %w", err)
+		return nil, fmt.Errorf("move PID 1 into its cgroup: %w", err)
 	}
 	if err := cgm.Set(cg.Resources); err != nil {
-		return fmt.Errorf("limits: %w", err)
+		return nil, fmt.Errorf("limits: %w", err)
 	}
-	return nil
+	return cgm.GetPaths(), nil
+}
+
+// rebindState makes the container state libcontainer keeps in dir say
+// what the bound sandbox is now: the session's id, hostname and cgroup
+// (its path, limits and directories), so that libcontainer's view of it
+// (its status, frozen or not; its destruction) is the session's, as if it
+// had started it for the session.
+func rebindState(dir string, spec boxSpec, cgPaths map[string]string) error {
+	path := filepath.Join(dir, "state.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var st libcontainer.State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	st.ID = spec.id
+	st.Config.Hostname = spec.hostname
+	st.Config.Cgroups = containerConfig(spec).Cgroups
+	st.CgroupPaths = cgPaths
+	if data, err = json.Marshal(st); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // namespaces opens the mount and UTS namespaces of pid, the process of

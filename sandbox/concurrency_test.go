@@ -143,7 +143,7 @@ func TestBrokenSessionDoesNotStopTheDaemon(t *testing.T) {
 	assert.Contains(t, got.Reason, "injected failure", "with the reason")
 	_, err = e.m.Exec(context.Background(), bad.ID, ExecRequest{Command: Command{Shell: "true"}})
 	assert.ErrorIs(t, err, ErrUnavailable, "it runs nothing")
-	assert.FileExists(t, e.m.layout.Session(bad.UserID, bad.ID).Files()+"/keep.txt", "its files are untouched")
+	assert.FileExists(t, e.filesOf(t, bad)+"/keep.txt", "its files are untouched")
 
 	assert.Equal(t, "ok\n", e.run(t, good.ID, "echo ok", 10).Stdout, "the other session is served")
 	_, err = e.m.DeleteSession(context.Background(), bad.ID, false)

@@ -37,10 +37,28 @@ type Config struct {
 	// need, for new sessions to start at once (0: none).
 	ReadySandboxes int
 
-	// MaxSessionsPerUser and MaxWorkspaceMB are the quota of a user
-	// without a quota.json of their own (0 = unlimited).
+	// The limits of a user without a quota.json of their own (each one
+	// it sets overrides the default; see UserLimits):
+	// MaxSessionsPerUser (0 = unlimited), MaxWorkspaceMB (the disk
+	// budget), SessionDiskMB (each session's reservation; 0 =
+	// MaxWorkspaceMB/MaxSessionsPerUser), MaxFilesPerSession (below),
+	// MaxSessionDuration, IdleFreezeAfter and IdleDeleteAfter (0 = never).
 	MaxSessionsPerUser int
 	MaxWorkspaceMB     int64
+	SessionDiskMB      int64
+	MaxSessionDuration time.Duration
+	IdleFreezeAfter    time.Duration
+	IdleDeleteAfter    time.Duration
+
+	// QuotaMode is the mechanism enforcing disk limits: "project",
+	// "loop", "none", or "" for the one the state directory was laid out
+	// with (on its first start, what quota.Detect finds best). A state
+	// directory keeps its layout: see quotaMode.
+	QuotaMode string
+	// JanitorInterval is how often the janitor looks at the sessions'
+	// timers (freeze, expiry, idle deletion) and the users' quota.json:
+	// the timers' precision.
+	JanitorInterval time.Duration
 
 	ExecTimeout    time.Duration
 	MaxExecTimeout time.Duration
@@ -48,8 +66,8 @@ type Config struct {
 	OutputLimit int64
 	// MaxFileBytes caps uploads and whole-file reads of the files API.
 	MaxFileBytes int64
-	// MaxFilesPerSession caps the files of a session's workspace that the
-	// files API creates (0 = unlimited; quota.json may lower it).
+	// MaxFilesPerSession caps the files and directories a session makes
+	// (its commands and the files API alike: the inodes of its tree).
 	MaxFilesPerSession int
 	// MaxListEntries caps one listing.
 	MaxListEntries int

@@ -60,17 +60,20 @@ func (m *Manager) boxSpec(s *session) boxSpec {
 	}
 }
 
-// mountSpec is what the session's mount table is made of.
+// mountSpec is what the session's mount table is made of: the trees the
+// quota mechanism gives the session and its user, its base environment's
+// version, its user's identity.
 func (m *Manager) mountSpec(s *session) mounts.Spec {
 	return mounts.Spec{
-		Layout:   m.layout,
-		UserID:   s.meta.UserID,
-		Session:  s.dir,
-		BaseEnv:  m.envDir(s.meta.Env),
-		Wheels:   m.cache.PresentedDir(),
-		Helper:   m.cfg.Helper,
-		TmpBytes: s.meta.Limits.limits().TmpMB * mib,
-		Identity: m.layout.Identity(s.owner.UID),
+		Files:       s.trees.Files,
+		SharedFiles: s.shared,
+		VenvUpper:   s.trees.VenvUpper,
+		VenvWork:    s.trees.VenvWork,
+		BaseEnv:     m.envDir(s.meta.Env),
+		Wheels:      m.cache.PresentedDir(),
+		Helper:      m.cfg.Helper,
+		TmpBytes:    s.meta.Limits.limits().TmpMB * mib,
+		Identity:    m.layout.Identity(s.owner.UID),
 	}
 }
 

@@ -1,11 +1,13 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/mounts/quota"
 	"github.com/sandboxd/sandboxd/sandbox/packages"
 	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
 )
@@ -32,8 +35,8 @@ type Check struct {
 // memory and pids controllers, the namespaces, overlayfs and the
 // Python the base venv is made from. The daemon refuses to start when a
 // check fails rather than run commands unconfined. Optional checks say
-// what the base environment has of its declared packages and what it
-// lacks.
+// how disk limits are enforced, if they are, and what the base
+// environment has of its declared packages and what it lacks.
 func Doctor(cfg Config) []Check {
 	return append(hostChecks(cfg), packageChecks(cfg)...)
 }
@@ -78,7 +81,32 @@ func hostChecks(cfg Config) []Check {
 		err = fmt.Errorf("%s cannot make venvs (install python3-venv): %w: %s", cfg.Python, err, strings.TrimSpace(string(out)))
 	}
 	add("python", cfg.Python+" "+strings.TrimSpace(string(out)), err)
-	return checks
+	return append(checks, quotaCheck(cfg))
+}
+
+// quotaCheck says which mechanism enforces disk limits on the state
+// directory's filesystem (quota.Detect, on the state directory or, before
+// the first start, the nearest directory above it), and the mode the
+// state directory was laid out with, if any. It is optional: without a
+// mechanism the daemon runs and enforces no disk limit.
+func quotaCheck(cfg Config) Check {
+	dir := cfg.StateDir
+	for {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	r := quota.Detect(context.Background(), dir)
+	detail := r.String()
+	if data, err := os.ReadFile(filepath.Join(mounts.Layout{Root: cfg.StateDir}.Quota(), "mode")); err == nil {
+		detail += fmt.Sprintf("; the state directory is laid out in %s mode", strings.TrimSpace(string(data)))
+	}
+	return Check{Name: "quota", Detail: detail, Err: r.Err(), Optional: true}
 }
 
 // packageChecks say what the base environment has of the declared

@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"context"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -52,4 +54,20 @@ func TestDoctorSaysWhatTheBaseEnvHas(t *testing.T) {
 			assert.ErrorContains(t, c.Err, "line 2", "a bad allow-list names its line")
 		}
 	}
+}
+
+func TestDoctorSaysHowDiskLimitsAreEnforced(t *testing.T) {
+	requireRoot(t)
+	checks := Doctor(env.cfg)
+	i := slices.IndexFunc(checks, func(c Check) bool { return c.Name == "quota" })
+	require.GreaterOrEqual(t, i, 0, "a quota check")
+	c := checks[i]
+	assert.True(t, c.Optional, "without disk limits the daemon still runs")
+	mode := string(env.m.quota.Mode())
+	assert.Contains(t, c.Detail, "laid out in "+mode+" mode", "the state directory's mode")
+	if mode == "loop" {
+		assert.Contains(t, c.Detail, "loop-mounted ext4 images", "what this host gets")
+		assert.NoError(t, c.Err, "limits are enforced")
+	}
+	assert.Equal(t, mode, env.m.Info(context.Background()).QuotaMode, "GET /v1 says it too")
 }

@@ -29,4 +29,11 @@ var (
 	ErrPackageNotAllowed = errors.New("package not allowed")
 	// ErrUnavailable: the session or daemon cannot serve the request now.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrExpired: the session outlived its user's
+	// max_session_duration_hours; it was stopped and serves nothing but
+	// describe and delete.
+	ErrExpired = errors.New("session expired")
+	// ErrInvalidQuota: the user's quota.json cannot be read or used; the
+	// error names the file and what is wrong with it.
+	ErrInvalidQuota = errors.New("invalid quota.json")
 )

@@ -83,9 +83,9 @@ func (m *Manager) openTarget(id string, root Root, p string) (fileTarget, error)
 	if err != nil {
 		return fileTarget{}, err
 	}
-	dir := s.dir.Files()
+	dir := s.trees.Files
 	if name == RootShared {
-		dir = m.layout.User(s.meta.UserID).SharedFiles()
+		dir = s.shared
 	}
 	r, err := mounts.OpenRoot(dir, s.owner)
 	if err != nil {
@@ -115,6 +115,8 @@ func fileError(err error) error {
 		sentinel = ErrExists
 	case errors.Is(err, errTooLarge):
 		sentinel = ErrTooLarge
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
+		sentinel = ErrQuota
 	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENAMETOOLONG),
 		errors.Is(err, unix.EINVAL), errors.Is(err, unix.EXDEV), errors.Is(err, mounts.ErrInvalidName):
 		sentinel = ErrInvalid
@@ -280,55 +282,41 @@ func (c *capReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteFile stores body at p atomically, within the size cap and, for a
-// new file in the workspace, the session's file quota.
+// WriteFile stores body at p atomically, within the size cap and the
+// disk limits: a write the session's disk (or, in shared_files, the
+// user's) cannot hold fails with ErrQuota naming the limit, and leaves
+// nothing behind.
 func (m *Manager) WriteFile(_ context.Context, id string, root Root, p string, body io.Reader, mkdirs bool) (WriteResult, error) {
 	t, err := m.openTarget(id, root, p)
 	if err != nil {
 		return WriteResult{}, err
 	}
 	defer t.close()
-	if err := m.checkFileQuota(t); err != nil {
-		return WriteResult{}, err
-	}
-	res, err := t.root.WriteFile(t.rel, &capReader{r: body, n: m.cfg.MaxFileBytes}, mkdirs)
+	var res mounts.WriteResult
+	err = m.charged(func() error {
+		var err error
+		res, err = t.root.WriteFile(t.rel, &capReader{r: body, n: m.cfg.MaxFileBytes}, mkdirs)
+		return err
+	})
 	if errors.Is(err, errTooLarge) {
 		return WriteResult{}, fmt.Errorf("%w: %s: the upload is over the cap of %d bytes", ErrTooLarge, t.rel, m.cfg.MaxFileBytes)
 	}
 	if err != nil {
-		return WriteResult{}, fileError(err)
+		return WriteResult{}, m.fileError(t, err)
 	}
 	return WriteResult{Path: t.rel, Size: res.Size, SHA256: res.SHA256}, nil
 }
 
-// checkFileQuota refuses a new file in a workspace already holding the
-// session's maximum number of files.
-func (m *Manager) checkFileQuota(t fileTarget) error {
-	q, err := m.userQuota(t.s.meta.UserID)
-	if err != nil {
-		return err
-	}
-	max := q.MaxFilesPerSession
-	if max <= 0 || t.name != RootWorkspace {
-		return nil
-	}
-	if _, err := t.root.Stat(t.rel); err == nil {
-		return nil // replacing a file adds none
-	}
-	infos, _, err := t.root.List(".", true, max+m.cfg.MaxListEntries)
-	if err != nil {
-		return fileError(err)
-	}
-	n := 0
-	for _, i := range infos {
-		if !i.Mode.IsDir() {
-			n++
+// fileError is fileError for a call on t, a full disk named by its limit.
+func (m *Manager) fileError(t fileTarget, err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		kind := events.QuotaFiles
+		if t.name == RootShared {
+			kind = events.QuotaWorkspace
 		}
+		return m.refused(t.s, kind, m.diskFull(t.s, t.name, err))
 	}
-	if n >= max {
-		return m.refused(t.s, events.QuotaFiles, fmt.Errorf("%w: session %q holds %d files, its maximum", ErrQuota, t.s.meta.ID, n))
-	}
-	return nil
+	return fileError(err)
 }
 
 // EditFile replaces req.Old by req.New in a text file: Old must occur
@@ -359,9 +347,14 @@ func (m *Manager) EditFile(_ context.Context, id string, root Root, req EditRequ
 	if n := strings.Count(text, old); n != want {
 		return EditResult{}, fmt.Errorf("%w: %s: old text occurs %d times, expected %d", ErrConflict, t.rel, n, want)
 	}
-	res, err := t.root.WriteFile(t.rel, strings.NewReader(strings.Replace(text, old, repl, want)), false)
+	var res mounts.WriteResult
+	err = m.charged(func() error {
+		var err error
+		res, err = t.root.WriteFile(t.rel, strings.NewReader(strings.Replace(text, old, repl, want)), false)
+		return err
+	})
 	if err != nil {
-		return EditResult{}, fileError(err)
+		return EditResult{}, m.fileError(t, err)
 	}
 	return EditResult{Path: t.rel, Replacements: want, Size: res.Size, SHA256: res.SHA256}, nil
 }
@@ -384,13 +377,15 @@ func (m *Manager) Mkdir(_ context.Context, id string, root Root, p string, paren
 		return FileInfo{}, err
 	}
 	defer t.close()
-	if parents {
-		_, err = t.root.MkdirAll(t.rel)
-	} else {
-		err = t.root.Mkdir(t.rel)
-	}
+	err = m.charged(func() error {
+		if parents {
+			_, err := t.root.MkdirAll(t.rel)
+			return err
+		}
+		return t.root.Mkdir(t.rel)
+	})
 	if err != nil {
-		return FileInfo{}, fileError(err)
+		return FileInfo{}, m.fileError(t, err)
 	}
 	info, err := t.root.Stat(t.rel)
 	return fileInfo(info), fileError(err)
@@ -410,8 +405,8 @@ func (m *Manager) MoveFile(_ context.Context, id string, root Root, from, to str
 	if toRoot != t.name {
 		return FileInfo{}, fmt.Errorf("%w: cannot move between the workspace and the shared files", ErrInvalid)
 	}
-	if err := t.root.Move(t.rel, toRel, overwrite); err != nil {
-		return FileInfo{}, fileError(err)
+	if err := m.charged(func() error { return t.root.Move(t.rel, toRel, overwrite) }); err != nil {
+		return FileInfo{}, m.fileError(t, err)
 	}
 	info, err := t.root.Stat(toRel)
 	return fileInfo(info), fileError(err)
@@ -426,7 +421,11 @@ func (m *Manager) OpenOutput(_ context.Context, userID, name string) (File, erro
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 		return File{}, fmt.Errorf("%w: output name %q must be a single file name", ErrInvalid, name)
 	}
-	f, info, err := mounts.OpenOutput(m.layout.User(userID).SharedFiles(), name)
+	d, err := m.disk(userID)
+	if err != nil {
+		return File{}, err
+	}
+	f, info, err := mounts.OpenOutput(d.dirs.SharedFiles, name)
 	if err != nil {
 		return File{}, fileError(fmt.Errorf("user %q: output %q: %w", userID, name, err))
 	}

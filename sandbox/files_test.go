@@ -32,12 +32,13 @@ const secretText = "host secret\n"
 
 func newHostileSession(t *testing.T) hostileSession {
 	s := startSession(t, "hostile", nil)
-	h := hostileSession{Session: s, files: env.m.layout.Session(s.UserID, s.ID).Files()}
-	// The secret lives beside the state tree, on the same file system, so
-	// a hard link to it can be made.
-	h.secret = filepath.Join(filepath.Dir(env.m.layout.Root), filepath.Base(env.m.layout.Root)+"-secret-"+s.ID)
+	trees := env.treesOf(t, s)
+	h := hostileSession{Session: s, files: trees.Files}
+	// The secret lives outside the roots on the session's own file system
+	// (its disk image, or its quota project), the only place a hard link
+	// to it can come from.
+	h.secret = filepath.Join(trees.Root, "secret")
 	require.NoError(t, os.WriteFile(h.secret, []byte(secretText), 0o600), "write the host secret")
-	t.Cleanup(func() { os.Remove(h.secret) })
 
 	// Planted from inside, as a hostile command would.
 	res := run(t, s.ID, `cd /workspace && echo ok > a.txt && mkdir -p dir sw &&
@@ -210,8 +211,8 @@ func TestFilesRoundTrips(t *testing.T) {
 	s := startSession(t, "roundtrip", nil)
 	ctx := context.Background()
 
-	// A 50 MiB binary upload and download.
-	blob := make([]byte, 50<<20)
+	// A 20 MiB binary upload and download.
+	blob := make([]byte, 20<<20)
 	_, err := rand.Read(blob)
 	require.NoError(t, err, "random data")
 	sum := sha256.Sum256(blob)
@@ -227,7 +228,8 @@ func TestFilesRoundTrips(t *testing.T) {
 	require.NoError(t, err, "download")
 	assert.Equal(t, sum[:], h.Sum(nil), "sha256 of the download")
 
-	// An upload over the cap is refused and leaves nothing.
+	// An upload over the cap is refused and leaves nothing (on a disk
+	// that could hold it: the cap says no first).
 	_, err = env.m.WriteFile(ctx, s.ID, RootWorkspace, "big.bin", io.LimitReader(zeroReader{}, env.cfg.MaxFileBytes+1), false)
 	assert.ErrorIs(t, err, ErrTooLarge, "over the cap")
 	list, err := env.m.ListFiles(ctx, s.ID, RootWorkspace, "", false)
@@ -334,21 +336,6 @@ func TestFilesEdit(t *testing.T) {
 	assert.Contains(t, fmt.Sprint(err), "occurs 0 times", "the conflict says how many occurrences")
 }
 
-func TestFilesFileQuota(t *testing.T) {
-	s := startSession(t, "filequota", nil)
-	ctx := context.Background()
-	quota := env.m.layout.User(s.UserID).QuotaFile()
-	require.NoError(t, os.WriteFile(quota, []byte(`{"limits":{"max_files_per_session":2}}`), 0o600), "write quota.json")
-	for _, name := range []string{"1", "2"} {
-		_, err := env.m.WriteFile(ctx, s.ID, RootWorkspace, name, strings.NewReader(name), false)
-		require.NoError(t, err, "file %s within the quota", name)
-	}
-	_, err := env.m.WriteFile(ctx, s.ID, RootWorkspace, "3", strings.NewReader("3"), false)
-	assert.ErrorIs(t, err, ErrQuota, "a third file is over the quota")
-	_, err = env.m.WriteFile(ctx, s.ID, RootWorkspace, "1", strings.NewReader("again"), false)
-	assert.NoError(t, err, "replacing a file adds none")
-}
-
 func TestFilesDownloadKeptOutput(t *testing.T) {
 	s := startSession(t, "download", nil)
 	ctx := context.Background()
@@ -376,7 +363,7 @@ func BenchmarkListFiles(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer env.m.DeleteSession(ctx, s.ID, false)
-	dir := filepath.Join(env.m.layout.Session(s.UserID, s.ID).Files(), "many")
+	dir := filepath.Join(env.treesOf(b, s).Files, "many")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}

@@ -143,7 +143,7 @@ func TestHostileSharedFilesAndWorkspace(t *testing.T) {
 	require.NoError(t, os.WriteFile(victim, []byte("host secret"), 0o600), "a host file")
 	other := startSession(t, "hostile-other", nil)
 	require.Equal(t, 0, run(t, other.ID, "echo theirs > /workspace/shared/outputs/theirs.pdf", 10).ExitCode, "another user's output")
-	otherOutputs := env.m.layout.User(other.UserID).Outputs()
+	otherOutputs := env.outputsOf(t, other.UserID)
 
 	plants := []struct {
 		name, plant string
@@ -171,7 +171,7 @@ func TestHostileSharedFilesAndWorkspace(t *testing.T) {
 			require.NoError(t, err, "the delete finishes whatever the sandbox did")
 			assert.Equal(t, []string{"report.pdf"}, del.Kept, "the regular file is kept, the symlink is not")
 
-			kept, err := os.ReadFile(filepath.Join(env.m.layout.User(s.UserID).Outputs(), "report.pdf"))
+			kept, err := os.ReadFile(filepath.Join(env.outputsOf(t, s.UserID), "report.pdf"))
 			require.NoError(t, err, "kept into a real outputs/ the daemon made")
 			assert.Equal(t, "mine\n", string(kept), "the session's file")
 			got, err := os.ReadFile(victim)

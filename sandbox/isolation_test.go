@@ -23,7 +23,7 @@ func TestVenvWritesStayInTheirSession(t *testing.T) {
 	other := run(t, b.ID, `test -e /opt/venv/lib/sandboxd-marker && echo present || echo absent`, 10)
 	assert.Equal(t, "absent\n", other.Stdout, "another session does not see it")
 	assert.NoFileExists(t, filepath.Join(env.m.envs.Dir(a.Env), "lib", "sandboxd-marker"), "the base venv is unchanged")
-	assert.FileExists(t, filepath.Join(env.m.layout.Session(a.UserID, a.ID).VenvUpper(), "lib", "sandboxd-marker"),
+	assert.FileExists(t, filepath.Join(env.treesOf(t, a).VenvUpper, "lib", "sandboxd-marker"),
 		"the write landed in the session's own upper layer")
 
 	prefix := run(t, a.ID, `python3 -c 'import sys; print(sys.prefix)'`, 30)
@@ -86,7 +86,7 @@ func TestSessionsCannotSeeEachOthersFiles(t *testing.T) {
 	require.Equal(t, 0, run(t, a.ID, "echo a > /workspace/shared/data/"+secret+"-alice", 10).ExitCode,
 		"alice writes a shared file")
 
-	bobFiles := env.m.layout.Session(b.UserID, b.ID).Files()
+	bobFiles := env.treesOf(t, b).Files
 	find := "find / -path /proc -prune -o -path /sys -prune -o -path /usr -prune -o -name '" + secret + "-*' -print 2>/dev/null"
 	tests := []struct {
 		name, session, command, want string

@@ -8,15 +8,16 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/mounts/quota"
 	"github.com/sandboxd/sandboxd/sandbox/events"
 )
 
@@ -33,12 +34,25 @@ const (
 	phaseBroken
 	// phaseDeleting: a delete is tearing it down.
 	phaseDeleting
+	// phaseExpiring: past its maximum duration, its sandbox is being
+	// stopped and its documents kept (lifetime_linux.go).
+	phaseExpiring
+	// phaseExpired: stopped for good, its documents kept and its disk
+	// given back; reason says when. It serves GET and DELETE only.
+	phaseExpired
 )
 
 // session is one session in the daemon's hands.
 type session struct {
 	meta sessionMeta
-	dir  mounts.Session
+	// dir is the daemon's directory of the session (its session.json).
+	dir mounts.Session
+	// trees are the session's quota-limited trees (files, logs, venv
+	// layer), shared its user's shared_files, and disk the user's limits
+	// they were reserved under; all set before the session goes live.
+	trees  quota.SessionDirs
+	shared string
+	disk   UserLimits
 
 	// phase and reason are guarded by Manager.mu.
 	phase  phase
@@ -66,11 +80,32 @@ type session struct {
 	// closing is closed when a delete begins, which ends calls in flight.
 	closing   chan struct{}
 	closeOnce sync.Once
+
+	// What the janitor goes by (lifetime_linux.go): busy counts the calls
+	// in flight, lastActive is when the last one began or ended (Unix
+	// nanoseconds), persisted lazily to session.json (persisted).
+	busy       atomic.Int32
+	lastActive atomic.Int64
+	persisted  time.Time
+	// life serialises the sandbox's freeze and thaw, which frozen
+	// reports.
+	life   sync.Mutex
+	frozen atomic.Bool
+	// expiring is closed when an expiry the janitor began is over;
+	// Manager.mu guards the field.
+	expiring chan struct{}
 }
 
 func newSession(meta sessionMeta, dir mounts.Session) *session {
 	s := &session{meta: meta, dir: dir, closing: make(chan struct{})}
-	s.usage.touch()
+	// Idle since it was last active before a restart, or since created:
+	// what session.json says already.
+	since := meta.CreatedAt
+	if meta.LastActive.After(since) {
+		since = meta.LastActive
+	}
+	s.lastActive.Store(since.UnixNano())
+	s.persisted = since
 	return s
 }
 
@@ -110,6 +145,10 @@ func (s *session) describe(p phase, reason string) Session {
 	switch {
 	case p == phaseBroken:
 		return s.meta.describe(StateBroken, reason)
+	case p == phaseExpiring || p == phaseExpired:
+		return s.meta.describe(StateExpired, reason)
+	case s.running() && s.frozen.Load():
+		return s.meta.describe(StateFrozen, "idle: frozen until its next call")
 	case s.running():
 		return s.meta.describe(StateRunning, "")
 	default:
@@ -131,23 +170,39 @@ func (s *session) bind(ctx context.Context) (context.Context, context.CancelFunc
 	return ctx, func() { cancel(nil) }
 }
 
-// acquire returns a live session for one call; the caller calls done when
-// the call is over. Creating, deleting and unknown sessions are not found;
-// a broken one is unavailable, with the reason. The call's beginning and
-// end are the session's activity.
-func (m *Manager) acquire(id string) (s *session, done func(), err error) {
+// acquire returns a live session for one call, thawed if it was frozen;
+// the caller calls done when the call is over. Creating, deleting and
+// unknown sessions are not found; a broken one is unavailable and an
+// expired one expired, with the reason. The call is the session's
+// activity: its idle time starts over when the call ends.
+func (m *Manager) acquire(id string) (*session, func(), error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	s, ok := m.sessions[id]
-	if !ok || s.phase == phaseCreating || s.phase == phaseDeleting {
+	switch {
+	case !ok || s.phase == phaseCreating || s.phase == phaseDeleting:
+		m.mu.Unlock()
 		return nil, nil, fmt.Errorf("%w: session %q", ErrNotFound, id)
-	}
-	if s.phase == phaseBroken {
+	case s.phase == phaseBroken:
+		m.mu.Unlock()
 		return nil, nil, fmt.Errorf("%w: session %q is broken: %s", ErrUnavailable, id, s.reason)
+	case s.phase == phaseExpiring || s.phase == phaseExpired:
+		m.mu.Unlock()
+		return nil, nil, fmt.Errorf("%w: session %q: %s", ErrExpired, id, s.reason)
 	}
 	s.calls.Add(1)
-	s.usage.touch()
-	return s, func() { s.usage.touch(); s.calls.Done() }, nil
+	s.busy.Add(1)
+	m.mu.Unlock()
+	s.touch()
+	done := func() {
+		s.touch()
+		s.busy.Add(-1)
+		s.calls.Done()
+	}
+	if err := m.thaw(s); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("%w: session %q: %w", ErrUnavailable, id, err)
+	}
+	return s, done, nil
 }
 
 // CreateSession builds a session's directories and starts its sandbox.
@@ -167,58 +222,63 @@ func (m *Manager) CreateSession(ctx context.Context, req CreateRequest) (Session
 	if err != nil {
 		return Session{}, err
 	}
-	quota, err := m.userQuota(req.UserID)
+	ul, err := m.userLimits(req.UserID)
 	if err != nil {
 		return Session{}, err
 	}
 	meta := sessionMeta{ID: req.SessionID, UserID: req.UserID, CreatedAt: time.Now().UTC(), Limits: storedLimits(limits)}
 	s := newSession(meta, m.layout.Session(req.UserID, req.SessionID))
-	if err := m.reserve(s, quota.MaxSessions); err != nil {
+	if err := m.reserve(s, ul.MaxSessions); err != nil {
 		return Session{}, m.refused(s, events.QuotaSessions, err)
 	}
-	if err := m.build(s, quota); err != nil {
-		m.abandon(s)
+	// A client that goes away does not stop a create half-way: what was
+	// built is either finished or undone.
+	ctx = context.WithoutCancel(ctx)
+	if err := m.build(ctx, s, ul); err != nil {
+		m.abandon(ctx, s)
 		return Session{}, m.refused(s, events.QuotaWorkspace, err)
 	}
+	s.touch()
 	m.mu.Lock()
 	s.phase = phaseLive
 	m.mu.Unlock()
 	m.log.InfoContext(ctx, "session created", "session", s.meta.ID, "user", s.meta.UserID)
 	m.publish(s, events.Event{Type: events.SessionCreated})
+	m.noteCurrent(s.meta.UserID)
 	return s.describe(phaseLive, ""), nil
 }
 
-// build makes a reserved session's directories and sandbox. session.json
-// is written last: it is the commit point, so a daemon that dies before
-// it leaves a directory without one, which recovery removes.
-func (m *Manager) build(s *session, quota quota) error {
-	if quota.MaxWorkspaceMB > 0 {
-		size, err := dirSize(m.layout.User(s.meta.UserID).Dir)
-		if err != nil {
-			return fmt.Errorf("user %q: workspace size: %w", s.meta.UserID, err)
-		}
-		if size > quota.MaxWorkspaceMB*mib {
-			return fmt.Errorf("%w: user %q uses %d MiB of %d MiB", ErrQuota, s.meta.UserID, size/mib, quota.MaxWorkspaceMB)
-		}
-	}
+// build makes a reserved session's directories, disk and sandbox: the
+// user's disk attached (with the budget of their limits l), the session's
+// share of it reserved, which answers ErrQuota when it does not fit (the
+// mechanism's figures: no tree is walked). session.json is written last:
+// it is the commit point, so a daemon that dies before it leaves a
+// directory without one, which recovery removes, and a reservation no
+// session claims, which recovery releases.
+func (m *Manager) build(ctx context.Context, s *session, l UserLimits) error {
 	owner, err := m.userOwner(s.meta.UserID)
 	if err != nil {
 		return err
 	}
 	s.owner = owner
-	if _, err := m.layout.EnsureUser(s.meta.UserID, owner); err != nil {
+	d, err := m.attachUser(ctx, s.meta.UserID, owner, l.MaxWorkspaceMB)
+	if err != nil {
 		return err
 	}
+	s.shared = d.dirs.SharedFiles
 	if err := m.layout.WriteIdentity(owner, m.envOwner.GID); err != nil {
 		return err
 	}
 	if err := m.fault("create:dir"); err != nil {
 		return err
 	}
-	if _, err := m.layout.CreateSession(s.meta.UserID, s.meta.ID, owner); err != nil {
+	if _, err := m.layout.CreateSession(s.meta.UserID, s.meta.ID); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%w: session %q", ErrExists, s.meta.ID)
 		}
+		return err
+	}
+	if err := m.reserveTrees(ctx, s, l); err != nil {
 		return err
 	}
 	if err := m.fault("create:sandbox"); err != nil {
@@ -234,8 +294,11 @@ func (m *Manager) build(s *session, quota quota) error {
 }
 
 // abandon undoes a create that failed at any step and frees its id.
-func (m *Manager) abandon(s *session) {
+func (m *Manager) abandon(ctx context.Context, s *session) {
 	if err := m.destroySandbox(s); err != nil {
+		m.log.Warn("abandon a failed create", "session", s.meta.ID, "err", err)
+	}
+	if err := m.releaseTrees(ctx, s); err != nil {
 		m.log.Warn("abandon a failed create", "session", s.meta.ID, "err", err)
 	}
 	if err := m.removeSessionDir(s.meta.UserID, s.meta.ID); err != nil {
@@ -264,7 +327,7 @@ func (m *Manager) reserve(s *session, maxSessions int) error {
 	if maxSessions > 0 {
 		n := 0
 		for _, o := range m.sessions {
-			if o.meta.UserID == s.meta.UserID {
+			if o.meta.UserID == s.meta.UserID && o.phase != phaseExpired {
 				n++
 			}
 		}
@@ -274,17 +337,6 @@ func (m *Manager) reserve(s *session, maxSessions int) error {
 	}
 	m.sessions[s.meta.ID] = s
 	return nil
-}
-
-// userQuota is the user's quota: the daemon's, overridden by their
-// quota.json.
-func (m *Manager) userQuota(userID string) (quota, error) {
-	def := quota{MaxSessions: m.cfg.MaxSessionsPerUser, MaxWorkspaceMB: m.cfg.MaxWorkspaceMB, MaxFilesPerSession: m.cfg.MaxFilesPerSession}
-	q, err := readQuota(m.layout.User(userID).QuotaFile(), def)
-	if err != nil {
-		return def, fmt.Errorf("user %q: %w", userID, err)
-	}
-	return q, nil
 }
 
 // GetSession describes one session.
@@ -316,7 +368,7 @@ func (m *Manager) ListSessions(_ context.Context, userID string) ([]Session, err
 	var entries []entry
 	m.mu.Lock()
 	for _, s := range m.sessions {
-		if (s.phase == phaseLive || s.phase == phaseBroken) && (userID == "" || s.meta.UserID == userID) {
+		if s.phase != phaseCreating && s.phase != phaseDeleting && (userID == "" || s.meta.UserID == userID) {
 			entries = append(entries, entry{s, s.phase, s.reason})
 		}
 	}
@@ -331,11 +383,25 @@ func (m *Manager) ListSessions(_ context.Context, userID string) ([]Session, err
 
 // DeleteSession stops the session's sandbox (its calls in flight end
 // first), keeps its files of the listed kinds when asked, and removes
-// everything else of it. A delete that fails half-way leaves the session
-// broken, with the reason; deleting it again finishes the job.
+// everything else of it, its disk reservation given back. A delete that
+// fails half-way leaves the session broken, with the reason; deleting it
+// again finishes the job. An expired session's documents were kept when
+// it expired: the result says which.
 func (m *Manager) DeleteSession(ctx context.Context, id string, keepFiles bool) (DeleteResult, error) {
 	m.mu.Lock()
 	s, ok := m.sessions[id]
+	// One being expired is deleted once it has (the expiry is short).
+	for ok && s.phase == phaseExpiring {
+		done := s.expiring
+		m.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return DeleteResult{}, fmt.Errorf("session %q: wait for its expiry: %w", id, ctx.Err())
+		}
+		m.mu.Lock()
+		s, ok = m.sessions[id]
+	}
 	if !ok || s.phase == phaseCreating || s.phase == phaseDeleting {
 		m.mu.Unlock()
 		return DeleteResult{}, fmt.Errorf("%w: session %q", ErrNotFound, id)
@@ -344,8 +410,14 @@ func (m *Manager) DeleteSession(ctx context.Context, id string, keepFiles bool) 
 	m.mu.Unlock()
 	s.close()
 	s.calls.Wait()
+	// After this, the janitor leaves the session alone (it acts only on
+	// live ones, under life), and its processes can die.
+	if err := m.thawForStop(s); err != nil {
+		m.log.Warn("thaw a session being deleted", "session", id, "err", err)
+	}
 
-	res, err := m.teardown(s, keepFiles)
+	ctx = context.WithoutCancel(ctx)
+	res, err := m.teardown(ctx, s, keepFiles)
 	if err != nil {
 		m.mu.Lock()
 		s.phase, s.reason = phaseBroken, "delete failed: "+err.Error()
@@ -361,14 +433,20 @@ func (m *Manager) DeleteSession(ctx context.Context, id string, keepFiles bool) 
 	m.collectEnvs()
 	m.log.InfoContext(ctx, "session deleted", "session", id, "user", s.meta.UserID, "kept_files", len(res.Kept))
 	m.publish(s, events.Event{Type: events.SessionDeleted})
+	m.noteCurrent(s.meta.UserID)
 	return res, nil
 }
 
-// teardown records the intent to delete, destroys the sandbox, keeps files
-// and removes the session directory; each step can be redone, so a daemon
-// that dies half-way finishes it on its next start.
-func (m *Manager) teardown(s *session, keepFiles bool) (DeleteResult, error) {
+// teardown records the intent to delete, destroys the sandbox, keeps files,
+// gives the session's disk back and removes the session directory; each
+// step can be redone, so a daemon that dies half-way finishes it on its
+// next start.
+func (m *Manager) teardown(ctx context.Context, s *session, keepFiles bool) (DeleteResult, error) {
 	res := DeleteResult{ID: s.meta.ID, Kept: []string{}}
+	if e := s.meta.Expired; e != nil {
+		res.Kept = append(res.Kept, e.Kept...)
+		res.NotKept = append(res.NotKept, e.NotKept...)
+	}
 	meta := s.meta
 	meta.Deleting = &deleteIntent{KeepFiles: keepFiles}
 	if err := writeMeta(s.dir, meta); err != nil {
@@ -392,37 +470,49 @@ func (m *Manager) teardown(s *session, keepFiles bool) (DeleteResult, error) {
 	if err := m.fault("delete:remove"); err != nil {
 		return res, err
 	}
+	if err := m.releaseTrees(ctx, s); err != nil {
+		return res, err
+	}
 	if err := m.discardSessionDir(s.meta.UserID, s.meta.ID); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-// keepFiles moves the session's files of the kept kinds into the user's
-// shared_files/outputs/. Both trees are the sandbox's to write, so every
-// step is descriptor-relative and follows nothing (mounts.KeepOutputs). A
-// file that cannot be kept is reported, never a reason to fail the
-// delete: what a sandbox did to its own trees must not keep it alive.
+// keepFiles copies the session's files of the kept kinds into the user's
+// shared_files/outputs/, charged to shared_files' limit. Both trees are
+// the sandbox's to write, so every step is descriptor-relative and follows
+// nothing (mounts.KeepOutputs). A file that cannot be kept (shared_files
+// full among the reasons) is reported, never a reason to fail the delete:
+// what a sandbox did to its own trees must not keep it alive.
 func (m *Manager) keepFiles(s *session, res *DeleteResult) {
 	notKept := func(reason string) {
 		res.NotKept = append(res.NotKept, NotKept{Name: "*", Reason: reason})
 	}
-	files, err := mounts.OpenDir(s.dir.Files())
+	if s.trees.Files == "" {
+		return // a replayed delete or expiry that already released them
+	}
+	files, err := mounts.OpenDir(s.trees.Files)
 	if errors.Is(err, fs.ErrNotExist) {
-		return // a replayed delete that already kept them
+		return
 	}
 	if err != nil {
 		notKept(fmt.Sprintf("the workspace cannot be read: %v", err))
 		return
 	}
 	defer files.Close()
-	shared, err := mounts.OpenDir(m.layout.User(s.meta.UserID).SharedFiles())
+	shared, err := mounts.OpenDir(s.shared)
 	if err != nil {
 		notKept(fmt.Sprintf("the shared files cannot be opened: %v", err))
 		return
 	}
 	defer shared.Close()
-	out, err := mounts.KeepOutputs(files, shared, m.cfg.KeepExtensions, s.owner)
+	var out mounts.KeptOutputs
+	err = m.charged(func() error {
+		var err error
+		out, err = mounts.KeepOutputs(files, shared, m.cfg.KeepExtensions, s.owner)
+		return err
+	})
 	res.Kept = append(res.Kept, out.Kept...)
 	for _, n := range out.NotKept {
 		res.NotKept = append(res.NotKept, NotKept{Name: n.Name, Reason: n.Err.Error()})
@@ -463,7 +553,7 @@ func (m *Manager) removeUserCgroup(userID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.sessions {
-		if s.meta.UserID == userID {
+		if s.meta.UserID == userID && s.phase != phaseExpired {
 			return
 		}
 	}
@@ -476,28 +566,4 @@ func newID(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// dirSize sums the apparent sizes of the regular files under dir.
-func dirSize(dir string) (int64, error) {
-	var total int64
-	trash := filepath.Join(dir, trashDir)
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) {
-				return nil
-			}
-			return err
-		}
-		if p == trash {
-			return filepath.SkipDir // deleted sessions, on their way out
-		}
-		if d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				total += fi.Size()
-			}
-		}
-		return nil
-	})
-	return total, err
 }

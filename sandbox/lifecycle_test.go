@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,20 +51,21 @@ func TestDuplicateAndQuota(t *testing.T) {
 	assert.ErrorIs(t, err, ErrExists, "a session id is unique across users")
 
 	// The design's quota.json lowers this user's session count to two.
-	quota := env.m.layout.User(s.UserID).QuotaFile()
-	require.NoError(t, os.WriteFile(quota, []byte(`{"user_id":"quota","limits":{"max_sessions":2}}`), 0o600), "write quota.json")
+	env.writeQuota(t, s.UserID, `{"user_id":"quota","limits":{"max_sessions":2}}`)
 	startSession(t, "quota", nil)
 	_, err = env.m.CreateSession(context.Background(), CreateRequest{UserID: "quota"})
 	assert.ErrorIs(t, err, ErrQuota, "a third session is over the quota")
-	require.NoError(t, os.WriteFile(quota, []byte(`{"limits":{"max_workspace_size_mb":1}}`), 0o600), "write quota.json")
-	require.Equal(t, 0, run(t, s.ID, "head -c 2M /dev/zero > /workspace/big", 10).ExitCode, "fill the workspace")
+	// Two sessions reserve 102 and 512 MiB of 1024 (S = U/max_sessions
+	// when each was made): a third of 500 MiB does not fit.
+	env.writeQuota(t, s.UserID, `{"user_id":"quota","limits":{"max_sessions":5,"session_disk_mb":500}}`)
 	_, err = env.m.CreateSession(context.Background(), CreateRequest{UserID: "quota"})
-	assert.ErrorIs(t, err, ErrQuota, "a user over their disk quota gets no new session")
+	assert.ErrorIs(t, err, ErrQuota, "a user whose disk budget cannot hold another reservation gets no new session")
+	assert.Contains(t, fmt.Sprint(err), "max_workspace_size_mb 1024 MiB cannot hold another session of session_disk_mb 500 MiB", "the error names the limit")
 }
 
 func TestDeleteKeepsListedFilesWithoutOverwriting(t *testing.T) {
 	s := startSession(t, "keep", nil)
-	outputs := env.m.layout.User(s.UserID).Outputs()
+	outputs := env.outputsOf(t, s.UserID)
 	require.NoError(t, os.WriteFile(filepath.Join(outputs, "report.pdf"), []byte("older"), 0o644), "an earlier report")
 
 	res := run(t, s.ID, `cd /workspace &&
@@ -97,7 +99,7 @@ func TestDeleteLeavesNothing(t *testing.T) {
 	require.NoError(t, err, "delete")
 	assert.Empty(t, del.Kept, "nothing kept without keep_files")
 	assertSessionGone(t, s)
-	assert.NoFileExists(t, filepath.Join(env.m.layout.User(s.UserID).Outputs(), "report.pdf"), "nothing moved")
+	assert.NoFileExists(t, filepath.Join(env.outputsOf(t, s.UserID), "report.pdf"), "nothing moved")
 	for _, dir := range env.m.cg.Dirs(env.m.cg.UserPath(s.UserID)) {
 		assert.NoDirExists(t, dir, "the user's cgroup goes with their last session")
 	}
@@ -139,13 +141,7 @@ func TestRecoveryAdoptsRestartsAndFinishes(t *testing.T) {
 	require.NoError(t, err, "load container")
 	require.NoError(t, c.Signal(syscall.SIGKILL), "kill the sandbox")
 	// deleting: the daemon died half-way through a keep_files delete.
-	dir := e.m.layout.Session(deleting.UserID, deleting.ID)
-	meta, err := readMeta(dir)
-	require.NoError(t, err, "read metadata")
-	meta.Deleting = &deleteIntent{KeepFiles: true}
-	require.NoError(t, writeMeta(dir, meta), "record the delete")
-
-	e.restart(t)
+	e.crashWith(t, deleting, func(meta *sessionMeta) { meta.Deleting = &deleteIntent{KeepFiles: true} })
 
 	tmp := e.run(t, adopted.ID, "cat /tmp/t /workspace/file.docx /opt/venv/pkg", 10)
 	assert.Equal(t, "in-tmp\nkept\npkg\n", tmp.Stdout, "a running sandbox is adopted as it was")
@@ -154,7 +150,7 @@ func TestRecoveryAdoptsRestartsAndFinishes(t *testing.T) {
 	_, err = e.m.GetSession(context.Background(), deleting.ID)
 	assert.ErrorIs(t, err, ErrNotFound, "an interrupted delete is finished")
 	e.assertGone(t, deleting)
-	assert.FileExists(t, filepath.Join(e.m.layout.User(deleting.UserID).Outputs(), "file.docx"), "with its kept files")
+	assert.FileExists(t, filepath.Join(e.outputsOf(t, deleting.UserID), "file.docx"), "with its kept files")
 }
 
 func TestDeadSandboxIsReportedStopped(t *testing.T) {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sandboxd/sandboxd/mounts/quota"
 	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
 
 	// The test binary is the sandboxes' helper, as sandboxd is; importing
@@ -47,8 +50,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireRoot skips a test or benchmark that needs namespaces, cgroups and
-// mounts when not root, and otherwise makes sure the shared Manager exists.
+// requireRoot skips a test or benchmark that needs namespaces, cgroups
+// and mounts when not root, and otherwise makes sure the shared Manager
+// exists.
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -97,6 +101,22 @@ func newTestEnv(cfg Config) (*testEnv, error) {
 	return &testEnv{m: m, cfg: cfg}, nil
 }
 
+// crashWith stops the Manager, edits a session's session.json as a daemon
+// that died half-way would have left it, and starts a new Manager on the
+// same state (with the janitor stopped meanwhile, nothing else writes it).
+func (e *testEnv) crashWith(t *testing.T, s Session, edit func(*sessionMeta)) {
+	t.Helper()
+	e.m.Close()
+	dir := e.m.layout.Session(s.UserID, s.ID)
+	meta, err := readMeta(dir)
+	require.NoError(t, err, "read session.json")
+	edit(&meta)
+	require.NoError(t, writeMeta(dir, meta), "write session.json")
+	m, err := NewManager(context.Background(), e.cfg)
+	require.NoError(t, err, "a new manager recovers the state")
+	e.m = m
+}
+
 // restart replaces the Manager by a new one on the same state, as a
 // restarted daemon would be.
 func (e *testEnv) restart(t *testing.T) {
@@ -123,6 +143,7 @@ func testConfig(stateDir, parent string) Config {
 		ReadySandboxes:          1,
 		MaxSessionsPerUser:      10,
 		MaxWorkspaceMB:          1024,
+		JanitorInterval:         100 * time.Millisecond,
 		ExecTimeout:             30 * time.Second,
 		MaxExecTimeout:          120 * time.Second,
 		OutputLimit:             1 << 20,
@@ -147,6 +168,14 @@ func (e *testEnv) destroy() {
 		_, _ = e.m.DeleteSession(ctx, s.ID, false)
 	}
 	e.m.Close()
+	e.m.mu.Lock()
+	users := slices.Collect(maps.Keys(e.m.disks))
+	e.m.mu.Unlock()
+	for _, id := range users {
+		if err := e.m.quota.DetachUser(ctx, id); err != nil {
+			fmt.Fprintln(os.Stderr, "detach test user:", err)
+		}
+	}
 	if err := e.m.cg.RemoveParent(); err != nil {
 		fmt.Fprintln(os.Stderr, "remove test cgroups:", err)
 	}
@@ -180,6 +209,48 @@ func (e *testEnv) run(t *testing.T, id, command string, timeout float64) ran {
 	res, err := e.m.Exec(context.Background(), id, ExecRequest{Command: Command{Shell: command}, Timeout: secs(timeout)})
 	require.NoError(t, err, "exec %q", command)
 	return asText(res)
+}
+
+// filesOf is where a session's files are on the host: in its user's disk
+// (also for a session not restored, whose trees the Manager lacks).
+func (e *testEnv) filesOf(t testing.TB, s Session) string {
+	t.Helper()
+	return filepath.Join(filepath.Dir(e.sharedOf(t, s.UserID)), "sessions", s.ID, "files")
+}
+
+// treesOf are a live session's trees on the host.
+func (e *testEnv) treesOf(t testing.TB, s Session) quota.SessionDirs {
+	t.Helper()
+	e.m.mu.Lock()
+	defer e.m.mu.Unlock()
+	ss := e.m.sessions[s.ID]
+	require.NotNil(t, ss, "session %s is known", s.ID)
+	return ss.trees
+}
+
+// sharedOf is a user's shared_files on the host.
+func (e *testEnv) sharedOf(t testing.TB, userID string) string {
+	t.Helper()
+	d, err := e.m.disk(userID)
+	require.NoError(t, err, "user %s has a disk", userID)
+	return d.dirs.SharedFiles
+}
+
+// outputsOf is a user's shared_files/outputs on the host.
+func (e *testEnv) outputsOf(t testing.TB, userID string) string {
+	t.Helper()
+	return filepath.Join(e.sharedOf(t, userID), "outputs")
+}
+
+// writeQuota replaces a user's quota.json as an operator should: a new
+// file renamed over the old one.
+func (e *testEnv) writeQuota(t *testing.T, userID, content string) {
+	t.Helper()
+	u, err := e.m.layout.EnsureUser(userID)
+	require.NoError(t, err, "user directory")
+	tmp := u.QuotaFile() + ".new"
+	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600), "write quota.json")
+	require.NoError(t, os.Rename(tmp, u.QuotaFile()), "replace quota.json")
 }
 
 // uidOf is the uid the user's commands run as.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/mounts"
+	"github.com/sandboxd/sandboxd/mounts/quota"
 	"github.com/sandboxd/sandboxd/sandbox/events"
 	"github.com/sandboxd/sandboxd/sandbox/packages"
 	"github.com/sandboxd/sandboxd/sandbox/packages/envs"
@@ -73,6 +74,19 @@ type Manager struct {
 	// current is the manifest of the base environment new sessions get;
 	// its ID is empty before one is built.
 	current envs.Manifest
+
+	// quota enforces the users' and sessions' disk limits
+	// (quota_linux.go); disks are the users attached to it.
+	quota *quota.Manager
+	disks map[string]*userDisk
+	// chargeWrites: the daemon's own writes into the users' trees must
+	// drop CAP_SYS_RESOURCE to be charged to quotas (charged_linux.go).
+	chargeWrites bool
+
+	// stopJanitor ends the janitor (lifetime_linux.go), which closes
+	// janitorDone when it has.
+	stopJanitor context.CancelFunc
+	janitorDone chan struct{}
 }
 
 // NewManager prepares the state tree and the cgroup parent, then recovers
@@ -106,6 +120,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		envOwner:    mounts.Owner{UID: cfg.SandboxUID, GID: cfg.SandboxGID},
 		userUIDs:    map[string]int{},
 		uidTaken:    map[int]bool{},
+		disks:       map[string]*userDisk{},
 		swap:        swapAccounting(cg.Mode()),
 		controllers: controllers,
 		envs:        envs.NewStore(mounts.Layout{Root: cfg.StateDir}.Envs()),
@@ -134,6 +149,17 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		m.Close()
 		return nil, err
 	}
+	mode, err := m.quotaMode(ctx)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	if m.quota, err = quota.New(ctx, quota.Config{Mode: mode, Dir: m.layout.Quota()}); err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.chargeWrites = mode == quota.ModeProject
+	m.attachUsers(ctx)
 	if err := m.openPackages(); err != nil {
 		m.Close()
 		return nil, err
@@ -152,6 +178,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	}()
 	m.emptyTrashes()
 	m.startReady()
+	m.startJanitor()
 	return m, nil
 }
 
@@ -192,10 +219,14 @@ func lockState(l mounts.Layout) (*os.File, error) {
 	return f, nil
 }
 
-// Close destroys the ready sandboxes, ends the event subscriptions and
-// releases the state tree once what deletes left for later is done.
-// Sessions keep running, for the next daemon to adopt.
+// Close ends the janitor, destroys the ready sandboxes, ends the event
+// subscriptions and releases the state tree once what deletes left for
+// later is done. Sessions keep running, for the next daemon to adopt.
 func (m *Manager) Close() {
+	if m.stopJanitor != nil {
+		m.stopJanitor()
+		<-m.janitorDone
+	}
 	m.closeReady()
 	m.cleanup.Wait()
 	m.events.Close()
@@ -233,7 +264,7 @@ func (m *Manager) Info(context.Context) Info {
 	m.mu.Lock()
 	n := 0
 	for _, s := range m.sessions {
-		if s.phase != phaseCreating {
+		if s.phase != phaseCreating && s.phase != phaseExpired {
 			n++
 		}
 	}
@@ -248,6 +279,7 @@ func (m *Manager) Info(context.Context) Info {
 		MaxLimits:     m.cfg.MaxLimits,
 		Sessions:      n,
 		Env:           env,
+		QuotaMode:     string(m.quota.Mode()),
 	}
 }
 

@@ -115,7 +115,7 @@ c.save()
 	del, err := env.m.DeleteSession(ctx, s.ID, true)
 	require.NoError(t, err, "delete with keep_files")
 	assert.Subset(t, del.Kept, []string{"report.xlsx", "report.pdf"}, "both are kept")
-	outputs := env.m.layout.User(s.UserID).Outputs()
+	outputs := env.outputsOf(t, s.UserID)
 	for name, magic := range map[string]string{"report.xlsx": "PK", "report.pdf": "%PDF"} {
 		data, err := os.ReadFile(filepath.Join(outputs, name))
 		require.NoError(t, err, "read the kept %s", name)
@@ -260,7 +260,7 @@ func TestPackageInstalls(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotContains(t, pb.Packages, Package{Name: "alpha", Version: "1.0"}, "b has not")
 		assert.NoDirExists(t, filepath.Join(e.m.envs.Dir(a.Env), "lib", "python3", "site-packages", "alpha_mod"), "the base env is untouched")
-		upper := e.m.layout.Session(a.UserID, a.ID).VenvUpper()
+		upper := e.treesOf(t, a).VenvUpper
 		found, _ := filepath.Glob(filepath.Join(upper, "lib", "python3*", "site-packages", "alpha_mod"))
 		assert.NotEmpty(t, found, "the install is in a's own layer, which counts against its disk")
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -61,7 +62,7 @@ type background struct {
 	partial []byte   // the unfinished last line
 	dropped int64
 	limit   int
-	log     *os.File
+	log     io.WriteCloser
 	logged  int64
 	// killed is set when the API ended the process.
 	killed bool
@@ -127,8 +128,13 @@ func (b *background) appendLog(p []byte) {
 		b.log = nil
 		return
 	}
-	n, _ := b.log.Write(p)
+	n, err := b.log.Write(p)
 	b.logged += int64(n)
+	if err != nil {
+		// The session's disk is full, most likely: the log ends here.
+		_ = b.log.Close()
+		b.log = nil
+	}
 }
 
 // finish records the end of the process once its output is all in.
@@ -289,7 +295,7 @@ func (m *Manager) StartProcess(ctx context.Context, id string, cmd Command) (Pro
 	if live >= m.cfg.MaxProcessesPerSession {
 		return Process{}, m.refused(s, events.QuotaProcesses, fmt.Errorf("%w: session %q runs %d background processes, its maximum", ErrQuota, id, live))
 	}
-	if f, err := openLog(s.dir.Logs(), "process-"+b.id+".log"); err == nil {
+	if f, err := m.openLog(s.trees.Logs, "process-"+b.id+".log"); err == nil {
 		b.log = f
 	} else {
 		m.log.Warn("background process log", "session", id, "err", err)
@@ -420,12 +426,24 @@ func (m *Manager) KillProcess(ctx context.Context, id, pid string, grace time.Du
 	return out, nil
 }
 
-// openLog creates a new log file in dir, following nothing.
-func openLog(dir, name string) (*os.File, error) {
-	d, err := mounts.OpenDir(dir)
+// openLog creates a new log file in dir, following nothing; what is
+// written to it is charged to the session's disk limit (charged).
+func (m *Manager) openLog(dir, name string) (io.WriteCloser, error) {
+	var f *os.File
+	err := m.charged(func() error {
+		d, err := mounts.OpenDir(dir)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		f, err = d.CreateFile(name, 0o640, mounts.Owner{})
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
-	return d.CreateFile(name, 0o640, mounts.Owner{})
+	if m.chargeWrites {
+		return newChargedFile(f), nil
+	}
+	return f, nil
 }

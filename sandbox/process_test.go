@@ -65,7 +65,7 @@ func TestBackgroundProcessLifecycle(t *testing.T) {
 
 	_, err = env.m.ProcessOutput(ctx, s.ID, p.ID, "")
 	assert.ErrorIs(t, err, ErrNotFound, "gone after the kill")
-	log, err := os.ReadFile(filepath.Join(env.m.layout.Session(s.UserID, s.ID).Logs(), "process-"+p.ID+".log"))
+	log, err := os.ReadFile(filepath.Join(env.treesOf(t, s).Logs, "process-"+p.ID+".log"))
 	require.NoError(t, err, "the output is logged")
 	assert.Contains(t, string(log), "Line 5\nerr\n", "with stdout and stderr in order")
 }

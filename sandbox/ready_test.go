@@ -71,6 +71,9 @@ func (e *testEnv) sandboxView(t *testing.T, s Session) map[string]string {
 			}
 		}
 	}
+	// The last command's supervisor leaves its cgroup just after the
+	// command's result: count once it has.
+	e.live(t, s.ID).tails.Wait()
 	pids, err := e.m.cg.Pids(cgPath)
 	require.NoError(t, err, "processes of %s", s.ID)
 	view["processes in the session's cgroup"] = strings.Repeat("p", len(pids))
@@ -107,7 +110,7 @@ func TestBoundReadySandboxIsLikeAnOwnOne(t *testing.T) {
 	assert.NoFileExists(t, filepath.Join(pooled.m.layout.Agents(), readyID+".sock"), "its socket too")
 
 	// It is a session like any other: adopted after a restart, deleted.
-	require.NoError(t, os.WriteFile(filepath.Join(pooled.m.layout.Session(bound.UserID, bound.ID).Files(), "f"), []byte("x"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(pooled.filesOf(t, bound), "f"), []byte("x"), 0o644))
 	pooled.restart(t)
 	assert.Equal(t, readyPID, pooled.initPID(t, bound.ID), "adopted, not restarted")
 	assert.Equal(t, "x", pooled.run(t, bound.ID, "cat /workspace/f", 10).Stdout, "with its files")

@@ -22,10 +22,13 @@ import (
 // were running when the daemon died are killed, since nobody waits for
 // their output any more). A session whose sandbox is gone gets a new one
 // over the same files. A create that never finished is removed; a delete
-// that never finished is finished. Each session is handled on its own: one
-// that cannot be restored is kept as broken, with the reason, and the
-// daemon serves the rest. Every step can be redone, so a daemon killed
-// during recovery recovers on its next start.
+// or an expiry that never finished is finished. Each session's disk is
+// reserved again (its user's disk was attached before), and reservations
+// no session claims are released. A frozen sandbox is adopted too (and
+// thawed; the janitor freezes it again if it is still idle). Each session
+// is handled on its own: one that cannot be restored is kept as broken,
+// with the reason, and the daemon serves the rest. Every step can be
+// redone, so a daemon killed during recovery recovers on its next start.
 func (m *Manager) recover(ctx context.Context) error {
 	metas, err := m.scanSessions()
 	if err != nil {
@@ -40,8 +43,9 @@ func (m *Manager) recover(ctx context.Context) error {
 		meta, ok := metas[id]
 		// A sandbox whose agent speaks another protocol (an older
 		// daemon's) is restarted over the same files, like a dead one.
-		if c, err := libcontainer.Load(m.layout.Containers(), id); err == nil && ok && meta.Deleting == nil && meta.Agent == shim.ProtocolVersion {
-			if st, _ := c.Status(); st == libcontainer.Running {
+		if c, err := libcontainer.Load(m.layout.Containers(), id); err == nil && ok && meta.Deleting == nil && meta.Expired == nil && meta.Agent == shim.ProtocolVersion {
+			// A frozen sandbox is Paused to libcontainer.
+			if st, _ := c.Status(); st == libcontainer.Running || st == libcontainer.Paused {
 				adopted[id] = c
 				continue
 			}
@@ -58,7 +62,7 @@ func (m *Manager) recover(ctx context.Context) error {
 		m.mu.Lock()
 		m.sessions[id] = s
 		m.mu.Unlock()
-		if err := m.restore(s, adopted[id]); err != nil {
+		if err := m.restore(ctx, s, adopted[id]); err != nil {
 			m.log.Error("session could not be restored; kept as broken", "session", id, "user", meta.UserID, "err", err)
 			m.mu.Lock()
 			s.phase, s.reason = phaseBroken, err.Error()
@@ -66,18 +70,22 @@ func (m *Manager) recover(ctx context.Context) error {
 			m.publish(s, events.Event{Type: events.SessionBroken, Reason: err.Error()})
 		}
 	}
+	m.releaseOrphans(ctx)
 	if err := m.removeStrayCgroups(); err != nil {
 		m.log.Error("remove stray cgroups", "err", err)
 	}
 	return ctx.Err()
 }
 
-// restore brings one recovered session back: finishes its delete, adopts
-// its running sandbox, or starts a new one.
-func (m *Manager) restore(s *session, running *libcontainer.Container) error {
+// restore brings one recovered session back: finishes its delete or its
+// expiry, adopts its running sandbox, or starts a new one.
+func (m *Manager) restore(ctx context.Context, s *session, running *libcontainer.Container) error {
 	meta := s.meta
 	if err := m.fault("recover:" + meta.ID); err != nil {
 		return err
+	}
+	if _, err := os.Lstat(filepath.Join(s.dir.Dir, "files")); err == nil {
+		return fmt.Errorf("laid out before disk quotas (its files are in %s): it cannot be served; delete it", s.dir.Dir)
 	}
 	m.mu.Lock()
 	uid, ok := m.userUIDs[meta.UserID]
@@ -89,9 +97,32 @@ func (m *Manager) restore(s *session, running *libcontainer.Container) error {
 	if err := m.layout.WriteIdentity(s.owner, m.envOwner.GID); err != nil {
 		return err
 	}
+	d, err := m.disk(meta.UserID)
+	if err != nil {
+		return fmt.Errorf("the user's disk is not attached (see the log): %w", err)
+	}
+	s.shared = d.dirs.SharedFiles
+	l, err := m.userLimits(meta.UserID)
+	if err != nil {
+		// Limits matter only for a reservation made anew.
+		if l, err = m.cfg.defaultUserLimits().resolve(); err != nil {
+			return err
+		}
+	}
+	// A delete or an expiry replayed after the release has nothing left
+	// to reserve or keep.
+	if meta.Deleting != nil || meta.Expired != nil {
+		if m.reserved(meta.UserID, meta.ID) {
+			if err := m.reserveTrees(ctx, s, l); err != nil {
+				return err
+			}
+		}
+	} else if err := m.reserveTrees(ctx, s, l); err != nil {
+		return err
+	}
 	switch {
 	case meta.Deleting != nil:
-		if _, err := m.teardown(s, meta.Deleting.KeepFiles); err != nil {
+		if _, err := m.teardown(ctx, s, meta.Deleting.KeepFiles); err != nil {
 			return fmt.Errorf("finish an interrupted delete: %w", err)
 		}
 		m.mu.Lock()
@@ -100,14 +131,25 @@ func (m *Manager) restore(s *session, running *libcontainer.Container) error {
 		m.removeUserCgroup(meta.UserID)
 		m.log.Info("finished an interrupted delete", "session", meta.ID, "user", meta.UserID)
 		m.publish(s, events.Event{Type: events.SessionDeleted, Reason: "finished a delete the daemon before did not"})
+	case meta.Expired != nil:
+		if err := m.finishExpiry(ctx, s); err != nil {
+			return fmt.Errorf("finish an interrupted expiry: %w", err)
+		}
 	case running != nil:
 		if err := m.attach(s, running); err != nil {
 			return err
 		}
+		// A frozen sandbox's processes could not die: thaw it first.
+		cg := m.cg.SessionPath(meta.UserID, meta.ID)
+		if frozen, err := m.cg.Frozen(cg); err != nil || frozen {
+			if err := errors.Join(err, m.cg.Thaw(cg)); err != nil {
+				return fmt.Errorf("thaw the adopted sandbox: %w", err)
+			}
+		}
 		// The commands of the daemon before ended when it hung up on
 		// their supervisors; their cgroups, and anything left in them,
 		// are nobody's now.
-		if err := m.cg.RemoveExecs(m.cg.SessionPath(meta.UserID, meta.ID)); err != nil {
+		if err := m.cg.RemoveExecs(cg); err != nil {
 			return fmt.Errorf("remove the previous daemon's commands: %w", err)
 		}
 		m.log.Info("session adopted", "session", meta.ID, "user", meta.UserID)

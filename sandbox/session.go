@@ -29,6 +29,23 @@ type sessionMeta struct {
 	// Deleting is set once a delete has begun, so that a daemon that dies
 	// half-way finishes it on its next start.
 	Deleting *deleteIntent `json:"deleting,omitempty"`
+	// LastActive is when the session's last call ended, written lazily
+	// (lifetime_linux.go): the idle timers of a restarted daemon start
+	// from it.
+	LastActive time.Time `json:"last_active,omitzero"`
+	// Expired is set once the session outlived its maximum duration; Done
+	// once its sandbox is stopped, its documents kept and its disk given
+	// back.
+	Expired *expiry `json:"expired,omitempty"`
+}
+
+// expiry is a session's expiry: when, why, and what it kept.
+type expiry struct {
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason"`
+	Done    bool      `json:"done,omitempty"`
+	Kept    []string  `json:"kept,omitempty"`
+	NotKept []NotKept `json:"not_kept,omitempty"`
 }
 
 // metaLimits is Limits as session.json stores them.
@@ -51,7 +68,9 @@ type deleteIntent struct {
 	KeepFiles bool `json:"keep_files"`
 }
 
-func (m sessionMeta) describe(state State, reason string) Session {
+// describe reads only what never changes once the session is live: the
+// janitor writes the rest.
+func (m *sessionMeta) describe(state State, reason string) Session {
 	return Session{
 		ID:        m.ID,
 		UserID:    m.UserID,

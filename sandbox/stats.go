@@ -37,14 +37,6 @@ type SessionStats struct {
 	Disk *DiskUsage
 }
 
-// DiskUsage is a session's disk use against its quota.
-type DiskUsage struct {
-	// Bytes is the space its files use, of QuotaBytes (0: no quota).
-	Bytes, QuotaBytes uint64
-	// Files counts its files, of QuotaFiles (0: no quota).
-	Files, QuotaFiles uint64
-}
-
 // usage is what the daemon counts of a session; the kernel counts the
 // rest. It is safe for concurrent use.
 type usage struct {
@@ -53,12 +45,4 @@ type usage struct {
 	// commands: on v1 the kernel counts them in the commands' own
 	// cgroups only, which are gone once the commands are.
 	commandOOMKills atomic.Uint64
-	// last is when activity was last seen, in Unix nanoseconds.
-	last atomic.Int64
 }
-
-// touch records activity now.
-func (u *usage) touch() { u.last.Store(time.Now().UnixNano()) }
-
-// lastActivity is when activity was last seen.
-func (u *usage) lastActivity() time.Time { return time.Unix(0, u.last.Load()).UTC() }

@@ -37,7 +37,12 @@ func (m *Manager) SessionStats(_ context.Context, id string) (SessionStats, erro
 		Limits:       desc.Limits,
 		Execs:        s.usage.execs.Load(),
 		Processes:    s.procs.live(),
-		LastActivity: s.usage.lastActivity(),
+		LastActivity: s.activity().UTC(),
+	}
+	if u, err := m.userUsage(s.meta.UserID); err == nil {
+		if d, ok := u.Sessions[s.meta.ID]; ok && u.Enforced {
+			st.Disk = &d
+		}
 	}
 	if p != phaseLive {
 		return st, nil

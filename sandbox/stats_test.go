@@ -39,7 +39,11 @@ func TestSessionStatsReactToRealWork(t *testing.T) {
 	assert.GreaterOrEqual(t, fresh.Pids, uint64(1), "the sandbox's PID 1 counts")
 	assert.Zero(t, fresh.Execs, "no command yet")
 	assert.Zero(t, fresh.OOMKills, "no OOM kill yet")
-	assert.Nil(t, fresh.Disk, "disk use is not measured yet")
+	if env.m.quota.Mode() != "none" {
+		require.NotNil(t, fresh.Disk, "disk use is measured")
+		assert.Positive(t, fresh.Disk.LimitBytes, "against the session's reservation")
+		assert.Positive(t, fresh.Disk.LimitFiles, "and its file limit")
+	}
 	assert.Equal(t, fresh.LastActivity, stats(t, s.ID).LastActivity, "reading stats is not activity")
 
 	// Two busy loops under the limit: time used and time held back.

@@ -36,6 +36,9 @@ type Info struct {
 	// Env is the base environment new sessions get (nil before one is
 	// built): what it has and lacks of the declared packages.
 	Env *Env
+	// QuotaMode is the mechanism enforcing disk limits: "project",
+	// "loop" or "none" (not enforced).
+	QuotaMode string
 }
 
 // State is where a session is in its life.
@@ -51,6 +54,14 @@ const (
 	// StateBroken: the daemon could not restore the session at start-up;
 	// Reason says why. Its files are untouched and it can be deleted.
 	StateBroken State = "broken"
+	// StateFrozen: idle past its user's idle_freeze_after, the sandbox is
+	// frozen (memory kept, no CPU); the session's next call thaws it.
+	StateFrozen State = "frozen"
+	// StateExpired: past its user's max_session_duration_hours, the
+	// sandbox was stopped and its documents kept (as a delete with
+	// keep_files keeps them); Reason says when. It can be described and
+	// deleted, nothing else.
+	StateExpired State = "expired"
 )
 
 // CreateRequest asks for a new session.
@@ -278,4 +289,60 @@ type EditResult struct {
 type File struct {
 	io.ReadSeekCloser
 	Info FileInfo
+}
+
+// UserLimits are a user's limits: the daemon's defaults, overridden by the
+// user's quota.json.
+type UserLimits struct {
+	// MaxSessions caps the user's live sessions (0: no cap).
+	MaxSessions int
+	// MaxWorkspaceMB is the user's disk budget: shared_files and every
+	// live session's reservation together.
+	MaxWorkspaceMB int64
+	// SessionDiskMB is what each live session reserves of the budget, and
+	// all its trees (files, venv layer, logs) may hold.
+	SessionDiskMB int64
+	// MaxFilesPerSession caps the files and directories a session makes.
+	MaxFilesPerSession int64
+	// MaxSessionDuration is how long a session may live (0: for ever).
+	MaxSessionDuration time.Duration
+	// IdleFreezeAfter and IdleDeleteAfter are how long a session without
+	// API activity lives on unfrozen, and at all (0: for ever).
+	IdleFreezeAfter, IdleDeleteAfter time.Duration
+}
+
+// DiskUsage is what is used of one disk limit; Files counts files and
+// directories.
+type DiskUsage struct {
+	Bytes, LimitBytes int64
+	Files, LimitFiles int64
+}
+
+// UserUsage is a user's disk as the quota mechanism counts it (O(1) in
+// the number of files: no tree is walked).
+type UserUsage struct {
+	// QuotaMode is the mechanism: "project", "loop" or "none". In "none"
+	// nothing is enforced and Enforced is false.
+	QuotaMode string
+	Enforced  bool
+	// UsedBytes is what shared_files and the sessions' trees hold;
+	// ReservedBytes what the live sessions reserve of LimitBytes, the
+	// budget.
+	UsedBytes, ReservedBytes, LimitBytes int64
+	// Files counts files and directories in shared_files and the
+	// sessions' trees.
+	Files int64
+	// Shared is shared_files, whose limit is the budget less the
+	// reservations.
+	Shared DiskUsage
+	// Sessions is each live session's tree, by session id.
+	Sessions map[string]DiskUsage
+}
+
+// User describes one user: their limits, their disk and their sessions.
+type User struct {
+	ID       string
+	Limits   UserLimits
+	Usage    UserUsage
+	Sessions []Session
 }

@@ -113,21 +113,27 @@ func (m *Manager) userOwner(userID string) (mounts.Owner, error) {
 }
 
 // adoptUser hands what the shared uid owns in the user's trees over to o
-// (nothing, for a new user) and records o.
+// (nothing, for a new user) and records o. The trees are looked for
+// where the layout before disk quotas had them (a user without a record
+// is most likely from then) and in the user's disk (quota.UserDirs and
+// SessionDirs; mounted, in loop mode, if the daemon was only restarted).
 func (m *Manager) adoptUser(userID string, o mounts.Owner) error {
 	u := m.layout.User(userID)
 	if err := os.MkdirAll(u.Dir, 0o700); err != nil {
 		return fmt.Errorf("user %q: %w", userID, err)
 	}
 	shared := mounts.Owner{UID: m.cfg.SandboxUID, GID: m.cfg.SandboxGID}
-	trees := []string{u.SharedFiles()}
-	sessions, err := os.ReadDir(u.Sessions())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("user %q: %w", userID, err)
-	}
-	for _, e := range sessions {
-		s := m.layout.Session(userID, e.Name())
-		trees = append(trees, s.Files(), s.Logs(), s.VenvUpper())
+	var trees []string
+	for _, root := range []string{u.Dir, filepath.Join(u.Dir, "disk")} {
+		trees = append(trees, filepath.Join(root, "shared_files"))
+		sessions, err := os.ReadDir(filepath.Join(root, "sessions"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("user %q: %w", userID, err)
+		}
+		for _, e := range sessions {
+			s := filepath.Join(root, "sessions", e.Name())
+			trees = append(trees, filepath.Join(s, "files"), filepath.Join(s, "logs"), filepath.Join(s, "venv", "upper"))
+		}
 	}
 	for _, tree := range trees {
 		if err := chownTree(tree, shared, o); err != nil {

@@ -63,7 +63,7 @@ func TestOlderUsersAreMigratedToTheirOwnUid(t *testing.T) {
 	uid := e.uidOf(t, "uid-legacy")
 	shared := mounts.Owner{UID: e.cfg.SandboxUID, GID: e.cfg.SandboxGID}
 	u := e.m.layout.User("uid-legacy")
-	for _, tree := range []string{u.SharedFiles(), e.m.layout.Session(s.UserID, s.ID).Files()} {
+	for _, tree := range []string{e.sharedOf(t, s.UserID), e.filesOf(t, s)} {
 		require.NoError(t, chownTree(tree, mounts.Owner{UID: uid, GID: uid}, shared), "hand %s back to the shared uid", tree)
 	}
 	require.NoError(t, os.Remove(u.Record()), "drop the record")
@@ -71,7 +71,7 @@ func TestOlderUsersAreMigratedToTheirOwnUid(t *testing.T) {
 	victim := filepath.Join(t.TempDir(), "victim")
 	require.NoError(t, os.WriteFile(victim, nil, 0o644), "a host file")
 	require.NoError(t, os.Chown(victim, e.cfg.SandboxUID, e.cfg.SandboxGID), "owned by the shared uid")
-	require.NoError(t, os.Symlink(victim, filepath.Join(e.m.layout.Session(s.UserID, s.ID).Files(), "link")), "plant a symlink")
+	require.NoError(t, os.Symlink(victim, filepath.Join(e.filesOf(t, s), "link")), "plant a symlink")
 
 	e.restart(t)
 	got := e.uidOf(t, "uid-legacy")

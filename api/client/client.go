@@ -78,6 +78,13 @@ func (c *Client) GetSession(ctx context.Context, id string) (api.Session, error)
 	return sess, err
 }
 
+// User describes a user: their limits, disk usage and sessions.
+func (c *Client) User(ctx context.Context, userID string) (api.User, error) {
+	var u api.User
+	err := c.do(ctx, http.MethodGet, "/"+api.Version+"/users/"+url.PathEscape(userID), nil, nil, &u)
+	return u, err
+}
+
 // Exec runs one command in session id and waits for it to end.
 func (c *Client) Exec(ctx context.Context, id string, req api.ExecRequest) (api.ExecResult, error) {
 	var res api.ExecResult

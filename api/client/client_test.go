@@ -58,6 +58,7 @@ func TestClientSessionLifecycle(t *testing.T) {
 		Controllers:   []string{"cpu", "memory", "pids"},
 		DefaultLimits: api.Limits{CPUs: 1, MemoryMB: 512, Pids: 128, TmpMB: 64},
 		MaxLimits:     api.Limits{CPUs: 2, MemoryMB: 2048, Pids: 512, TmpMB: 256},
+		QuotaMode:     "loop",
 	}, info, "Info answer")
 
 	sess, err := c.CreateSession(ctx, api.CreateSessionRequest{UserID: "u1", SessionID: "a/b c", Limits: &api.Limits{CPUs: 0.5, MemoryMB: 256}})
@@ -115,6 +116,7 @@ func TestClientTypedErrors(t *testing.T) {
 	_, err := c.CreateSession(ctx, api.CreateSessionRequest{UserID: "u1", SessionID: "s1"})
 	require.NoError(t, err, "CreateSession")
 	fb.AddSession(sandbox.Session{ID: "dead", UserID: "u1", State: sandbox.StateStopped, Reason: "its sandbox is not running"})
+	fb.AddSession(sandbox.Session{ID: "old", UserID: "u1", State: sandbox.StateExpired, Reason: "expired at noon"})
 
 	tests := []struct {
 		name       string
@@ -138,6 +140,16 @@ func TestClientTypedErrors(t *testing.T) {
 			call:     func() error { _, err := c.Exec(ctx, "dead", api.ExecRequest{Command: "true"}); return err },
 			sentinel: api.ErrUnavailable, wantStatus: http.StatusServiceUnavailable,
 			wantMsg: `unavailable: session "dead": its sandbox is not running (a daemon restart gives it a new one)`,
+		},
+		{
+			name:     "exec in an expired session",
+			call:     func() error { _, err := c.Exec(ctx, "old", api.ExecRequest{Command: "true"}); return err },
+			sentinel: api.ErrExpired, wantStatus: http.StatusGone, wantMsg: `session expired: session "old": expired at noon`,
+		},
+		{
+			name:     "missing user",
+			call:     func() error { _, err := c.User(ctx, "nobody"); return err },
+			sentinel: api.ErrNotFound, wantStatus: http.StatusNotFound, wantMsg: `not found: user "nobody"`,
 		},
 		{
 			name:     "delete missing",
@@ -777,4 +789,21 @@ func TestClientPackages(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, info.Env)
 	assert.Equal(t, envs[0], *info.Env)
+}
+
+func TestClientUser(t *testing.T) {
+	ctx := context.Background()
+	c, _ := startServer(t)
+	_, err := c.CreateSession(ctx, api.CreateSessionRequest{UserID: "a/b c", SessionID: "s1"})
+	require.NoError(t, err, "CreateSession")
+	u, err := c.User(ctx, "a/b c")
+	require.NoError(t, err, "User")
+	assert.Equal(t, "a/b c", u.UserID, "an odd user id survives the URL")
+	assert.Equal(t, int64(1024), u.Limits.MaxWorkspaceSizeMB, "limits")
+	assert.Equal(t, 600.0, u.Limits.IdleFreezeAfterSec, "in seconds")
+	assert.Equal(t, 1, u.Usage.Sessions, "one session")
+	require.Len(t, u.Usage.SessionDisks, 1, "its disk")
+	assert.Equal(t, "s1", u.Usage.SessionDisks[0].SessionID)
+	require.Len(t, u.Sessions, 1, "and the session")
+	assert.Equal(t, "s1", u.Sessions[0].ID)
 }

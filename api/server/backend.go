@@ -28,6 +28,7 @@ type Backend interface {
 	FileBackend
 	ObserveBackend
 	PackageBackend
+	UserBackend
 }
 
 // ProcessBackend is the background processes of a session: commands

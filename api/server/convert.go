@@ -36,6 +36,7 @@ func wireInfo(i sandbox.Info) api.Info {
 		MaxLimits:     wireLimits(i.MaxLimits),
 		Sessions:      i.Sessions,
 		Env:           wireEnvPtr(i.Env),
+		QuotaMode:     i.QuotaMode,
 	}
 }
 

@@ -33,6 +33,8 @@ var kinds = []struct {
 	{sandbox.ErrPidsLimit, api.ErrPidsLimit},
 	{sandbox.ErrPackageNotAllowed, api.ErrPackageNotAllowed},
 	{sandbox.ErrUnavailable, api.ErrUnavailable},
+	{sandbox.ErrExpired, api.ErrExpired},
+	{sandbox.ErrInvalidQuota, api.ErrInvalidQuota},
 }
 
 // statuses gives each wire code its HTTP status. A code missing here (and
@@ -50,6 +52,8 @@ var statuses = map[string]int{
 	api.CodeQuotaExceeded:     http.StatusTooManyRequests,
 	api.CodePidsLimit:         http.StatusTooManyRequests,
 	api.CodeUnavailable:       http.StatusServiceUnavailable,
+	api.CodeExpired:           http.StatusGone,
+	api.CodeInvalidQuota:      http.StatusBadRequest,
 }
 
 // classify returns the status and code err answers with.

@@ -100,7 +100,8 @@ func wireStats(st sandbox.SessionStats) api.SessionStats {
 		LastActivity:    st.LastActivity,
 	}
 	if d := st.Disk; d != nil {
-		out.Disk = &api.DiskUsage{Bytes: d.Bytes, QuotaBytes: d.QuotaBytes, Files: d.Files, QuotaFiles: d.QuotaFiles}
+		disk := wireDisk(*d)
+		out.Disk = &disk
 	}
 	return out
 }

@@ -29,7 +29,7 @@ func TestSessionStatsRoute(t *testing.T) {
 		CPU: 1500 * time.Millisecond, CPUThrottled: 250 * time.Millisecond,
 		MemoryBytes: 1 << 20, MemoryPeakBytes: 2 << 20, Pids: 3, PidsLimit: 128,
 		OOMKills: 1, Execs: 7, Processes: 2, LastActivity: at,
-		Disk: &sandbox.DiskUsage{Bytes: 4096, QuotaBytes: 1 << 30, Files: 2, QuotaFiles: 10000},
+		Disk: &sandbox.DiskUsage{Bytes: 4096, LimitBytes: 1 << 30, Files: 2, LimitFiles: 10000},
 	})
 	srv, _ := newServer(fb, 0)
 
@@ -39,7 +39,7 @@ func TestSessionStatsRoute(t *testing.T) {
 		ID: "s1", UserID: "u1", Status: "running", Limits: testSession.Limits,
 		CPUMS: 1500, CPUThrottledMS: 250, MemoryBytes: 1 << 20, MemoryPeakBytes: 2 << 20,
 		Pids: 3, PidsLimit: 128, OOMKills: 1, Execs: 7, Processes: 2, LastActivity: at,
-		Disk: &api.DiskUsage{Bytes: 4096, QuotaBytes: 1 << 30, Files: 2, QuotaFiles: 10000},
+		Disk: &api.DiskUsage{Bytes: 4096, LimitBytes: 1 << 30, Files: 2, LimitFiles: 10000},
 	}, decodeBody[api.SessionStats](t, rec), "the statistics on the wire")
 
 	fb.SetStats("s1", sandbox.SessionStats{})

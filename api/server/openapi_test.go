@@ -158,10 +158,14 @@ var schemaTypes = map[string]reflect.Type{
 	"DiskUsage":              reflect.TypeFor[api.DiskUsage](),
 	"Event":                  reflect.TypeFor[api.Event](),
 	"Outcome":                reflect.TypeFor[api.Outcome](),
+	"User":                   reflect.TypeFor[api.User](),
+	"UserLimits":             reflect.TypeFor[api.UserLimits](),
+	"UserUsage":              reflect.TypeFor[api.UserUsage](),
+	"SessionDisk":            reflect.TypeFor[api.SessionDisk](),
 }
 
 func TestOpenAPISchemasCoverEveryWireType(t *testing.T) {
-	for _, file := range []string{"../types.go", "../files.go", "../process.go", "../packages.go", "../stats.go", "../events.go"} {
+	for _, file := range []string{"../types.go", "../files.go", "../process.go", "../packages.go", "../stats.go", "../events.go", "../users.go"} {
 		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
 		require.NoError(t, err, "parse %s", file)
 		for _, decl := range f.Decls {
@@ -254,7 +258,7 @@ func TestOpenAPIListsEveryErrorCode(t *testing.T) {
 	codes := []string{
 		api.CodeInvalidArgument, api.CodePermission, api.CodePackageNotAllowed, api.CodeNotFound, "method_not_allowed", api.CodeConflict,
 		api.CodeAlreadyExists, api.CodeTooLarge, api.CodeUnsupported, api.CodeQuotaExceeded, api.CodePidsLimit,
-		api.CodeUnavailable, api.CodeInternal,
+		api.CodeUnavailable, api.CodeInternal, api.CodeExpired, api.CodeInvalidQuota,
 	}
 	assert.ElementsMatch(t, codes, doc.Components.Schemas.Error.Properties.Code.Enum, "Error.code enum")
 }

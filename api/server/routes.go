@@ -58,6 +58,7 @@ var routes = []route{
 	{http.MethodPost, "/v1/sessions/{id}/packages", defaultLimit, (*Server).installPackages},
 	{http.MethodGet, "/v1/sessions/{id}/packages", defaultLimit, (*Server).listPackages},
 	{http.MethodGet, "/v1/envs", defaultLimit, (*Server).listEnvs},
+	{http.MethodGet, "/v1/users/{user_id}", defaultLimit, (*Server).getUser},
 }
 
 // muxPattern is the route's ServeMux pattern, which the mux also reports

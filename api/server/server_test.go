@@ -269,6 +269,8 @@ func TestBackendErrorsMapToStatus(t *testing.T) {
 		{sandbox.ErrPidsLimit, http.StatusTooManyRequests, api.CodePidsLimit},
 		{sandbox.ErrPackageNotAllowed, http.StatusForbidden, api.CodePackageNotAllowed},
 		{sandbox.ErrUnavailable, http.StatusServiceUnavailable, api.CodeUnavailable},
+		{sandbox.ErrExpired, http.StatusGone, api.CodeExpired},
+		{sandbox.ErrInvalidQuota, http.StatusBadRequest, api.CodeInvalidQuota},
 		// An *api.Error keeps its own code, whoever wraps it.
 		{api.ErrConflict, http.StatusConflict, api.CodeConflict},
 		{api.ErrInternal, http.StatusInternalServerError, api.CodeInternal},
@@ -320,6 +322,7 @@ func TestEveryRouteReportsBackendErrors(t *testing.T) {
 		{http.MethodPost, "/v1/sessions/s1/packages", `{"requirements":["alpha"]}`},
 		{http.MethodGet, "/v1/sessions/s1/packages", ""},
 		{http.MethodGet, "/v1/envs", ""},
+		{http.MethodGet, "/v1/users/u1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {

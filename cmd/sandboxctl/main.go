@@ -51,6 +51,7 @@ Commands:
   pkg install ID REQUIREMENT... install packages into a session (allow-listed, offline)
   pkg ls ID                     list what a session installed
   envs                          list the versions of the base environment
+  user ID                       a user's limits, disk usage and sessions
 
 Files commands take --root workspace (the default) or --root shared.
 
@@ -148,6 +149,8 @@ func dispatch(ctx context.Context, c *client.Client, args []string, std stdio) e
 		return pkg(ctx, c, rest, std)
 	case "envs":
 		return envList(ctx, c, rest, std)
+	case "user":
+		return user(ctx, c, rest, std)
 	default:
 		return usagef("unknown command %q; see sandboxctl --help", cmd)
 	}

@@ -143,6 +143,16 @@ func TestCommands(t *testing.T) {
 			},
 		},
 		{name: "get missing", args: []string{"session", "get", "nope"}, wantCode: 1, wantStderr: `not found: session "nope" (not_found, HTTP 404)`},
+		{name: "user", args: []string{"user", "u1"}, wantStdout: `"max_workspace_size_mb": 1024`},
+		{name: "user lists sessions", args: []string{"user", "u1"}, wantStdout: `"session_id": "s1"`},
+		{name: "user missing", args: []string{"user", "nobody"}, wantCode: 1, wantStderr: `not found: user "nobody" (not_found, HTTP 404)`},
+		{name: "user without id", args: []string{"user"}, wantCode: 2, wantStderr: "one user ID"},
+		{
+			name: "exec in an expired session", args: []string{"exec", "old", "--", "true"}, wantCode: 1, wantStderr: "expired at noon (expired, HTTP 410)",
+			setup: func(_ *testing.T, fb *servertest.Backend) {
+				fb.AddSession(sandbox.Session{ID: "old", UserID: "u1", State: sandbox.StateExpired, Reason: "expired at noon"})
+			},
+		},
 		{
 			name: "exec argv", args: []string{"exec", "--timeout", "5", "--cwd", "/w", "--env", "A=1", "--env", "B=x=y", "--stdin-file", "-", "s1", "--", "cat", "-n"},
 			stdin: "input", wantCode: 3, wantStdout: "out\n", wantStderr: "err\nsandboxctl: the command timed out",

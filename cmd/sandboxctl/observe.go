@@ -43,7 +43,7 @@ func stats(ctx context.Context, c *client.Client, args []string, std stdio) erro
 	fmt.Fprintf(tw, "commands\t%d run, %d background running\n", st.Execs, st.Processes)
 	fmt.Fprintf(tw, "last activity\t%s\n", activity(st.LastActivity, time.Now()))
 	if d := st.Disk; d != nil {
-		fmt.Fprintf(tw, "disk\t%s of %s, %d files of %d\n", bytesOf(d.Bytes), bytesOf(d.QuotaBytes), d.Files, d.QuotaFiles)
+		fmt.Fprintf(tw, "disk\t%s of %s, %d files of %d\n", bytesOf(uint64(d.Bytes)), bytesOf(uint64(d.LimitBytes)), d.Files, d.LimitFiles)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)

@@ -85,6 +85,7 @@ func wholeOrGone(t *testing.T, user, id string) bool {
 	}
 	require.Equal(t, http.StatusNotFound, status, "a session is there or not found: %s", data)
 	assert.NoDirExists(t, filepath.Join(suite.state, "workspaces", "user_"+user, "sessions", id), "no directory of %s", id)
+	assert.NoDirExists(t, filepath.Join(suite.state, "workspaces", "user_"+user, "disk", "sessions", id), "no disk of %s", id)
 	assert.NoDirExists(t, filepath.Join(suite.state, "containers", id), "no container state of %s", id)
 	for _, r := range cgroupRoots() {
 		assert.NoDirExists(t, filepath.Join(r, sessionCgroup(user, id)), "no cgroup of %s", id)
@@ -229,7 +230,7 @@ func TestKillPointsLeaveNothingHalfDone(t *testing.T) {
 			awaitDeath(t, d, step)
 			mustDaemon(t)
 			assert.False(t, wholeOrGone(t, user, id), "a delete that began is finished")
-			kept, err := os.ReadFile(filepath.Join(suite.state, "workspaces", "user_"+user, "shared_files", "outputs", id+".pdf"))
+			kept, err := os.ReadFile(filepath.Join(suite.state, "workspaces", "user_"+user, "disk", "shared_files", "outputs", id+".pdf"))
 			require.NoError(t, err, "the file was kept")
 			assert.Equal(t, id+"\n", string(kept), "once, whole")
 			nothingStray(t)
@@ -277,7 +278,7 @@ func TestKillDuringRecovery(t *testing.T) {
 		assert.Equal(t, id+"\n", res.Stdout, "with its files")
 	}
 	assert.False(t, wholeOrGone(t, users["kr-del"], "kr-del"), "the interrupted delete is finished")
-	assert.FileExists(t, filepath.Join(suite.state, "workspaces", "user_kr-u2", "shared_files", "outputs", "kr-del.pdf"), "with its file kept")
+	assert.FileExists(t, filepath.Join(suite.state, "workspaces", "user_kr-u2", "disk", "shared_files", "outputs", "kr-del.pdf"), "with its file kept")
 	nothingStray(t)
 }
 
@@ -308,4 +309,31 @@ func TestRandomKillsDuringCreate(t *testing.T) {
 	}
 	ids := listSessionIDs(t)
 	assert.False(t, slices.ContainsFunc(ids, func(id string) bool { return strings.HasPrefix(id, "kx-") }), "all cleaned up")
+}
+
+// TestKillDuringExpiry kills the daemon at each step of a session's
+// expiry: the next start finishes it.
+func TestKillDuringExpiry(t *testing.T) {
+	setup(t)
+	const user = "ke-user"
+	writeQuotaFile(t, user, `{"limits":{"max_session_duration_hours":0.0003}}`) // about a second
+	for _, step := range []string{"expire:sandbox", "expire:keep", "expire:release"} {
+		id := "ke-" + strings.ReplaceAll(step, ":", "-")
+		d := crashAt(t, step)
+		require.NoError(t, d.ready(), "daemon up")
+		createSession(t, user, id)
+		res := execIn(t, id, "echo "+id+" > /workspace/"+id+".pdf", 30)
+		require.Equal(t, 0, res.ExitCode, "write a file to keep: %s", res.Stderr)
+		awaitDeath(t, d, step) // the janitor expires the session within its 10 s
+		mustDaemon(t)
+		assert.Equal(t, "expired", sessionStatus(t, id), "the expiry is finished")
+		kept, err := os.ReadFile(filepath.Join(suite.state, "workspaces", "user_"+user, "disk", "shared_files", "outputs", id+".pdf"))
+		require.NoError(t, err, "the file was kept")
+		assert.Equal(t, id+"\n", string(kept), "once, whole")
+		assert.NoDirExists(t, filepath.Join(suite.state, "workspaces", "user_"+user, "disk", "sessions", id), "its disk given back")
+		assert.NoDirExists(t, filepath.Join(suite.state, "containers", id), "no sandbox")
+		status, data := call(t, http.MethodDelete, "/v1/sessions/"+id, "")
+		require.Equal(t, http.StatusOK, status, "delete it: %s", data)
+		nothingStray(t)
+	}
 }

@@ -151,6 +151,9 @@ func teardownSuite() error {
 			errs = append(errs, err)
 		}
 	}
+	// The users' disks (loop mode) stay mounted after the daemon: they
+	// are the next daemon's.
+	errs = append(errs, unmountUnder(suite.dir))
 	if err := os.RemoveAll(suite.dir); err != nil {
 		errs = append(errs, err)
 	}
@@ -173,6 +176,28 @@ func deleteAllSessions() error {
 		status, body, err := request(ctx, http.MethodDelete, "/v1/sessions/"+s.ID, "")
 		if err != nil || status != http.StatusOK {
 			errs = append(errs, fmt.Errorf("delete session %s: %d %s %v", s.ID, status, body, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unmountUnder detaches every mount under dir, deepest first.
+func unmountUnder(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var mps []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			mps = append(mps, f[4])
+		}
+	}
+	slices.SortFunc(mps, func(a, b string) int { return len(b) - len(a) })
+	var errs []error
+	for _, mp := range mps {
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -725,7 +750,7 @@ func sessionContainers(t *testing.T) []string {
 func diskSnapshot(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, pattern := range []string{"workspaces/*", "workspaces/*/*", "workspaces/*/sessions/*", "containers/*"} {
+	for _, pattern := range []string{"workspaces/*", "workspaces/*/*", "workspaces/*/sessions/*", "workspaces/*/disk/sessions/*", "containers/*"} {
 		m, err := filepath.Glob(filepath.Join(suite.state, pattern))
 		require.NoError(t, err, "glob %s", pattern)
 		for _, p := range m {
@@ -843,6 +868,7 @@ func TestKill9RestartAdoptsSessions(t *testing.T) {
 		status, data := call(t, http.MethodGet, "/v1/sessions/"+s.id, "")
 		assert.Equal(t, http.StatusNotFound, status, "deleted session %s: %s", s.id, data)
 		assert.NoDirExists(t, filepath.Join(suite.state, "workspaces", "user_"+s.user, "sessions", s.id), "session dir of %s", s.id)
+		assert.NoDirExists(t, filepath.Join(suite.state, "workspaces", "user_"+s.user, "disk", "sessions", s.id), "session disk of %s", s.id)
 		assert.NoDirExists(t, filepath.Join(suite.state, "containers", s.id), "container state of %s", s.id)
 	}
 	assert.Empty(t, listSessionIDs(t), "no session is listed after deleting all")

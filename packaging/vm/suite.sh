@@ -65,6 +65,19 @@ wait_active() { # wait_active UNIT SECONDS
 }
 secs() { echo $(($(date +%s) - $1)); }
 
+# --- 0. the state directory on a filesystem with project quotas -------------
+# As an installation that wants them would have it: ext4 with the quota and
+# project features, mounted with prjquota at /var/lib/sandboxd before the
+# package starts, so that the daemon's first start records project mode.
+modprobe loop 2>/dev/null
+STATE_IMG=/var/tmp/sandboxd-state.img
+if truncate -s 2G "$STATE_IMG" && mkfs.ext4 -q -F -O quota,project -E quotatype=prjquota "$STATE_IMG" &&
+	mkdir -p /var/lib/sandboxd && mount -o loop,prjquota "$STATE_IMG" /var/lib/sandboxd; then
+	ok state-prjquota
+else
+	bad state-prjquota "cannot make an ext4 with project quotas at /var/lib/sandboxd"
+fi
+
 # --- install -----------------------------------------------------------------
 deb=$(ls "$H"/sandboxd_*.deb 2>/dev/null | head -1)
 [ -n "$deb" ] || deb=$(ls "$H"/*.deb | head -1)
@@ -188,6 +201,95 @@ else
 	bad limits "cannot create the session: $code $body"
 fi
 
+# --- 4b. disk quotas: project quotas, hard at write time ---------------------
+qmode=$(REQ_TIMEOUT=60 req GET /v1 && jget 'd["quota_mode"]')
+check quota-mode-project "GET /v1 quota_mode=$qmode, want project" test "$qmode" = project
+doc=$(sandboxd --config /etc/sandboxd/config.yaml doctor 2>&1)
+check doctor-quota "doctor: $(echo "$doc" | grep -E ' quota ')" \
+	eval 'echo "$doc" | grep -qE "^ok +quota +project quotas on ext4 at /var/lib/sandboxd"'
+# U = 64 MiB, S = 16 MiB, F = 100.
+qdir=/var/lib/sandboxd/workspaces/user_carol
+mkdir -p -m 0700 "$qdir"
+echo '{"user_id":"carol","limits":{"max_workspace_size_mb":64,"max_sessions":4,"max_files_per_session":100}}' >"$qdir/quota.json"
+if create carol q1; then
+	run q1 120 'head -c 40M /dev/zero > /workspace/big; echo "rc=$?"; stat -c %s /workspace/big'
+	out=$(jget 'd["stdout"]')
+	err=$(jget 'd["stderr"]')
+	size=$(echo "$out" | tail -1)
+	check quota-write-inside "HTTP $code: stdout '$out' stderr '$err'" \
+		eval 'echo "$out" | grep -q "^rc=[1-9]" && echo "$err" | grep -qE "Disk quota exceeded|No space left" && [ "$size" -le $((16 << 20)) ]'
+	run q1 60 'rm -f /workspace/big; mkdir /workspace/many && python3 -c "
+import os
+n = 0
+try:
+    while n < 10000:
+        os.close(os.open(\"/workspace/many/f%d\" % n, os.O_CREAT | os.O_WRONLY)); n += 1
+except OSError as e:
+    print(n, e.errno)
+"'
+	out=$(jget 'd["stdout"]')
+	check quota-files-inside "HTTP $code: files made and errno '$out' (want at most 100, EDQUOT 122)" \
+		eval 'read -r n e <<<"$out"; [ "$e" = 122 ] && [ "$n" -ge 90 ] && [ "$n" -le 100 ]'
+	run q1 60 'rm -rf /workspace/many; python3 -c "
+import fcntl, os
+fd = os.open(\"/workspace\", os.O_RDONLY)
+try:
+    fcntl.ioctl(fd, 0x401c5820, bytes(28))
+    print(\"allowed\")
+except OSError as e:
+    print(e.errno)
+"'
+	out=$(jget 'd["stdout"]')
+	check quota-project-escape "FS_IOC_FSSETXATTR from inside: '$out' (want EPERM, 1)" test "$out" = 1
+	# Uploads: the daemon writes them without CAP_SYS_RESOURCE, so they
+	# meet the same limits (ext4 lets that capability past them).
+	head -c 20M /dev/zero >/var/tmp/upload.bin
+	for root in workspace shared; do
+		size=20M
+		[ $root = shared ] && head -c 60M /dev/zero >/var/tmp/upload.bin && size=60M
+		out=$(curl -sS --max-time 120 --unix-socket "$SOCK" -X PUT --data-binary @/var/tmp/upload.bin \
+			-w '\n%{http_code}' "http://sandboxd/v1/sessions/q1/files/content?path=up.bin&root=$root" 2>&1)
+		code=${out##*$'\n'}
+		body=${out%$'\n'*}
+		c=$(jget 'd["code"]')
+		check "quota-upload-$root" "an upload of $size to $root: HTTP $code $body" test "$code" = 429 -a "$c" = quota_exceeded
+	done
+	rm -f /var/tmp/upload.bin
+	req GET "/v1/sessions/q1/files/stat?path=up.bin"
+	check quota-upload-nothing-left "stat up.bin after the refused upload: HTTP $code $body" test "$code" = 404
+	req GET /v1/users/carol
+	enforced=$(jget 'd["usage"]["enforced"]')
+	limit=$(jget 'd["usage"]["limit_bytes"]')
+	check quota-user-route "HTTP $code enforced=$enforced limit_bytes=$limit: $body" \
+		test "$code" = 200 -a "$enforced" = true -a "$limit" = $((64 << 20))
+	req DELETE /v1/sessions/q1
+	[ "$code" = 200 ] || note "delete q1: $code $body"
+else
+	bad quota "cannot create a session for carol: $code $body"
+fi
+
+# --- 4c. an idle session is frozen (cgroup v2 freezer), its next call thaws it -
+qdir=/var/lib/sandboxd/workspaces/user_dave
+mkdir -p -m 0700 "$qdir"
+echo '{"limits":{"idle_freeze_after":"1s"}}' >"$qdir/quota.json"
+if create dave idle1; then
+	run idle1 60 'echo kept > /tmp/t'
+	frozen=
+	for _ in $(seq 60); do # the janitor looks every 10 s
+		req GET /v1/sessions/idle1
+		[ "$(jget 'd["status"]')" = frozen ] && frozen=1 && break
+		sleep 1
+	done
+	fz=$(cat "$CG/user_dave/idle1/cgroup.freeze" 2>/dev/null)
+	check idle-frozen "status $(jget 'd["status"]'), cgroup.freeze=$fz" test -n "$frozen" -a "$fz" = 1
+	run idle1 60 'cat /tmp/t'
+	out=$(jget 'd["stdout"]')
+	check idle-thawed "HTTP $code stdout '$out' after the freeze" test "$code" = 200 -a "$out" = kept
+	req DELETE /v1/sessions/idle1
+else
+	bad idle "cannot create a session for dave: $code $body"
+fi
+
 # --- 5. restart with two live sessions ----------------------------------------
 if create bob r1 && create bob r2; then
 	run r1 60 'echo one > /workspace/f'
@@ -295,8 +397,9 @@ for p in /proc/[0-9]*; do
 		leaks+=" process ${p#/proc/} ($(tr '\0' ' ' <"$p/cmdline"), root $r, uid $u);"
 	fi
 done
-m=$(grep -c /var/lib/sandboxd /proc/1/mountinfo)
-[ "$m" = 0 ] || leaks+=" $m mounts under /var/lib/sandboxd: $(grep /var/lib/sandboxd /proc/1/mountinfo | cut -d' ' -f5 | tr '\n' ' ');"
+# The state directory itself is the suite's own mount (project quotas).
+under=$(awk '$5 ~ "^/var/lib/sandboxd/" {print $5}' /proc/1/mountinfo)
+[ -z "$under" ] || leaks+=" mounts under /var/lib/sandboxd: $(echo "$under" | tr '\n' ' ');"
 left=$(ls -A /var/lib/sandboxd/containers 2>/dev/null)
 [ -z "$left" ] || leaks+=" container state left: $left;"
 [ ! -e "$SOCK" ] || leaks+=" $SOCK still exists;"

@@ -29,6 +29,9 @@ import (
 //     then one program per syscall whose arguments are checked (clone's
 //     namespace flags, socket's domain, personality's value), each
 //     refusing what its rules do not allow;
+//   - the project guard, hand-written like the architecture guard: no
+//     ioctl or syscall that changes a file's quota project (see
+//     projectGuard);
 //   - the layer, which each supervisor adds before forking its command:
 //     clone3 fails with ENOSYS, so that glibc falls back to clone, whose
 //     flags the base can see (clone3 passes them in memory).
@@ -132,7 +135,51 @@ func seccompPrograms() (base, layer [][]bpf.Instruction, err error) {
 		}
 		base = append(base, prog)
 	}
-	return base[:len(base)-1], base[len(base)-1:], nil
+	layer = base[len(base)-1:]
+	base = append(base[:len(base)-1:len(base)-1], projectGuard(a))
+	return base, layer, nil
+}
+
+// Requests that change a file's project id or its inheritance, which
+// project quotas leave to the file's owner outside a user namespace: with
+// one, a sandbox moves its files to another project (or, clearing
+// FS_PROJINHERIT_FL on a directory of its own, its new files to project 0)
+// and escapes every disk limit. Nothing a sandbox needs: the read side
+// (FS_IOC_FSGETXATTR, FS_IOC_GETFLAGS, file_getattr) stays.
+const (
+	fsIocFSSetXattr = 0x401c5820 // FS_IOC_FSSETXATTR, _IOW('X', 32, struct fsxattr)
+	fsIocSetFlags   = 0x40086602 // FS_IOC_SETFLAGS, _IOW('f', 2, long)
+	fsIoc32SetFlags = 0x40046602 // FS_IOC32_SETFLAGS, _IOW('f', 2, int)
+	// sysFileSetattr is file_setattr(2) (Linux 6.17), numbered alike on
+	// every architecture of the generic table.
+	sysFileSetattr = 469
+)
+
+// projectGuard refuses (EPERM) the ioctls above and file_setattr. It
+// compares only the low 32 bits of ioctl's request: the kernel takes it
+// as an unsigned int, so a rule on all 64 bits (go-seccomp-bpf's) would
+// let the same request through with high bits set.
+func projectGuard(a *arch.Info) []bpf.Instruction {
+	ioctl := uint32(a.SyscallNames["ioctl"])
+	// seccomp_data.args[1]'s low word.
+	argLow := uint32(16 + 8)
+	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
+		argLow += 4
+	}
+	eperm := uint32(errnoAction(unix.EPERM))
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 0, Size: 4}, // seccomp_data.nr
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: sysFileSetattr, SkipFalse: 1},
+		bpf.RetConstant{Val: eperm},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: ioctl, SkipTrue: 1},
+		bpf.RetConstant{Val: uint32(seccomp.ActionAllow)},
+		bpf.LoadAbsolute{Off: argLow, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: fsIocFSSetXattr, SkipTrue: 3},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: fsIocSetFlags, SkipTrue: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: fsIoc32SetFlags, SkipTrue: 1},
+		bpf.RetConstant{Val: uint32(seccomp.ActionAllow)},
+		bpf.RetConstant{Val: eperm},
+	}
 }
 
 // archGuard comes first in the base: a syscall of another architecture

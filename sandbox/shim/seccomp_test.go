@@ -164,6 +164,16 @@ func TestSeccompVerdicts(t *testing.T) {
 		{"socket AF_ALG", unix.SYS_SOCKET, []uint64{unix.AF_ALG}, eperm},
 		{"socket AF_VSOCK", unix.SYS_SOCKET, []uint64{unix.AF_VSOCK}, eperm},
 		{"socket beyond AF_MAX", unix.SYS_SOCKET, []uint64{1000}, eperm},
+		// Quota projects: a sandbox keeps its files in theirs.
+		{"ioctl FS_IOC_FSSETXATTR", unix.SYS_IOCTL, []uint64{3, fsIocFSSetXattr}, eperm},
+		{"ioctl FS_IOC_FSSETXATTR, high bits set", unix.SYS_IOCTL, []uint64{3, 0xffffffff00000000 | fsIocFSSetXattr}, eperm},
+		{"ioctl FS_IOC_SETFLAGS", unix.SYS_IOCTL, []uint64{3, unix.FS_IOC_SETFLAGS}, eperm},
+		{"ioctl FS_IOC32_SETFLAGS", unix.SYS_IOCTL, []uint64{3, fsIoc32SetFlags}, eperm},
+		{"ioctl FS_IOC_FSGETXATTR", unix.SYS_IOCTL, []uint64{3, 0x801c581f}, allow},
+		{"ioctl FS_IOC_GETFLAGS", unix.SYS_IOCTL, []uint64{3, unix.FS_IOC_GETFLAGS}, allow},
+		{"ioctl TCGETS", unix.SYS_IOCTL, []uint64{1, unix.TCGETS}, allow},
+		{"ioctl FIONREAD", unix.SYS_IOCTL, []uint64{0, unix.TIOCINQ}, allow},
+		{"file_getattr", 468, nil, enosys},
 		// Other ABIs, and numbers newer than the table.
 		{"x32 read", unix.SYS_READ | 0x40000000, nil, killProc},
 		{"syscall after the table", 1000, nil, enosys},
@@ -175,6 +185,9 @@ func TestSeccompVerdicts(t *testing.T) {
 	assert.Equal(t, uint32(killProc), verdict(t, command, i386, 3), "an i386 syscall kills")
 	assert.Equal(t, uint32(allow), verdict(t, base, x86_64, unix.SYS_CLONE3), "PID 1 keeps clone3")
 	assert.Equal(t, uint32(eperm), verdict(t, base, x86_64, unix.SYS_UNSHARE), "PID 1 cannot unshare either")
+	assert.Equal(t, uint32(eperm), verdict(t, base, x86_64, unix.SYS_IOCTL, 3, fsIocFSSetXattr), "nor move a file to another project")
+	// Newer than the table today (ENOSYS), refused by name once it is not.
+	assert.Contains(t, []uint32{enosys, eperm}, verdict(t, command, x86_64, sysFileSetattr), "file_setattr is refused")
 }
 
 func TestSeccompFileIsSealed(t *testing.T) {

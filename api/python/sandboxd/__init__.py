@@ -13,8 +13,10 @@ from .client import API_VERSION, NDJSON, Client, ExecStream, PackageStream
 from .errors import (
     AlreadyExists,
     Conflict,
+    Expired,
     InternalError,
     InvalidArgument,
+    InvalidQuota,
     MethodNotAllowed,
     NotFound,
     PackageNotAllowed,
@@ -26,9 +28,10 @@ from .errors import (
     Unavailable,
     UnsupportedContent,
 )
-from .observe import DiskUsage, Event, EventsDropped, EventStream, Outcome, SessionStats
+from .observe import Event, EventsDropped, EventStream, Outcome, SessionStats
 from .types import (
     DeleteSessionResult,
+    DiskUsage,
     EditResult,
     Env,
     ExecEvent,
@@ -47,8 +50,12 @@ from .types import (
     SatisfiedPackage,
     Session,
     SessionPackages,
+    SessionDisk,
     TextFile,
     TextLine,
+    User,
+    UserLimits,
+    UserUsage,
     WriteResult,
 )
 
@@ -74,7 +81,10 @@ __all__ = [
     "PidsLimit",
     "Unavailable",
     "InternalError",
+    "Expired",
+    "InvalidQuota",
     "DeleteSessionResult",
+    "DiskUsage",
     "EditResult",
     "Env",
     "ExecEvent",
@@ -93,8 +103,12 @@ __all__ = [
     "SatisfiedPackage",
     "Session",
     "SessionPackages",
+    "SessionDisk",
     "TextFile",
     "TextLine",
+    "User",
+    "UserLimits",
+    "UserUsage",
     "WriteResult",
     "SessionStats",
     "DiskUsage",

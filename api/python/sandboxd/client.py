@@ -58,6 +58,7 @@ from .types import (
     Session,
     SessionPackages,
     TextFile,
+    User,
     WriteResult,
 )
 
@@ -586,6 +587,12 @@ class Client:
     def get_session(self, id: str) -> Session:
         """Describe session ``id``; NotFound when there is none."""
         return Session.from_dict(self._call("GET", self._session(id)))
+
+    def user(self, user_id: str) -> User:
+        """Describe a user: their limits (quota.json over the daemon's
+        defaults), their disk usage and their sessions; NotFound for a user
+        the daemon never saw, InvalidQuota when their quota.json is broken."""
+        return User.from_dict(self._call("GET", "/users/" + _seg(user_id)))
 
     def delete_session(self, id: str, keep_files: bool = False) -> DeleteSessionResult:
         """Stop and remove session ``id``. With ``keep_files`` its output

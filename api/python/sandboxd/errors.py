@@ -26,6 +26,8 @@ __all__ = [
     "PidsLimit",
     "Unavailable",
     "InternalError",
+    "Expired",
+    "InvalidQuota",
     "error_from_response",
     "error_for_code",
 ]
@@ -130,7 +132,8 @@ class UnsupportedContent(SandboxdError):
 
 
 class QuotaExceeded(SandboxdError):
-    """429 quota_exceeded: a session, file or process quota is used up."""
+    """429 quota_exceeded: a session, disk, file or process quota is used up
+    (a write past a disk limit: the message names the limit)."""
 
     CODE = "quota_exceeded"
     STATUS = 429
@@ -149,6 +152,22 @@ class Unavailable(SandboxdError):
 
     CODE = "unavailable"
     STATUS = 503
+
+
+class Expired(SandboxdError):
+    """410 expired: the session outlived its user's max_session_duration_hours;
+    it was stopped, its documents kept, and serves only get and delete."""
+
+    CODE = "expired"
+    STATUS = 410
+
+
+class InvalidQuota(SandboxdError):
+    """400 invalid_quota: the user's quota.json cannot be parsed or used; the
+    message names the file's error."""
+
+    CODE = "invalid_quota"
+    STATUS = 400
 
 
 class InternalError(SandboxdError):
@@ -174,6 +193,8 @@ _BY_CODE: Dict[str, Type[SandboxdError]] = {
         PidsLimit,
         Unavailable,
         InternalError,
+        Expired,
+        InvalidQuota,
     )
 }
 

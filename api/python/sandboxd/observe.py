@@ -16,30 +16,13 @@ from datetime import datetime
 from typing import Any, Iterator, Optional
 
 from .errors import InternalError, SandboxdError
-from .types import Limits, _bool, _int, _Model, _obj, _opt_obj, _str, parse_time
+from .types import DiskUsage, Limits, _bool, _int, _Model, _obj, _opt_obj, _str, parse_time
 
-__all__ = ["DiskUsage", "SessionStats", "Outcome", "Event", "EventStream", "EventsDropped"]
+__all__ = ["SessionStats", "Outcome", "Event", "EventStream", "EventsDropped"]
 
 _CHUNK = 64 << 10
 #: The most one event line may hold; a longer one is a broken stream.
 _MAX_LINE = 1 << 20
-
-
-@dataclass
-class DiskUsage(_Model):
-    """A session's disk use against its quota (0: no quota)."""
-
-    bytes: int = 0
-    quota_bytes: int = 0
-    files: int = 0
-    quota_files: int = 0
-
-    _CONVERT = {
-        "bytes": ("bytes", _int),
-        "quota_bytes": ("quota_bytes", _int),
-        "files": ("files", _int),
-        "quota_files": ("quota_files", _int),
-    }
 
 
 @dataclass

@@ -38,6 +38,11 @@ __all__ = [
     "InstallPackagesResult",
     "PackageEvent",
     "SessionPackages",
+    "User",
+    "UserLimits",
+    "UserUsage",
+    "DiskUsage",
+    "SessionDisk",
     "parse_time",
 ]
 
@@ -250,6 +255,8 @@ class Info(_Model):
     max_limits: Limits = field(default_factory=Limits)
     sessions: int = 0
     env: Optional[Env] = None
+    #: How disk limits are enforced: "project", "loop" or "none".
+    quota_mode: str = ""
 
     _CONVERT = {
         "version": ("version", _str),
@@ -261,6 +268,7 @@ class Info(_Model):
         "max_limits": ("max_limits", _obj(Limits)),
         "sessions": ("sessions", _int),
         "env": ("env", _opt_obj(Env)),
+        "quota_mode": ("quota_mode", _str),
     }
 
 
@@ -272,7 +280,8 @@ class Session(_Model):
     user_id: str = ""
     created_at: Optional[datetime] = None
     limits: Limits = field(default_factory=Limits)
-    #: "running", "stopped" or "broken".
+    #: "running", "frozen" (idle; the next call thaws it), "stopped",
+    #: "expired" (past its maximum duration; reason says when) or "broken".
     status: str = ""
     #: Why the session is not running, when it is not.
     reason: str = ""
@@ -628,4 +637,104 @@ class EditResult(_Model):
         "replacements": ("replacements", _int),
         "size": ("size", _int),
         "sha256": ("sha256", _str),
+    }
+
+
+@dataclass
+class UserLimits(_Model):
+    """A user's limits: the daemon's defaults, overridden by their
+    quota.json. A duration of 0 is "never"."""
+
+    max_sessions: int = 0
+    max_workspace_size_mb: int = 0
+    session_disk_mb: int = 0
+    max_files_per_session: int = 0
+    max_session_duration_hours: float = 0.0
+    idle_freeze_after_sec: float = 0.0
+    idle_delete_after_sec: float = 0.0
+
+    _CONVERT = {
+        "max_sessions": ("max_sessions", _int),
+        "max_workspace_size_mb": ("max_workspace_size_mb", _int),
+        "session_disk_mb": ("session_disk_mb", _int),
+        "max_files_per_session": ("max_files_per_session", _int),
+        "max_session_duration_hours": ("max_session_duration_hours", _float),
+        "idle_freeze_after_sec": ("idle_freeze_after_sec", _float),
+        "idle_delete_after_sec": ("idle_delete_after_sec", _float),
+    }
+
+
+@dataclass
+class DiskUsage(_Model):
+    """What is used of one disk limit; files counts files and directories."""
+
+    bytes: int = 0
+    limit_bytes: int = 0
+    files: int = 0
+    limit_files: int = 0
+
+    _CONVERT = {
+        "bytes": ("bytes", _int),
+        "limit_bytes": ("limit_bytes", _int),
+        "files": ("files", _int),
+        "limit_files": ("limit_files", _int),
+    }
+
+
+@dataclass
+class SessionDisk(DiskUsage):
+    """One session's disk."""
+
+    session_id: str = ""
+
+    _CONVERT = {"session_id": ("session_id", _str)}
+
+
+@dataclass
+class UserUsage(_Model):
+    """A user's disk, as the quota mechanism counts it. With quota_mode
+    "none" nothing is enforced and the figures are zero."""
+
+    quota_mode: str = ""
+    enforced: bool = False
+    #: What shared_files and the sessions' trees hold.
+    used_bytes: int = 0
+    #: What the live sessions reserve of limit_bytes, the budget.
+    reserved_bytes: int = 0
+    limit_bytes: int = 0
+    files: int = 0
+    #: The user's sessions that are not expired.
+    sessions: int = 0
+    #: shared_files, whose limit is the budget less the reservations.
+    shared: DiskUsage = field(default_factory=DiskUsage)
+    session_disks: List[SessionDisk] = field(default_factory=list)
+
+    _CONVERT = {
+        "quota_mode": ("quota_mode", _str),
+        "enforced": ("enforced", _bool),
+        "used_bytes": ("used_bytes", _int),
+        "reserved_bytes": ("reserved_bytes", _int),
+        "limit_bytes": ("limit_bytes", _int),
+        "files": ("files", _int),
+        "sessions": ("sessions", _int),
+        "shared": ("shared", _obj(DiskUsage)),
+        "session_disks": ("session_disks", _list_of(SessionDisk)),
+    }
+
+
+@dataclass
+class User(_Model):
+    """The answer of GET /v1/users/{user_id}: a user's limits, disk usage
+    and sessions (oldest first, expired ones included)."""
+
+    user_id: str = ""
+    limits: UserLimits = field(default_factory=UserLimits)
+    usage: UserUsage = field(default_factory=UserUsage)
+    sessions: List[Session] = field(default_factory=list)
+
+    _CONVERT = {
+        "user_id": ("user_id", _str),
+        "limits": ("limits", _obj(UserLimits)),
+        "usage": ("usage", _obj(UserUsage)),
+        "sessions": ("sessions", _list_of(Session)),
     }

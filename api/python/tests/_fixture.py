@@ -170,6 +170,12 @@ class Daemon:
                 pass
         for root in cgroup_roots():
             errs.extend(self._remove_cgroup_tree(os.path.join(root, self.parent.lstrip("/"))))
+        # The users' disks (quota loop mode) stay mounted when the daemon
+        # stops, for the next one: the daemon's, to detach.
+        disks = os.path.join(os.path.realpath(self.state), "workspaces") + "/"
+        for mp in sorted(self._mounts_under(self.dir), key=len, reverse=True):
+            if mp.startswith(disks) and "/disk" in mp[len(disks):]:
+                errs.extend(self._detach(mp))
         mounts = self._mounts_under(self.dir)
         if mounts:
             errs.append("mounts left under %s, not removed: %s" % (self.dir, ", ".join(mounts)))
@@ -216,6 +222,17 @@ class Daemon:
             else:
                 errs.append("rmdir %s: still busy" % d)
         return errs
+
+    @staticmethod
+    def _detach(mp: str) -> List[str]:
+        """umount2(mp, MNT_DETACH); a mount already gone with its parent is
+        no error."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.umount2(mp.encode(), 2) != 0:
+            e = ctypes.get_errno()
+            if e not in (errno.EINVAL, errno.ENOENT):
+                return ["unmount %s: %s" % (mp, os.strerror(e))]
+        return []
 
     @staticmethod
     def _mounts_under(path: str) -> List[str]:

@@ -487,3 +487,61 @@ class DownloadTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def write_quota(user, content):
+    """Replace a user's quota.json in the daemon's state, as an operator
+    would (a new file renamed over the old one)."""
+    d = os.path.join(D.state, "workspaces", "user_" + user)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    tmp = os.path.join(d, "quota.json.new")
+    with open(tmp, "w") as f:
+        f.write(content)
+    os.rename(tmp, os.path.join(d, "quota.json"))
+
+
+class QuotaTest(unittest.TestCase):
+    def test_user_limits_usage_and_sessions(self):
+        c = D.client
+        user = new_id("qu")
+        write_quota(user, '{"limits": {"max_workspace_size_mb": 32, "max_sessions": 2, "idle_freeze_after": "1h"}}')
+        sid = new_id("q")
+        c.create_session(user, sid)
+        self.addCleanup(c.delete_session, sid)
+        u = c.user(user)
+        self.assertEqual(u.user_id, user)
+        self.assertEqual((u.limits.max_workspace_size_mb, u.limits.session_disk_mb, u.limits.idle_freeze_after_sec), (32, 16, 3600.0))
+        self.assertEqual(u.usage.quota_mode, c.info().quota_mode)
+        self.assertEqual([s.id for s in u.sessions], [sid])
+        if u.usage.enforced:
+            self.assertEqual([d.session_id for d in u.usage.session_disks], [sid])
+            self.assertEqual(u.usage.reserved_bytes, 16 << 20)
+        # An upload past the session's disk: 429, naming the limit.
+        with self.assertRaises(sandboxd.QuotaExceeded) as cm:
+            c.write_file(sid, "big.bin", b"\0" * (20 << 20))
+        self.assertEqual(cm.exception.status, 429)
+        self.assertIn("session_disk_mb 16 MiB", cm.exception.message)
+        with self.assertRaises(sandboxd.NotFound):
+            c.user(new_id("nobody"))
+
+    def test_invalid_quota(self):
+        user = new_id("qi")
+        write_quota(user, '{"limits": {"max_sessions": "two"}}')
+        with self.assertRaises(sandboxd.InvalidQuota) as cm:
+            D.client.create_session(user)
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "invalid_quota"))
+        self.assertIn("quota.json", cm.exception.message)
+
+    def test_expired(self):
+        c = D.client
+        user = new_id("qe")
+        write_quota(user, '{"limits": {"max_session_duration_hours": 0.0003}}')  # about a second
+        sid = new_id("e")
+        c.create_session(user, sid)
+        self.addCleanup(lambda: c.delete_session(sid))
+        # The janitor looks every 10 s.
+        self.assertTrue(wait_for(lambda: c.get_session(sid).status == "expired", timeout=60), "the session expires")
+        self.assertIn("max_session_duration_hours", c.get_session(sid).reason)
+        with self.assertRaises(sandboxd.Expired) as cm:
+            c.exec(sid, command="true")
+        self.assertEqual((cm.exception.status, cm.exception.code), (410, "expired"))

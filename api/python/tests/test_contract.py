@@ -92,7 +92,6 @@ SCHEMAS: Dict[str, Any] = {
     "ProcessOutput": Model(types.ProcessOutput),
     # Statistics and events (sandboxd.observe).
     "SessionStats": Model(observe.SessionStats),
-    "DiskUsage": Model(observe.DiskUsage),
     "Event": Model(observe.Event),
     "Outcome": Model(observe.Outcome),
     "InstallPackagesRequest": Request(),
@@ -105,6 +104,11 @@ SCHEMAS: Dict[str, Any] = {
     "Env": Model(types.Env),
     "MissingPackage": Model(types.MissingPackage),
     "EnvList": Listing("envs", "Env"),
+    "User": Model(types.User),
+    "UserLimits": Model(types.UserLimits),
+    "UserUsage": Model(types.UserUsage),
+    "DiskUsage": Model(types.DiskUsage),
+    "SessionDisk": Model(types.SessionDisk),
 }
 
 #: Properties whose Python type is not the one the schema's type maps to,
@@ -155,6 +159,7 @@ OPERATIONS: Dict[str, Optional[List[Callable[[sandboxd.Client], Any]]]] = {
     "installPackages": [lambda c: c.install_packages(S, ["pandas>=2", "requests"], timeout=60)],
     "listPackages": [lambda c: c.list_packages(S)],
     "listEnvs": [lambda c: c.list_envs()],
+    "getUser": [lambda c: c.user(U)],
 }
 
 

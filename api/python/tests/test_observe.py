@@ -94,7 +94,10 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual((fresh.id, fresh.user_id, fresh.status, fresh.execs), (sid, USER, "running", 0))
         self.assertGreater(fresh.pids_limit, 0)
         self.assertIsNotNone(fresh.last_activity)
-        self.assertIsNone(fresh.disk)
+        # The test daemon enforces disk quotas (loop mode): the user's disk is reported.
+        self.assertIsNotNone(fresh.disk)
+        self.assertGreater(fresh.disk.limit_bytes, 0)
+        self.assertGreater(fresh.disk.limit_files, 0)
 
         burn = self.c.exec(sid, command="python3 -c 'x = 0\nfor i in range(2 * 10**6): x += i'", timeout=60)
         self.assertEqual(burn.exit_code, 0, burn.stderr)

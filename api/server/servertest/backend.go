@@ -176,6 +176,7 @@ func (b *Backend) Info(context.Context) sandbox.Info {
 		MaxLimits:     b.MaxLimits(),
 		Sessions:      len(b.sessions),
 		Env:           b.currentEnv(),
+		QuotaMode:     "loop",
 	}
 }
 

@@ -178,15 +178,21 @@ func (p *process) read(filter *regexp.Regexp) sandbox.ProcessOutput {
 	return out
 }
 
-// live looks up a session calls can act in: any but a broken one. The
-// caller holds b.mu.
+// live looks up a session calls can act in: any but a broken or an
+// expired one. A frozen one is thawed, as the daemon's next call thaws
+// it. The caller holds b.mu.
 func (b *Backend) live(id string) (*session, error) {
 	s, err := b.session(id)
 	if err != nil {
 		return nil, err
 	}
-	if s.State == sandbox.StateBroken {
+	switch s.State {
+	case sandbox.StateBroken:
 		return nil, fmt.Errorf("%w: session %q is broken: %s", sandbox.ErrUnavailable, id, s.Reason)
+	case sandbox.StateExpired:
+		return nil, fmt.Errorf("%w: session %q: %s", sandbox.ErrExpired, id, s.Reason)
+	case sandbox.StateFrozen:
+		s.State = sandbox.StateRunning
 	}
 	return s, nil
 }

@@ -51,9 +51,19 @@ type Config struct {
 	// session gets one at once.
 	ReadySandboxes int `yaml:"ready_sandboxes"`
 
+	// Quota is every user's limits but files.max_files_per_session; a
+	// user's quota.json overrides each.
 	Quota struct {
-		MaxSessions        int   `yaml:"max_sessions"`
-		MaxWorkspaceSizeMB int64 `yaml:"max_workspace_size_mb"`
+		// Mode is the disk-limit mechanism: auto (what the state
+		// directory was laid out with, or the best the host has),
+		// project, loop or none.
+		Mode                    string        `yaml:"mode"`
+		MaxSessions             int           `yaml:"max_sessions"`
+		MaxWorkspaceSizeMB      int64         `yaml:"max_workspace_size_mb"`
+		SessionDiskMB           int64         `yaml:"session_disk_mb"`
+		MaxSessionDurationHours float64       `yaml:"max_session_duration_hours"`
+		IdleFreezeAfter         time.Duration `yaml:"idle_freeze_after"`
+		IdleDeleteAfter         time.Duration `yaml:"idle_delete_after"`
 	} `yaml:"quota"`
 
 	Exec struct {
@@ -119,8 +129,12 @@ func Default() Config {
 	c.Limits.Default = Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}
 	c.Limits.Max = Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}
 	c.ReadySandboxes = 1
+	c.Quota.Mode = "auto"
 	c.Quota.MaxSessions = 10
 	c.Quota.MaxWorkspaceSizeMB = 1024
+	c.Quota.MaxSessionDurationHours = 24
+	c.Quota.IdleFreezeAfter = 10 * time.Minute
+	c.Quota.IdleDeleteAfter = 24 * time.Hour
 	c.Exec.TimeoutSec = 30
 	c.Exec.MaxTimeoutSec = 600
 	c.Exec.OutputLimitBytes = 1 << 20
@@ -175,8 +189,14 @@ func (c *Config) Validate() error {
 		return errors.New("config: exec.timeout_sec must be positive and at most exec.max_timeout_sec")
 	case c.Exec.OutputLimitBytes <= 0:
 		return errors.New("config: exec.output_limit_bytes must be positive")
-	case c.Files.MaxFileBytes <= 0 || c.Files.MaxListEntries <= 0 || c.Files.MaxFilesPerSession < 0:
-		return errors.New("config: files.max_file_bytes and files.max_list_entries must be positive, files.max_files_per_session not negative")
+	case c.Files.MaxFileBytes <= 0 || c.Files.MaxListEntries <= 0 || c.Files.MaxFilesPerSession <= 0:
+		return errors.New("config: files.max_file_bytes, files.max_list_entries and files.max_files_per_session must be positive")
+	case c.Quota.Mode != "auto" && c.Quota.Mode != "project" && c.Quota.Mode != "loop" && c.Quota.Mode != "none":
+		return fmt.Errorf("config: quota.mode %q: want auto, project, loop or none", c.Quota.Mode)
+	case c.Quota.MaxSessions < 0 || c.Quota.MaxWorkspaceSizeMB <= 0 || c.Quota.SessionDiskMB < 0 || c.Quota.SessionDiskMB > c.Quota.MaxWorkspaceSizeMB:
+		return errors.New("config: quota.max_sessions must not be negative, quota.max_workspace_size_mb must be positive, quota.session_disk_mb between 0 (max_workspace_size_mb/max_sessions) and max_workspace_size_mb")
+	case c.Quota.MaxSessionDurationHours < 0 || c.Quota.IdleFreezeAfter < 0 || c.Quota.IdleDeleteAfter < 0:
+		return errors.New("config: quota.max_session_duration_hours, quota.idle_freeze_after and quota.idle_delete_after must not be negative (0 is never)")
 	case c.Processes.MaxPerSession <= 0 || c.Processes.BufferBytes < 1024 || c.Processes.BufferTotalBytes < int64(c.Processes.BufferBytes):
 		return errors.New("config: processes.max_per_session must be positive, processes.buffer_bytes at least 1024 and processes.buffer_total_bytes at least buffer_bytes")
 	case c.UserUIDs.First <= 0 || c.UserUIDs.Count <= 0 || c.UserUIDs.First > 1<<31-1-c.UserUIDs.Count:
@@ -227,6 +247,11 @@ func (c *Config) Sandbox(helper, version string) sandbox.Config {
 		ReadySandboxes:          c.ReadySandboxes,
 		MaxSessionsPerUser:      c.Quota.MaxSessions,
 		MaxWorkspaceMB:          c.Quota.MaxWorkspaceSizeMB,
+		SessionDiskMB:           c.Quota.SessionDiskMB,
+		MaxSessionDuration:      time.Duration(c.Quota.MaxSessionDurationHours * float64(time.Hour)),
+		IdleFreezeAfter:         c.Quota.IdleFreezeAfter,
+		IdleDeleteAfter:         c.Quota.IdleDeleteAfter,
+		QuotaMode:               quotaMode(c.Quota.Mode),
 		ExecTimeout:             seconds(c.Exec.TimeoutSec),
 		MaxExecTimeout:          seconds(c.Exec.MaxTimeoutSec),
 		OutputLimit:             c.Exec.OutputLimitBytes,
@@ -242,3 +267,11 @@ func (c *Config) Sandbox(helper, version string) sandbox.Config {
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// quotaMode is quota.mode as sandbox.Config takes it: auto is "".
+func quotaMode(m string) string {
+	if m == "auto" {
+		return ""
+	}
+	return m
+}

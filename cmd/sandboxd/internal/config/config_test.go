@@ -114,6 +114,15 @@ func TestValidate(t *testing.T) {
 		{"no ready sandboxes", func(c *Config) { c.ReadySandboxes = 0 }, true},
 		{"negative ready sandboxes", func(c *Config) { c.ReadySandboxes = -1 }, false},
 		{"too many ready sandboxes", func(c *Config) { c.ReadySandboxes = maxReadySandboxes + 1 }, false},
+		{"quota mode project", func(c *Config) { c.Quota.Mode = "project" }, true},
+		{"quota mode unknown", func(c *Config) { c.Quota.Mode = "xfs" }, false},
+		{"no disk budget", func(c *Config) { c.Quota.MaxWorkspaceSizeMB = 0 }, false},
+		{"session disk above the budget", func(c *Config) { c.Quota.SessionDiskMB = c.Quota.MaxWorkspaceSizeMB + 1 }, false},
+		{"no files per session", func(c *Config) { c.Files.MaxFilesPerSession = 0 }, false},
+		{"negative idle time", func(c *Config) { c.Quota.IdleFreezeAfter = -time.Second }, false},
+		{"timers off", func(c *Config) {
+			c.Quota.MaxSessionDurationHours, c.Quota.IdleFreezeAfter, c.Quota.IdleDeleteAfter = 0, 0, 0
+		}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,6 +159,10 @@ func TestSandboxConfig(t *testing.T) {
 	assert.Equal(t, 600*time.Second, sc.MaxExecTimeout, "max exec timeout")
 	assert.Equal(t, 3, sc.MaxSessionsPerUser, "max sessions per user")
 	assert.Equal(t, int64(1024), sc.MaxWorkspaceMB, "workspace quota")
+	assert.Equal(t, 24*time.Hour, sc.MaxSessionDuration, "maximum duration")
+	assert.Equal(t, 10*time.Minute, sc.IdleFreezeAfter, "idle freeze")
+	assert.Equal(t, 24*time.Hour, sc.IdleDeleteAfter, "idle delete")
+	assert.Equal(t, "", sc.QuotaMode, "auto is the sandbox's empty mode")
 	assert.Equal(t, int64(1<<20), sc.OutputLimit, "output limit")
 	assert.Equal(t, sandbox.Limits{CPUs: 0.5, MemoryMB: 512, Pids: 50, TmpMB: 100}, sc.DefaultLimits, "default limits")
 	assert.Equal(t, sandbox.Limits{CPUs: 2, MemoryMB: 4096, Pids: 1024, TmpMB: 1024}, sc.MaxLimits, "max limits")
