@@ -45,13 +45,15 @@ test-python: build
 
 # `make bench`: sandboxd side by side with runc (the version go.mod pins,
 # built once into .cache/runc) and bubblewrap, as a table of ratios; see
-# packaging/bench. Needs root. BENCH_FLAGS passes flags (e.g. -runs 40).
+# packaging/bench; then the in-process benchmarks (bench-go). Needs root.
+# BENCH_FLAGS passes flags (e.g. -runs 40).
 RUNC_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/runc)
 RUNC_BIN     = .cache/runc/runc-$(RUNC_VERSION)
 
 bench: build
 	@[ -x "$(RUNC_BIN)" ] || GO=$(GO) packaging/bench/build-runc.sh $(RUNC_VERSION) $(RUNC_BIN)
 	$(GO) run ./packaging/bench --sandboxd bin/sandboxd --sandboxctl bin/sandboxctl --runc $(RUNC_BIN) $(BENCH_FLAGS)
+	$(MAKE) bench-go
 
 # The in-process benchmarks: a session's create, exec and delete
 # (SANDBOXD_BENCH_CPUS=2 gives the exec's session 2 CPUs), the files API,
