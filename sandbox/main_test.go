@@ -121,7 +121,15 @@ func (e *testEnv) crashWith(t *testing.T, s Session, edit func(*sessionMeta)) {
 // restarted daemon would be.
 func (e *testEnv) restart(t *testing.T) {
 	t.Helper()
+	e.whileStopped(t, func() {})
+}
+
+// whileStopped stops the Manager, runs change on its state as something
+// other than the daemon would, and starts a new Manager on it.
+func (e *testEnv) whileStopped(t *testing.T, change func()) {
+	t.Helper()
 	e.m.Close()
+	change()
 	m, err := NewManager(context.Background(), e.cfg)
 	require.NoError(t, err, "a new manager recovers the state")
 	e.m = m

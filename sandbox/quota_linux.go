@@ -203,7 +203,8 @@ func (m *Manager) reserved(userID, sessionID string) bool {
 }
 
 // attachUsers attaches the disk of every user with a uid, at start:
-// before recovery reserves their sessions.
+// before recovery reserves their sessions; shared files from before disk
+// quotas are moved onto it.
 func (m *Manager) attachUsers(ctx context.Context) {
 	m.mu.Lock()
 	owners := make(map[string]mounts.Owner, len(m.userUIDs))
@@ -218,8 +219,13 @@ func (m *Manager) attachUsers(ctx context.Context) {
 		} else {
 			m.log.Error("the user's quota.json is not usable; their disk keeps its budget", "user", id, "err", err)
 		}
-		if _, err := m.attachUser(ctx, id, o, budget); err != nil {
+		d, err := m.attachUser(ctx, id, o, budget)
+		if err != nil {
 			m.log.Error("the user's disk cannot be attached: their sessions are not served", "user", id, "err", err)
+			continue
+		}
+		if err := m.migrateShared(id, d); err != nil {
+			m.log.Error("the user's shared files from before disk quotas stay where they were; tried again at the next start", "user", id, "err", err)
 		}
 	}
 }

@@ -42,8 +42,10 @@ func (m *Manager) recover(ctx context.Context) error {
 	for _, id := range ids {
 		meta, ok := metas[id]
 		// A sandbox whose agent speaks another protocol (an older
-		// daemon's) is restarted over the same files, like a dead one.
-		if c, err := libcontainer.Load(m.layout.Containers(), id); err == nil && ok && meta.Deleting == nil && meta.Expired == nil && meta.Agent == shim.ProtocolVersion {
+		// daemon's) is restarted over the same files, like a dead one;
+		// so is one whose mounts are the trees from before disk quotas,
+		// which are moved.
+		if c, err := libcontainer.Load(m.layout.Containers(), id); err == nil && ok && meta.Deleting == nil && meta.Expired == nil && meta.Agent == shim.ProtocolVersion && !laidOutBeforeQuotas(m.layout.Session(meta.UserID, id).Dir) {
 			// A frozen sandbox is Paused to libcontainer.
 			if st, _ := c.Status(); st == libcontainer.Running || st == libcontainer.Paused {
 				adopted[id] = c
@@ -84,9 +86,6 @@ func (m *Manager) restore(ctx context.Context, s *session, running *libcontainer
 	if err := m.fault("recover:" + meta.ID); err != nil {
 		return err
 	}
-	if _, err := os.Lstat(filepath.Join(s.dir.Dir, "files")); err == nil {
-		return fmt.Errorf("laid out before disk quotas (its files are in %s): it cannot be served; delete it", s.dir.Dir)
-	}
 	m.mu.Lock()
 	uid, ok := m.userUIDs[meta.UserID]
 	m.mu.Unlock()
@@ -110,15 +109,18 @@ func (m *Manager) restore(ctx context.Context, s *session, running *libcontainer
 		}
 	}
 	// A delete or an expiry replayed after the release has nothing left
-	// to reserve or keep.
-	if meta.Deleting != nil || meta.Expired != nil {
-		if m.reserved(meta.UserID, meta.ID) {
-			if err := m.reserveTrees(ctx, s, l); err != nil {
-				return err
-			}
+	// to reserve or keep; a session from before disk quotas has trees to
+	// move onto its user's disk first.
+	legacy := laidOutBeforeQuotas(s.dir.Dir)
+	if legacy || (meta.Deleting == nil && meta.Expired == nil) || m.reserved(meta.UserID, meta.ID) {
+		if err := m.reserveTrees(ctx, s, l); err != nil {
+			return err
 		}
-	} else if err := m.reserveTrees(ctx, s, l); err != nil {
-		return err
+	}
+	if legacy {
+		if err := m.migrateSession(s); err != nil {
+			return err
+		}
 	}
 	switch {
 	case meta.Deleting != nil:
