@@ -29,4 +29,5 @@ cd "$work"
 mkdir -p "$(dirname "$out")"
 "$go" build -trimpath -o "$out.tmp" github.com/opencontainers/runc
 mv "$out.tmp" "$out"
-"$out" --version | head -1 >&2
+# sed reads to the end: head would leave runc a SIGPIPE, which pipefail makes a failure.
+"$out" --version | sed -n 1p >&2
