@@ -33,11 +33,11 @@ type daemon struct {
 // benchConfig lets one user hold every session a figure needs (the 100
 // idle ones at once), each with a 20 MB disk of its own: enough for the
 // default file limit's inodes, and a budget that a loop-mode user image
-// (fallocated) keeps at 2.5 GB.
+// (fallocated) keeps at 4 GB.
 const benchConfig = `# written by packaging/bench
 quota:
   max_sessions: 1000
-  max_workspace_size_mb: 2560
+  max_workspace_size_mb: 4096
   session_disk_mb: 20
 `
 
