@@ -31,7 +31,10 @@ type options struct {
 	sandboxd, sandboxctl, runc, bwrap string
 	dir                               string
 	// only, when set, lists the groups of rows to measure.
-	only           string
+	only string
+	// quotaMode, when set, is the daemon's quota.mode (to compare the
+	// disk limits' mechanisms with none).
+	quotaMode      string
 	runs, idle     int
 	throughputTime time.Duration
 }
@@ -79,7 +82,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	machine := describeHost(b.cg.Mode())
 	loadBefore := loadAverage()
 	b.progress("starting sandboxd (the first start builds the base venv)")
-	if b.d, err = startDaemon(ctx, o.sandboxd, dir, parent); err != nil {
+	if b.d, err = startDaemon(ctx, o.sandboxd, dir, parent, o.quotaMode); err != nil {
 		return err
 	}
 	defer func() {

@@ -41,11 +41,15 @@ quota:
   session_disk_mb: 20
 `
 
-// startDaemon starts bin, logging to dir/sandboxd.log, and waits until it
-// answers.
-func startDaemon(ctx context.Context, bin, dir, parent string) (*daemon, error) {
+// startDaemon starts bin (with quota.mode quotaMode, unless empty),
+// logging to dir/sandboxd.log, and waits until it answers.
+func startDaemon(ctx context.Context, bin, dir, parent, quotaMode string) (*daemon, error) {
 	config := filepath.Join(dir, "sandboxd.yaml")
-	if err := os.WriteFile(config, []byte(benchConfig), 0o644); err != nil {
+	cfg := benchConfig
+	if quotaMode != "" {
+		cfg += "  mode: " + quotaMode + "\n"
+	}
+	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
 	log, err := os.Create(filepath.Join(dir, "sandboxd.log"))

@@ -37,6 +37,7 @@ func main() {
 	flag.DurationVar(&o.throughputTime, "throughput-time", 3*time.Second, "length of one throughput round")
 	flag.StringVar(&o.dir, "dir", ".cache/bench", "the bench's state: the daemon's state directory, runc's, the bundles")
 	flag.IntVar(&o.idle, "idle", 100, "idle sessions for the memory figures")
+	flag.StringVar(&o.quotaMode, "quota-mode", "", "the daemon's quota.mode (auto, project, loop, none; use a -dir of its own): unset, its default")
 	flag.StringVar(&o.only, "only", "", "measure only these groups of rows: exec,cli,bwrap,interactive,throughput,idle")
 	flag.Parse()
 	if o.runc == "" || flag.NArg() != 0 {
