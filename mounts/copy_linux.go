@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -136,25 +135,16 @@ func (d *Dir) copyDir(name string, dst *Dir, o Owner, perm os.FileMode, depth in
 // links is skipped, as OpenFile refuses it: another name may be a host
 // file.
 func (d *Dir) copyFile(name string, dst *Dir, o Owner, perm os.FileMode, skipped *[]Skipped) error {
-	fd, err := unix.Openat(d.fd(), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: d.join(name), Err: err}
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return &os.PathError{Op: "stat", Path: d.join(name), Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil // changed meanwhile: left out
-	}
-	if st.Nlink > 1 {
+	src, err := d.OpenFile(name)
+	var typeErr *TypeError
+	switch {
+	case errors.As(err, &typeErr):
+		return nil // no longer a regular file: left out
+	case errors.Is(err, ErrLinked):
 		*skipped = append(*skipped, Skipped{Name: d.join(name), Reason: ErrLinked.Error()})
 		return nil
-	}
-	src, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fd), os.O_RDONLY|unix.O_NOCTTY, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", d.join(name), err)
+	case err != nil:
+		return err
 	}
 	defer src.Close()
 	return dst.replace(name, func(tmp string) error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -141,6 +142,28 @@ func removeAt(dir *os.File, name string, flags int) error {
 	return &os.PathError{Op: "unlinkat", Path: dir.Name() + "/" + name, Err: err}
 }
 
+// sessionNames lists the directory rel beneath root and names the
+// sessions it holds: entries that are valid session ids once suffix is
+// cut off (entries without it are not sessions').
+func sessionNames(root *os.File, rel, suffix string) ([]string, error) {
+	dir, err := openAt(root, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir.Name(), err)
+	}
+	var ids []string
+	for _, n := range names {
+		if id, ok := strings.CutSuffix(n, suffix); ok && checkName("session", id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
 // removeTemps removes the leftovers of creations a crash interrupted.
 func removeTemps(dir *os.File) error {
 	d, err := openAt(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY)
@@ -153,7 +176,7 @@ func removeTemps(dir *os.File) error {
 		return fmt.Errorf("list %s: %w", dir.Name(), err)
 	}
 	for _, n := range names {
-		if len(n) > len(tmpPrefix) && n[:len(tmpPrefix)] == tmpPrefix {
+		if len(n) > len(tmpPrefix) && strings.HasPrefix(n, tmpPrefix) {
 			if err := removeAt(dir, n, 0); err != nil {
 				return err
 			}

@@ -623,17 +623,12 @@ func (b *loopBackend) sessions(u *user) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	sessions, err := openAt(d.root, sessionsDir, unix.O_RDONLY|unix.O_DIRECTORY)
+	points, err := sessionNames(d.root, sessionsDir, "")
 	if err != nil {
 		return nil, err
 	}
-	defer sessions.Close()
-	names, err := sessions.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", sessions.Name(), err)
-	}
-	for _, n := range names {
-		if checkName("session", n) == nil && !slices.Contains(ids, n) {
+	for _, n := range points {
+		if !slices.Contains(ids, n) {
 			ids = append(ids, n)
 		}
 	}
@@ -642,22 +637,7 @@ func (b *loopBackend) sessions(u *user) ([]string, error) {
 
 // listSessions names the sessions that have an image.
 func listSessions(root *os.File) ([]string, error) {
-	images, err := openAt(root, imagesDir, unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		return nil, err
-	}
-	defer images.Close()
-	names, err := images.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", images.Name(), err)
-	}
-	var ids []string
-	for _, n := range names {
-		if id, ok := strings.CutSuffix(n, imageSuffix); ok && checkName("session", id) == nil {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
+	return sessionNames(root, imagesDir, imageSuffix)
 }
 
 func (b *loopBackend) usage(u *user) (UserUsage, error) {

@@ -133,22 +133,7 @@ func listDirSessions(u *user) ([]string, error) {
 		return nil, err
 	}
 	defer dir.Close()
-	sessions, err := openAt(dir, diskDir+"/"+sessionsDir, unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		return nil, err
-	}
-	defer sessions.Close()
-	names, err := sessions.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", sessions.Name(), err)
-	}
-	var ids []string
-	for _, n := range names {
-		if checkName("session", n) == nil {
-			ids = append(ids, n)
-		}
-	}
-	return ids, nil
+	return sessionNames(dir, diskDir+"/"+sessionsDir, "")
 }
 
 func (b *noneBackend) detachUser(ctx context.Context, u *user) error { return nil }

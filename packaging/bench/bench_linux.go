@@ -382,7 +382,7 @@ func (b *bench) throughputs(ctx context.Context) error {
 			}
 			peer, peerCalls, peerCPU = append(peer, rate), peerCalls+calls, peerCPU+childrenCPU()-c0
 		}
-		o, p := medianFloat(ours), medianFloat(peer)
+		o, p := median(ours), median(peer)
 		b.add(row{what: fmt.Sprintf("exec throughput, %d concurrent clients over %d sessions vs over %d runc containers, %g CPU", clients, clients, clients, cpus),
 			ours: fmt.Sprintf("%.0f exec/s", o), peer: fmt.Sprintf("%.0f exec/s", p), ratio: ratio(o, p), target: "≥ 300 exec/s"})
 		for _, s := range sessions {

@@ -14,23 +14,11 @@ const warmups = 3
 
 // median is the middle sample (the mean of the two middle ones for an
 // even count).
-func median(d []time.Duration) time.Duration {
+func median[T time.Duration | float64](d []T) T {
 	if len(d) == 0 {
 		return 0
 	}
 	s := slices.Clone(d)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianFloat(f []float64) float64 {
-	if len(f) == 0 {
-		return 0
-	}
-	s := slices.Clone(f)
 	slices.Sort(s)
 	if len(s)%2 == 1 {
 		return s[len(s)/2]

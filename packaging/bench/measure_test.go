@@ -28,7 +28,7 @@ func TestMedian(t *testing.T) {
 			assert.Equal(t, in, tc.in, "the samples keep their order")
 		})
 	}
-	assert.Equal(t, 2.5, medianFloat([]float64{4, 1, 2, 3}), "median of floats")
+	assert.Equal(t, 2.5, median([]float64{4, 1, 2, 3}), "median of floats")
 }
 
 func TestFormats(t *testing.T) {
