@@ -82,7 +82,9 @@ func (m *Manager) migrateSession(s *session) error {
 		return fmt.Errorf("copy the venv layer from before disk quotas: %w", err)
 	}
 	skipped = append(skipped, more...)
-	if err := m.retire(dir, s.dir.Dir, []string{"files", "venv", "logs"}, skipped, beforeQuotas); err != nil {
+	// files last: it marks the session as not yet moved, so a start cut
+	// short here retires the rest next time.
+	if err := m.retire(dir, s.dir.Dir, []string{"venv", "logs", "files"}, skipped, beforeQuotas); err != nil {
 		return err
 	}
 	m.log.Info("the session's trees moved onto its user's disk", "session", s.meta.ID, "user", s.meta.UserID, "left_out", len(skipped))
