@@ -37,6 +37,12 @@ const (
 // ErrUnavailable means the host has no usable cgroup hierarchy.
 var ErrUnavailable = errors.New("cgroups unavailable")
 
+// ErrBusy means a user's cgroup still has a child in some hierarchy. Right
+// after its last session's cgroup is removed the kernel may still say so
+// for a moment: the child goes offline after an RCU grace period, not at
+// its rmdir.
+var ErrBusy = errors.New("cgroup busy")
+
 // Manager knows the daemon's parent cgroup and the host's hierarchies,
 // resolved once by New. It holds no other state and is safe for
 // concurrent use.
@@ -232,36 +238,74 @@ func (m *Manager) Dirs(cgPath string) []string {
 // under the parent in any hierarchy.
 func (m *Manager) Leftovers() ([]string, error) {
 	var found []string
+	err := m.eachUserDir(func(dir, user string) error {
+		sessions, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("list %s: %w", dir, err)
+		}
+		for _, s := range sessions {
+			p := path.Join(m.UserPath(user), s.Name())
+			if s.IsDir() && !slices.Contains(found, p) {
+				found = append(found, p)
+			}
+		}
+		return nil
+	})
+	return found, err
+}
+
+// Users lists the users that have a cgroup under the parent in any
+// hierarchy, with or without sessions in it.
+func (m *Manager) Users() ([]string, error) {
+	var found []string
+	err := m.eachUserDir(func(_, user string) error {
+		if !slices.Contains(found, user) {
+			found = append(found, user)
+		}
+		return nil
+	})
+	return found, err
+}
+
+// eachUserDir calls fn with the directory and the id of each user cgroup
+// under the parent, hierarchy by hierarchy.
+func (m *Manager) eachUserDir(fn func(dir, user string) error) error {
 	for _, dir := range m.Dirs(m.parent) {
 		users, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", dir, err)
+			return fmt.Errorf("list %s: %w", dir, err)
 		}
 		for _, u := range users {
-			if !u.IsDir() || !strings.HasPrefix(u.Name(), "user_") {
+			user, ok := strings.CutPrefix(u.Name(), "user_")
+			if !u.IsDir() || !ok || user == "" {
 				continue
 			}
-			sessions, err := os.ReadDir(filepath.Join(dir, u.Name()))
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("list %s: %w", u.Name(), err)
-			}
-			for _, s := range sessions {
-				p := path.Join(m.parent, u.Name(), s.Name())
-				if s.IsDir() && !slices.Contains(found, p) {
-					found = append(found, p)
-				}
+			if err := fn(filepath.Join(dir, u.Name()), user); err != nil {
+				return err
 			}
 		}
 	}
-	return found, nil
+	return nil
 }
 
 // Pids lists the processes in the cgroup at cgPath and below it, in any
 // hierarchy.
+//
+// A child cgroup (an exec's) removed while the tree is walked fails the
+// walk; the listing is then taken again, a few times at most.
 func (m *Manager) Pids(cgPath string) ([]int, error) {
+	for attempt := 1; ; attempt++ {
+		pids, err := m.pids(cgPath)
+		if err == nil || attempt == 5 || !(errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV)) {
+			return pids, err
+		}
+	}
+}
+
+func (m *Manager) pids(cgPath string) ([]int, error) {
 	g, err := m.open(cgPath, false)
 	if err != nil {
 		return nil, err
@@ -549,8 +593,9 @@ func (g group) waitEmpty() error {
 	}
 }
 
-// RemoveUser removes the user's parent cgroup from every hierarchy if no
-// session is left in it; a busy parent is not an error.
+// RemoveUser removes the user's parent cgroup from every hierarchy. Where
+// a session is left in it, or the last one has only just been removed, it
+// returns ErrBusy and removes it from no hierarchy it is busy in.
 //
 // It is a plain rmdir rather than containerd's Delete, which removes a
 // tree: a session libcontainer has just created, and not yet put its
@@ -560,11 +605,19 @@ func (m *Manager) RemoveUser(userID string) error {
 		return fmt.Errorf("user cgroup %q: not a user id", userID)
 	}
 	var errs []error
+	busy := false
 	for _, dir := range m.Dirs(m.UserPath(userID)) {
 		err := unix.Rmdir(dir)
-		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
+		switch {
+		case err == nil, errors.Is(err, unix.ENOENT):
+		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.ENOTEMPTY):
+			busy = true
+		default:
 			errs = append(errs, fmt.Errorf("remove user cgroup %s: %w", userID, err))
 		}
+	}
+	if busy {
+		errs = append(errs, fmt.Errorf("remove user cgroup %s: %w", userID, ErrBusy))
 	}
 	return errors.Join(errs...)
 }

@@ -1,8 +1,10 @@
 package cgroup
 
 import (
+	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -47,10 +49,18 @@ func TestRemoveKillsWhatIsLeftAndRemovesEverywhere(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist, "a removed session has no stats")
 	assert.Error(t, m.Freeze(gone), "nor can it be frozen")
 
-	require.NoError(t, m.RemoveUser("u1"), "a user with a session left is busy, not an error")
+	require.ErrorIs(t, m.RemoveUser("u1"), ErrBusy, "a user with a session left is busy")
 	assert.NotEmpty(t, existingDirs(m, m.UserPath("u1")), "the busy user group stays")
+	users, err := m.Users()
+	require.NoError(t, err, "list users")
+	assert.Equal(t, []string{"u1"}, users, "the user is listed")
 	require.NoError(t, m.Remove(kept), "remove the last session")
-	require.NoError(t, m.RemoveUser("u1"), "remove the empty user group")
+	// The kernel may count the removed child for an RCU grace period.
+	require.Eventually(t, func() bool {
+		err = m.RemoveUser("u1")
+		return !errors.Is(err, ErrBusy)
+	}, 5*time.Second, time.Millisecond, "the user group stops being busy")
+	require.NoError(t, err, "remove the empty user group")
 	assert.Empty(t, existingDirs(m, m.UserPath("u1")), "the user group is gone everywhere")
 	require.NoError(t, m.RemoveUser("u1"), "removing it again is not an error")
 }

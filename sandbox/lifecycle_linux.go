@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/cgroup"
 	"github.com/sandboxd/sandboxd/mounts"
 	"github.com/sandboxd/sandboxd/mounts/quota"
 	"github.com/sandboxd/sandboxd/sandbox/events"
@@ -545,21 +546,58 @@ func (m *Manager) removeSessionDir(userID, id string) error {
 	return nil
 }
 
+// userCgroupWait bounds how long a user's cgroup that is busy after its
+// last session's went is tried again; the kernel lets the child go after
+// an RCU grace period. What is still there after it, the next start
+// removes.
+const userCgroupWait = 2 * time.Second
+
 // removeUserCgroup removes the user's cgroup once the user has no session
-// left. The check and the removal happen under the lock so that a create
-// for the same user, which reserves under it, cannot lose its parent
-// cgroup in between; removing an empty cgroup is a few rmdirs.
+// left. If the kernel still counts the last session's cgroup, it tries
+// again in the background (Close waits for it) instead of making the
+// delete wait.
 func (m *Manager) removeUserCgroup(userID string) {
+	if m.tryRemoveUserCgroup(userID) {
+		m.cleanup.Go(func() { m.awaitUserCgroupRemoved(userID) })
+	}
+}
+
+// awaitUserCgroupRemoved removes the user's cgroup once the user has no
+// session left, waiting up to userCgroupWait while the kernel says it is
+// busy.
+func (m *Manager) awaitUserCgroupRemoved(userID string) {
+	pause := time.Millisecond
+	for deadline := time.Now().Add(userCgroupWait); m.tryRemoveUserCgroup(userID); {
+		if time.Now().After(deadline) {
+			m.log.Warn("user cgroup still busy; the next start removes it", "user", userID)
+			return
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 100*time.Millisecond)
+	}
+}
+
+// tryRemoveUserCgroup removes the user's cgroup if the user has no
+// session, and says whether it should be tried again. The check and the
+// removal happen under the lock so that a create for the same user, which
+// reserves under it, cannot lose its parent cgroup in between; removing
+// an empty cgroup is a few rmdirs.
+func (m *Manager) tryRemoveUserCgroup(userID string) (again bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.sessions {
 		if s.meta.UserID == userID && s.phase != phaseExpired {
-			return
+			return false
 		}
 	}
-	if err := m.cg.RemoveUser(userID); err != nil {
+	err := m.cg.RemoveUser(userID)
+	if errors.Is(err, cgroup.ErrBusy) {
+		return true
+	}
+	if err != nil {
 		m.log.Warn("remove user cgroup", "user", userID, "err", err)
 	}
+	return false
 }
 
 func newID(n int) string {

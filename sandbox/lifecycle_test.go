@@ -100,9 +100,8 @@ func TestDeleteLeavesNothing(t *testing.T) {
 	assert.Empty(t, del.Kept, "nothing kept without keep_files")
 	assertSessionGone(t, s)
 	assert.NoFileExists(t, filepath.Join(env.outputsOf(t, s.UserID), "report.pdf"), "nothing moved")
-	for _, dir := range env.m.cg.Dirs(env.m.cg.UserPath(s.UserID)) {
-		assert.NoDirExists(t, dir, "the user's cgroup goes with their last session")
-	}
+	assert.Eventually(t, func() bool { return len(existingDirs(env.m.cg.Dirs(env.m.cg.UserPath(s.UserID)))) == 0 },
+		5*time.Second, time.Millisecond, "the user's cgroup goes with their last session")
 
 	_, err = env.m.DeleteSession(context.Background(), s.ID, false)
 	assert.ErrorIs(t, err, ErrNotFound, "a second delete finds nothing")
@@ -151,6 +150,36 @@ func TestRecoveryAdoptsRestartsAndFinishes(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNotFound, "an interrupted delete is finished")
 	e.assertGone(t, deleting)
 	assert.FileExists(t, filepath.Join(e.outputsOf(t, deleting.UserID), "file.docx"), "with its kept files")
+}
+
+// TestRecoveryRemovesUserCgroupsWithoutSessions: a user cgroup with no
+// session in it (a create killed between libcontainer's two mkdirs, or one
+// the kernel still called busy when the last session went) is removed by
+// the next start, and a user who has a session keeps theirs.
+func TestRecoveryRemovesUserCgroupsWithoutSessions(t *testing.T) {
+	e := isolated(t, nil)
+	s := e.session(t, "kept-user", nil)
+	ghost := e.m.cg.Dirs(e.m.cg.UserPath("ghost"))
+	require.NotEmpty(t, ghost, "the user cgroup has directories to make")
+	e.whileStopped(t, func() {
+		for _, dir := range ghost {
+			require.NoError(t, os.Mkdir(dir, 0o755), "a user cgroup with no session")
+		}
+	})
+	assert.Empty(t, existingDirs(ghost), "the empty user cgroup is removed at start")
+	assert.NotEmpty(t, existingDirs(e.m.cg.Dirs(e.m.cg.UserPath(s.UserID))), "a user with a session keeps theirs")
+	assert.Equal(t, 0, e.run(t, s.ID, "true", 10).ExitCode, "and the session still runs")
+}
+
+// existingDirs keeps the directories of dirs that exist.
+func existingDirs(dirs []string) []string {
+	var out []string
+	for _, dir := range dirs {
+		if _, err := os.Stat(dir); err == nil {
+			out = append(out, dir)
+		}
+	}
+	return out
 }
 
 func TestDeadSandboxIsReportedStopped(t *testing.T) {

@@ -291,7 +291,10 @@ func secs(s float64) time.Duration { return time.Duration(s * float64(time.Secon
 // command's tree, and exits just after.
 func onlyInitLeft(t *testing.T, s Session, why string) {
 	t.Helper()
-	assert.Eventually(t, func() bool { return len(sessionPids(t, s)) == 1 }, 5*time.Second, 10*time.Millisecond, why)
+	assert.Eventually(t, func() bool {
+		pids, err := env.m.cg.Pids(env.m.cg.SessionPath(s.UserID, s.ID))
+		return err == nil && len(pids) == 1
+	}, 5*time.Second, 10*time.Millisecond, why)
 }
 
 // sessionPids lists the processes in a session's cgroup.

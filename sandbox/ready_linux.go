@@ -187,9 +187,7 @@ func (m *Manager) closeReady() {
 	for _, b := range boxes {
 		m.discardReady(b)
 	}
-	if err := m.cg.RemoveUser(readyUser); err != nil {
-		m.log.Warn("remove the ready sandboxes' cgroup", "err", err)
-	}
+	m.removeUserCgroup(readyUser)
 }
 
 // discardReady destroys a ready sandbox that will serve no session, its

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -227,7 +226,9 @@ func (m *Manager) scanSessions() (map[string]sessionMeta, error) {
 }
 
 // removeStrayCgroups removes session cgroups under the parent that belong
-// to no session, and then the emptied per-user parents.
+// to no session, and then every user cgroup with no session: one a create
+// cut short made before its session's, or one still busy when the
+// previous daemon removed its last session.
 func (m *Manager) removeStrayCgroups() error {
 	m.mu.Lock()
 	live := map[string]bool{}
@@ -239,12 +240,7 @@ func (m *Manager) removeStrayCgroups() error {
 	if err != nil {
 		return err
 	}
-	var users []string
 	for _, p := range paths {
-		user := strings.TrimPrefix(filepath.Base(filepath.Dir(p)), "user_")
-		if !slices.Contains(users, user) {
-			users = append(users, user)
-		}
 		if live[p] {
 			continue
 		}
@@ -253,8 +249,12 @@ func (m *Manager) removeStrayCgroups() error {
 			return err
 		}
 	}
+	users, err := m.cg.Users()
+	if err != nil {
+		return err
+	}
 	for _, u := range users {
-		m.removeUserCgroup(u)
+		m.awaitUserCgroupRemoved(u)
 	}
 	return nil
 }

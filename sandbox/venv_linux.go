@@ -124,7 +124,7 @@ func (m *Manager) buildEnv(ctx context.Context, id string, now time.Time) (envs.
 		if err := m.destroyContainer(c); err != nil {
 			m.log.Warn("destroy build sandbox", "err", err)
 		}
-		_ = m.cg.RemoveUser(buildUser)
+		m.awaitUserCgroupRemoved(buildUser)
 	}()
 	st, err := c.State()
 	if err != nil {

@@ -309,6 +309,10 @@ func TestRandomKillsDuringCreate(t *testing.T) {
 	}
 	ids := listSessionIDs(t)
 	assert.False(t, slices.ContainsFunc(ids, func(id string) bool { return strings.HasPrefix(id, "kx-") }), "all cleaned up")
+	mustDaemon(t)
+	assert.Eventually(t, func() bool {
+		return !slices.ContainsFunc(cgroupDirsBelowParent(), func(dir string) bool { return strings.Contains(dir, "/user_"+user) })
+	}, 5*time.Second, 10*time.Millisecond, "nor is the user's cgroup left")
 }
 
 // TestKillDuringExpiry kills the daemon at each step of a session's
