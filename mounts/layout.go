@@ -65,7 +65,8 @@ type Layout struct {
 func (l Layout) Envs() string            { return filepath.Join(l.Root, "envs") }
 func (l Layout) AllowedPackages() string { return filepath.Join(l.Root, "allowed_packages.txt") }
 func (l Layout) PackageCache() string    { return filepath.Join(l.Root, "package_cache") }
-func (l Layout) Rootfs() string          { return filepath.Join(l.Root, "rootfs") }
+func (l Layout) System() string          { return filepath.Join(l.Root, "system") }
+func (l Layout) Rootfs() string          { return filepath.Join(l.System(), "rootfs") }
 func (l Layout) Containers() string      { return filepath.Join(l.Root, "containers") }
 func (l Layout) Agents() string          { return filepath.Join(l.Root, "agents") }
 func (l Layout) Quota() string           { return filepath.Join(l.Root, "quota") }
@@ -73,7 +74,7 @@ func (l Layout) Quota() string           { return filepath.Join(l.Root, "quota")
 // Identity is the directory of the passwd and group files of sandboxes
 // whose commands run as uid.
 func (l Layout) Identity(uid int) string {
-	return filepath.Join(l.Root, "identity", strconv.Itoa(uid))
+	return filepath.Join(l.System(), "identity", strconv.Itoa(uid))
 }
 func (l Layout) Workspaces() string { return filepath.Join(l.Root, "workspaces") }
 

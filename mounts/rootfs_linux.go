@@ -19,8 +19,9 @@ const (
 	// WheelsDir is where the package cache's presented directory (the
 	// wheels the allow-list allows) is bound read-only.
 	WheelsDir = "/opt/wheels"
-	// HelperPath is where the daemon's own binary is bound read-only, to
-	// serve as the sandbox's PID 1 and as the per-command supervisor.
+	// HelperPath is where the skeleton root has a copy of the daemon's
+	// own binary, to serve as the sandbox's PID 1 and as the per-command
+	// supervisor.
 	HelperPath = "/.sandboxd/sandboxd"
 )
 
@@ -42,9 +43,6 @@ func (l Layout) PrepareRootfs() error {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return fmt.Errorf("rootfs: %w", err)
 		}
-	}
-	if err := touch(filepath.Join(root, HelperPath)); err != nil {
-		return fmt.Errorf("rootfs: %w", err)
 	}
 	for _, link := range hostLinks {
 		if err := mirrorHostEntry(root, link); err != nil {
@@ -113,14 +111,6 @@ func mirrorHostEntry(root, name string) error {
 	return os.MkdirAll(dst, 0o755)
 }
 
-func touch(p string) error {
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	return f.Close()
-}
-
 // Spec is what one sandbox's mount table is composed from.
 type Spec struct {
 	// Files is the session's files (/workspace), SharedFiles its user's
@@ -130,11 +120,7 @@ type Spec struct {
 	VenvUpper, VenvWork string
 	// BaseEnv is the overlay's read-only lower layer: the version of the
 	// base environment the session started on.
-	BaseEnv string
-	// Wheels is the package cache's presented directory.
-	Wheels string
-	// Helper is the host path of the daemon binary.
-	Helper   string
+	BaseEnv  string
 	TmpBytes int64
 	// Identity is the directory of the passwd and group files the
 	// sandbox sees (Layout.Identity).
@@ -147,18 +133,11 @@ const (
 	noExecDev = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
 )
 
-// Mounts returns a session sandbox's mount table, in mount order: the
-// mounts every sandbox has (ReadyMounts), then the session's own
-// (SessionMounts).
-func Mounts(s Spec) []*configs.Mount {
-	return append(ReadyMounts(s.Helper, s.Wheels), SessionMounts(s)...)
-}
-
 // ReadyMounts are the mounts of a sandbox started before it is a
 // session's, which nothing of a user or session decides: kernel
-// filesystems, the host's /usr and /etc read-only, the daemon binary, the
-// presented wheels.
-func ReadyMounts(helper, wheels string) []*configs.Mount {
+// filesystems, the host's /usr and /etc read-only, the presented wheels.
+// The daemon binary is in the skeleton root (MountSystem).
+func ReadyMounts(wheels string) []*configs.Mount {
 	ms := []*configs.Mount{
 		{Source: "proc", Destination: "/proc", Device: "proc", Flags: noExecDev},
 		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
@@ -175,12 +154,9 @@ func ReadyMounts(helper, wheels string) []*configs.Mount {
 			ms = append(ms, &configs.Mount{Source: d, Destination: d, Device: "bind", Flags: roBind})
 		}
 	}
-	return append(ms,
-		&configs.Mount{Source: helper, Destination: HelperPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NODEV | unix.MS_NOSUID},
-		// The daemon updates the presented wheels in place, so sessions
-		// see a changed allow-list at once.
-		&configs.Mount{Source: wheels, Destination: WheelsDir, Device: "bind", Flags: roBind | unix.MS_NOEXEC},
-	)
+	// The daemon updates the presented wheels in place, so sessions see a
+	// changed allow-list at once.
+	return append(ms, &configs.Mount{Source: wheels, Destination: WheelsDir, Device: "bind", Flags: roBind | unix.MS_NOEXEC})
 }
 
 // SessionMounts are a session sandbox's own mounts, in mount order: its
@@ -200,8 +176,8 @@ func SessionMounts(s Spec) []*configs.Mount {
 // the base environment: the directory being built is mounted read-write
 // where sessions will see the finished venv, so the paths baked into it
 // are right, and the presented wheels where sessions see them.
-func BuildMounts(identity, helper, venv, wheels string, tmpBytes int64) []*configs.Mount {
-	return append(append(ReadyMounts(helper, wheels), identityAndTmp(identity, tmpBytes)...),
+func BuildMounts(identity, venv, wheels string, tmpBytes int64) []*configs.Mount {
+	return append(append(ReadyMounts(wheels), identityAndTmp(identity, tmpBytes)...),
 		&configs.Mount{Source: venv, Destination: VenvDir, Device: "bind", Flags: rwBind})
 }
 

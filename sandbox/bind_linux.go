@@ -23,9 +23,8 @@ import (
 const bindWait = 10 * time.Second
 
 // startNewSandbox starts a new session's sandbox: a ready one bound to it
-// when there is one, else one of its own. Its files are the daemon's own,
-// just made: a restarted session's, which its sandbox could write, get a
-// sandbox of their own (startSandbox), mounted by libcontainer.
+// when there is one, else one of its own (startSandbox). A restarted
+// session gets one of its own.
 func (m *Manager) startNewSandbox(s *session) error {
 	b := m.ready.take()
 	if b == nil {
@@ -88,15 +87,7 @@ func (m *Manager) bindReady(s *session, b *readyBox) (err error) {
 		cgPaths, err = m.moveIntoSession(spec, pid)
 		moved <- err
 	}()
-	trees, err := detachMounts(mounts.SessionMounts(m.mountSpec(s)))
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), bindWait)
-		err = shim.Bind(ctx, m.cfg.Helper, mntns, utsns, spec.hostname, trees)
-		cancel()
-	}
-	for _, t := range trees {
-		_ = t.Tree.Close()
-	}
+	err = m.mountSession(s, mntns, utsns)
 	if err = errors.Join(err, <-moved); err != nil {
 		return fmt.Errorf("session %q: %w", s.meta.ID, err)
 	}
@@ -177,6 +168,50 @@ func rebindState(dir string, spec boxSpec, cgPaths map[string]string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// mountSessionIn makes the session's own mounts in c, a sandbox just
+// started for it with the mounts every sandbox has.
+func (m *Manager) mountSessionIn(s *session, c *libcontainer.Container) error {
+	st, err := c.State()
+	if err != nil {
+		return fmt.Errorf("session %q: container state: %w", s.meta.ID, err)
+	}
+	pidfd, err := unix.PidfdOpen(st.InitProcessPid, 0)
+	if err != nil {
+		return fmt.Errorf("session %q: pidfd of its PID 1: %w", s.meta.ID, err)
+	}
+	defer unix.Close(pidfd)
+	mntns, utsns, err := namespaces(st.InitProcessPid, pidfd)
+	if err != nil {
+		return fmt.Errorf("session %q: %w", s.meta.ID, err)
+	}
+	defer mntns.Close()
+	defer utsns.Close()
+	if err := m.mountSession(s, mntns, utsns); err != nil {
+		return fmt.Errorf("session %q: %w", s.meta.ID, err)
+	}
+	return nil
+}
+
+// mountSession makes the session's own mounts (mounts.SessionMounts) in
+// the daemon, where their sources are opened and, for the overlay, named
+// by descriptor, and has the binder attach them, with the session's
+// hostname, in the sandbox whose namespaces mntns and utsns are. A
+// sandbox's mount table so names no path of the state directory.
+func (m *Manager) mountSession(s *session, mntns, utsns *os.File) error {
+	trees, err := detachMounts(mounts.SessionMounts(m.mountSpec(s)))
+	defer func() {
+		for _, t := range trees {
+			_ = t.Tree.Close()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bindWait)
+	defer cancel()
+	return shim.Bind(ctx, m.cfg.Helper, mntns, utsns, s.meta.ID, trees)
 }
 
 // namespaces opens the mount and UTS namespaces of pid, the process of
@@ -274,7 +309,11 @@ func detachNew(fstype, data string, attr uint64) (int, error) {
 	if data != "" {
 		for _, opt := range strings.Split(data, ",") {
 			k, v, ok := strings.Cut(opt, "=")
-			if ok {
+			if ok && fstype == "overlay" && overlayLayers[k] {
+				var fds []int
+				fds, err = setLayers(fs, k, v)
+				defer closeAll(fds)
+			} else if ok {
 				err = unix.FsconfigSetString(fs, k, v)
 			} else {
 				err = unix.FsconfigSetFlag(fs, k)
@@ -292,4 +331,33 @@ func detachNew(fstype, data string, attr uint64) (int, error) {
 		return -1, fmt.Errorf("fsmount %s: %w", fstype, err)
 	}
 	return fd, nil
+}
+
+// overlayLayers are the overlay options that name directories.
+var overlayLayers = map[string]bool{"lowerdir": true, "upperdir": true, "workdir": true}
+
+// setLayers gives the overlay being configured at fs its directories as
+// /proc/self/fd/N, which is what its options show in a sandbox's
+// /proc/self/mountinfo instead of the state directory's paths. Each is
+// opened as the daemon names it, its last component not followed; the
+// descriptors, which a kernel may resolve only when the overlay is
+// created, are the caller's to close after that.
+func setLayers(fs int, key, dirs string) ([]int, error) {
+	var fds []int
+	var names []string
+	for _, dir := range strings.Split(dirs, ":") {
+		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fds, fmt.Errorf("%s %s: %w", key, dir, err)
+		}
+		fds = append(fds, fd)
+		names = append(names, fmt.Sprintf("/proc/self/fd/%d", fd))
+	}
+	return fds, unix.FsconfigSetString(fs, key, strings.Join(names, ":"))
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		_ = unix.Close(fd)
+	}
 }

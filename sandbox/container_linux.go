@@ -47,7 +47,9 @@ type boxSpec struct {
 	swap bool
 }
 
-// boxSpec is the container of a session.
+// boxSpec is the container of a session: the mounts every sandbox has,
+// as a ready one has them; its own the daemon makes and attaches
+// (mountSession).
 func (m *Manager) boxSpec(s *session) boxSpec {
 	return boxSpec{
 		id:         s.meta.ID,
@@ -56,7 +58,7 @@ func (m *Manager) boxSpec(s *session) boxSpec {
 		cgroupPath: m.cg.SessionPath(s.meta.UserID, s.meta.ID),
 		limits:     s.meta.Limits.limits(),
 		swap:       m.swap,
-		mounts:     mounts.Mounts(m.mountSpec(s)),
+		mounts:     mounts.ReadyMounts(m.cache.PresentedDir()),
 	}
 }
 
@@ -70,8 +72,6 @@ func (m *Manager) mountSpec(s *session) mounts.Spec {
 		VenvUpper:   s.trees.VenvUpper,
 		VenvWork:    s.trees.VenvWork,
 		BaseEnv:     m.envDir(s.meta.Env),
-		Wheels:      m.cache.PresentedDir(),
-		Helper:      m.cfg.Helper,
 		TmpBytes:    s.meta.Limits.limits().TmpMB * mib,
 		Identity:    m.layout.Identity(s.owner.UID),
 	}
@@ -311,7 +311,11 @@ func (m *Manager) startSandbox(s *session) error {
 	if err != nil {
 		return fmt.Errorf("session %q: %w", s.meta.ID, err)
 	}
-	if err := m.attach(s, c); err != nil {
+	err = m.mountSessionIn(s, c)
+	if err == nil {
+		err = m.attach(s, c)
+	}
+	if err != nil {
 		_ = m.destroyContainer(c)
 		return err
 	}

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/runc/libcontainer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sandboxd/sandboxd/mounts"
 )
 
 // The hostile suite: everything a sandbox controls, and every byte a
@@ -248,4 +252,49 @@ func TestBackgroundOutputIsBoundedAcrossProcesses(t *testing.T) {
 	}
 	assert.LessOrEqual(t, total, 128<<10, "what is read back is within the bound")
 	assert.Zero(t, e.m.processBytes.Load(), "reading frees it")
+}
+
+// TestMountTableNamesNoHostPath: a sandbox's /proc/self/mountinfo says,
+// for each mount, where it comes from (the root of a bind within its file
+// system, an overlay's directories). None of it names the state directory
+// or the daemon binary, whether the sandbox was a ready one bound to the
+// session or one the session started itself (restarted after its sandbox
+// died).
+func TestMountTableNamesNoHostPath(t *testing.T) {
+	e := isolated(t, nil)
+	e.awaitReady(t)
+	bound := e.session(t, "mounts", nil)
+	restarted := e.session(t, "mounts", nil)
+	c, err := libcontainer.Load(e.m.layout.Containers(), restarted.ID)
+	require.NoError(t, err, "load container")
+	require.NoError(t, c.Signal(syscall.SIGKILL), "kill the sandbox")
+	e.restart(t)
+
+	// Where the state directory shares the host's root file system (loop
+	// mode on a host without quotas, as here), the presented wheels' bind
+	// can only show their path in it: README.md, threat model.
+	var state, root syscall.Stat_t
+	require.NoError(t, syscall.Stat(e.cfg.StateDir, &state), "stat the state directory")
+	require.NoError(t, syscall.Stat("/", &root), "stat /")
+	sharesRoot := state.Dev == root.Dev
+
+	for _, s := range []Session{bound, restarted} {
+		res := e.run(t, s.ID, "cat /proc/self/mountinfo", 10)
+		require.Equal(t, 0, res.ExitCode, "read mountinfo in %s: %s", s.ID, res.Stderr)
+		lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+		require.Greater(t, len(lines), 10, "the mount table of %s", s.ID)
+		for _, line := range lines {
+			f := strings.Fields(line)
+			require.Greater(t, len(f), 4, "a mountinfo line: %q", line)
+			if f[4] == mounts.WheelsDir && sharesRoot {
+				continue
+			}
+			assert.NotContains(t, line, e.cfg.StateDir, "%s: a mount names the state directory", s.ID)
+			assert.NotContains(t, line, e.cfg.Helper, "%s: a mount names the daemon binary", s.ID)
+		}
+		assert.Contains(t, res.Stdout, " "+mounts.VenvDir+" ", "%s has its venv overlay", s.ID)
+		assert.Contains(t, res.Stdout, "upperdir=/proc/self/fd/", "%s's overlay names its layers by descriptor", s.ID)
+	}
+	ls := e.run(t, restarted.ID, "ls /opt/venv/bin/python3 && test -x "+mounts.HelperPath+" && echo ok", 10)
+	assert.Equal(t, "/opt/venv/bin/python3\nok\n", ls.Stdout, "the restarted sandbox has its venv and the helper: %s", ls.Stderr)
 }

@@ -137,10 +137,11 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		m.Close()
 		return nil, fmt.Errorf("agents directory: %w", err)
 	}
-	if err := m.layout.PrepareRootfs(); err != nil {
+	if err := m.layout.MountSystem(cfg.Helper); err != nil {
 		m.Close()
 		return nil, err
 	}
+	m.removeOldSystemDirs()
 	if err := m.layout.WriteIdentity(m.envOwner, m.envOwner.GID); err != nil {
 		m.Close()
 		return nil, err
@@ -244,6 +245,10 @@ func (m *Manager) Close() {
 		_ = m.agents.Close()
 	}
 	if m.lock != nil {
+		// Only the daemon that holds the lock made it.
+		if err := m.layout.UnmountSystem(); err != nil {
+			m.log.Warn("unmount the system file system", "err", err)
+		}
 		_ = m.lock.Close()
 	}
 }

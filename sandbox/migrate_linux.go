@@ -151,3 +151,15 @@ func (m *Manager) retire(dir *mounts.Dir, dirPath string, names []string, skippe
 	}
 	return nil
 }
+
+// removeOldSystemDirs removes the skeleton root and the identity files an
+// older daemon kept in the state directory itself; they are in the system
+// file system now (mounts.Layout.MountSystem). Only the daemon writes
+// them, and a sandbox still bound to them keeps its own.
+func (m *Manager) removeOldSystemDirs() {
+	for _, name := range []string{"rootfs", "identity"} {
+		if err := os.RemoveAll(filepath.Join(m.layout.Root, name)); err != nil {
+			m.log.Warn("remove an older daemon's directory", "dir", name, "err", err)
+		}
+	}
+}

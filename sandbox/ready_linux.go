@@ -128,7 +128,7 @@ func (m *Manager) newReadyBox() (*readyBox, error) {
 		cgroupPath: m.cg.SessionPath(readyUser, id),
 		limits:     m.cfg.DefaultLimits,
 		swap:       m.swap,
-		mounts:     mounts.ReadyMounts(m.cfg.Helper, m.cache.PresentedDir()),
+		mounts:     mounts.ReadyMounts(m.cache.PresentedDir()),
 	})
 	if err != nil {
 		return nil, err

@@ -114,7 +114,7 @@ func (m *Manager) buildEnv(ctx context.Context, id string, now time.Time) (envs.
 		cgroupPath: m.cg.SessionPath(buildUser, boxID),
 		limits:     m.cfg.MaxLimits,
 		swap:       m.swap,
-		mounts:     mounts.BuildMounts(m.layout.Identity(m.envOwner.UID), m.cfg.Helper, m.envs.BuildDir(id), m.cache.PresentedDir(), m.cfg.MaxLimits.TmpMB*mib),
+		mounts:     mounts.BuildMounts(m.layout.Identity(m.envOwner.UID), m.envs.BuildDir(id), m.cache.PresentedDir(), m.cfg.MaxLimits.TmpMB*mib),
 	}
 	c, err := m.startContainer(spec)
 	if err != nil {

@@ -241,6 +241,12 @@ except OSError as e:
 "'
 	out=$(jget 'd["stdout"]')
 	check quota-project-escape "FS_IOC_FSSETXATTR from inside: '$out' (want EPERM, 1)" test "$out" = 1
+	# The state directory is a file system of its own here, so what a
+	# session's mount table says of its mounts' sources names no host path.
+	run q1 30 'cat /proc/self/mountinfo'
+	mi=$(jget 'd["stdout"]')
+	check mountinfo-no-host-path "HTTP $code; host paths: $(echo "$mi" | grep -E '/var/lib/sandboxd|/usr/bin/sandboxd' | tr '\n' ' ')" \
+		eval '[ "$code" = 200 ] && echo "$mi" | grep -q "upperdir=/proc/self/fd/" && ! echo "$mi" | grep -qE "/var/lib/sandboxd|/usr/bin/sandboxd"'
 	# Uploads: the daemon writes them without CAP_SYS_RESOURCE, so they
 	# meet the same limits (ext4 lets that capability past them).
 	head -c 20M /dev/zero >/var/tmp/upload.bin
