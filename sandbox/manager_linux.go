@@ -141,7 +141,6 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		m.Close()
 		return nil, err
 	}
-	m.removeOldSystemDirs()
 	if err := m.layout.WriteIdentity(m.envOwner, m.envOwner.GID); err != nil {
 		m.Close()
 		return nil, err

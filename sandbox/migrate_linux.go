@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/opencontainers/runc/libcontainer"
+
 	"github.com/sandboxd/sandboxd/mounts"
 )
 
@@ -154,10 +156,21 @@ func (m *Manager) retire(dir *mounts.Dir, dirPath string, names []string, skippe
 
 // removeOldSystemDirs removes the skeleton root and the identity files an
 // older daemon kept in the state directory itself; they are in the system
-// file system now (mounts.Layout.MountSystem). Only the daemon writes
-// them, and a sandbox still bound to them keeps its own.
-func (m *Manager) removeOldSystemDirs() {
-	for _, name := range []string{"rootfs", "identity"} {
+// file system now (mounts.Layout.MountSystem). The identity files are
+// bound by inode, so a sandbox keeps them; the skeleton root is what an
+// adopted sandbox of that daemon's still runs on (its /bin links), so it
+// is kept until none is.
+func (m *Manager) removeOldSystemDirs(adopted map[string]*libcontainer.Container) {
+	old := map[string]bool{"identity": true, "rootfs": true}
+	for _, c := range adopted {
+		if c.Config().Rootfs == filepath.Join(m.layout.Root, "rootfs") {
+			old["rootfs"] = false
+		}
+	}
+	for name, remove := range old {
+		if !remove {
+			continue
+		}
 		if err := os.RemoveAll(filepath.Join(m.layout.Root, name)); err != nil {
 			m.log.Warn("remove an older daemon's directory", "dir", name, "err", err)
 		}

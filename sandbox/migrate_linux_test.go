@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -81,4 +82,40 @@ stat -c %u /workspace/note.txt`, 10)
 	e.restart(t)
 	out = e.run(t, s.ID, "cat /workspace/note.txt /workspace/shared/data/old.txt", 10)
 	assert.Equal(t, "old workspace\nold shared\n", out.Stdout, "the files stay after the next start: %s", out.Stderr)
+}
+
+// TestOldSystemDirsGoOnceNoSandboxUsesThem: an older daemon kept the
+// skeleton root and the identity files in the state directory itself. The
+// identity files go at the next start; the skeleton root stays while an
+// adopted sandbox still runs on it (its /bin links are looked up there),
+// and goes at a start that adopts none that does.
+func TestOldSystemDirsGoOnceNoSandboxUsesThem(t *testing.T) {
+	e := isolated(t, nil)
+	s := e.session(t, "old-system", nil)
+	oldRootfs := filepath.Join(e.cfg.StateDir, "rootfs")
+	oldIdentity := filepath.Join(e.cfg.StateDir, "identity", "12345")
+	stateFile := filepath.Join(e.m.layout.Containers(), s.ID, "state.json")
+	setRootfs := func(rootfs string) {
+		data, err := os.ReadFile(stateFile)
+		require.NoError(t, err, "read container state")
+		var st map[string]any
+		require.NoError(t, json.Unmarshal(data, &st), "parse container state")
+		st["config"].(map[string]any)["rootfs"] = rootfs
+		data, err = json.Marshal(st)
+		require.NoError(t, err, "encode container state")
+		require.NoError(t, os.WriteFile(stateFile, data, 0o600), "write container state")
+	}
+	// The session's sandbox as an older daemon started it.
+	e.whileStopped(t, func() {
+		require.NoError(t, os.MkdirAll(oldIdentity, 0o755), "old identity dir")
+		require.NoError(t, os.MkdirAll(filepath.Join(oldRootfs, "usr"), 0o755), "old skeleton")
+		require.NoError(t, os.Symlink("usr/bin", filepath.Join(oldRootfs, "bin")), "old skeleton link")
+		setRootfs(oldRootfs)
+	})
+	assert.NoDirExists(t, filepath.Dir(oldIdentity), "the old identity files go")
+	assert.DirExists(t, oldRootfs, "the old skeleton stays while an adopted sandbox runs on it")
+	assert.Equal(t, 0, e.run(t, s.ID, "true", 10).ExitCode, "the session was adopted")
+
+	e.whileStopped(t, func() { setRootfs(e.m.layout.Rootfs()) })
+	assert.NoDirExists(t, oldRootfs, "the old skeleton goes once no sandbox runs on it")
 }

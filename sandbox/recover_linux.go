@@ -57,6 +57,7 @@ func (m *Manager) recover(ctx context.Context) error {
 		}
 	}
 	m.removeStraySockets()
+	m.removeOldSystemDirs(adopted)
 	for id, meta := range metas {
 		s := newSession(meta, m.layout.Session(meta.UserID, meta.ID))
 		s.phase = phaseLive
