@@ -90,6 +90,9 @@ func (d *Dir) removeEntry(name string, top *Dir, depth int) error {
 func (d *Dir) removeContents(top *Dir, depth int) error {
 	for range maxPasses {
 		names, err := d.names()
+		if errors.Is(err, unix.ENOENT) {
+			return nil // removed meanwhile (another remover): nothing to empty
+		}
 		if err != nil {
 			return err
 		}

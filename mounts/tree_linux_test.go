@@ -244,3 +244,18 @@ func TestUsageSumsRegularFilesWithoutFollowing(t *testing.T) {
 	// five symlinks and the FIFO count as files of no bytes.
 	assert.Equal(t, Usage{Bytes: 3*4 + int64(len(secretText)), Files: 3 + 1 + 5 + 1}, u, "usage")
 }
+
+// TestRemoveAllOfADirectoryAnotherRemoverTook: two removers of one tree
+// (the start-up's trash emptying and a replayed delete) may race; one that
+// finds the directory it opened already removed has nothing left to do.
+func TestRemoveAllOfADirectoryAnotherRemoverTook(t *testing.T) {
+	top := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(top, "x"), 0o755), "mkdir")
+	d := openTestDir(t, top)
+	sub, err := d.OpenDir("x")
+	require.NoError(t, err, "open x")
+	defer sub.Close()
+	require.NoError(t, os.Remove(filepath.Join(top, "x")), "the other remover takes it")
+	assert.NoError(t, sub.removeContents(sub, 1), "emptying a removed directory is done")
+	assert.NoError(t, d.RemoveAll("x"), "and removing it is no error")
+}
