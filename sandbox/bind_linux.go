@@ -293,7 +293,11 @@ func detachBind(source string, attr uint64, rec bool) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("open_tree %s: %w", source, err)
 	}
-	if err := unix.MountSetattr(fd, "", setFlags, &unix.MountAttr{Attr_set: attr}); err != nil {
+	// A clone of a shared mount joins its peer group: what the binder then
+	// mounts on it inside the sandbox (the shared files on the workspace)
+	// would propagate back to the daemon's mount of the source, and make
+	// the source's directories busy. The sandbox's copy is private.
+	if err := unix.MountSetattr(fd, "", setFlags, &unix.MountAttr{Attr_set: attr, Propagation: unix.MS_PRIVATE}); err != nil {
 		_ = unix.Close(fd)
 		return -1, fmt.Errorf("mount_setattr %s: %w", source, err)
 	}
