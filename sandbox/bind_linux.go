@@ -313,7 +313,7 @@ func detachNew(fstype, data string, attr uint64) (int, error) {
 	if data != "" {
 		for _, opt := range strings.Split(data, ",") {
 			k, v, ok := strings.Cut(opt, "=")
-			if ok && fstype == "overlay" && overlayLayers[k] {
+			if ok && fstype == "overlay" && isLayerOption(k) {
 				var fds []int
 				fds, err = setLayers(fs, k, v)
 				defer closeAll(fds)
@@ -337,8 +337,10 @@ func detachNew(fstype, data string, attr uint64) (int, error) {
 	return fd, nil
 }
 
-// overlayLayers are the overlay options that name directories.
-var overlayLayers = map[string]bool{"lowerdir": true, "upperdir": true, "workdir": true}
+// isLayerOption says whether the overlay option k names directories.
+func isLayerOption(k string) bool {
+	return k == "lowerdir" || k == "upperdir" || k == "workdir"
+}
 
 // setLayers gives the overlay being configured at fs its directories as
 // /proc/self/fd/N, which is what its options show in a sandbox's
