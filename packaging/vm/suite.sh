@@ -110,6 +110,12 @@ while kill -0 "$curlpid" 2>/dev/null; do
 		sandboxd --config /etc/sandboxd/config.yaml doctor 2>&1 | sed 's/^/  # doctor: /'
 		break
 	fi
+	# A slow start says what it is doing, so that a hang is not silent.
+	if [ $(($(date +%s) - t)) -ge 120 ] && [ $((($(date +%s) - t) % 60)) = 0 ]; then
+		note "still waiting for the first request after $(secs "$t")s; the journal ends:"
+		journalctl -u sandboxd -o cat --no-pager | tail -n 4 | sed 's/^/  # journal: /'
+		ps -eo pid,etime,time,comm --sort=-time | head -n 6 | sed 's/^/  # ps: /'
+	fi
 	sleep 1
 done
 wait "$curlpid" 2>/dev/null
